@@ -1,0 +1,14 @@
+# The two commands of the README. Both set up .venv first (idempotent).
+.PHONY: quickstart test setup lint
+
+setup:
+	scripts/setup.sh
+
+quickstart: setup
+	.venv/bin/melt run recipes/quickstart.yaml
+
+test: setup
+	.venv/bin/python -m pytest -q
+
+lint: setup
+	.venv/bin/ruff format --check . && .venv/bin/ruff check .

@@ -1,0 +1,1 @@
+"""Host-side analysis: per-trial metrics from raw events, statistics, validity."""

@@ -1,0 +1,160 @@
+"""Derived metrics of one case, from the agent's raw files (trials.jsonl, agent.json).
+
+Definitions (DESIGN.md): ttft_s = request start (tokenisation included) to first token;
+prefill_tok_s = prompt tokens / prompt-processing time; decode_tok_s = (n_gen - 1) /
+(t_last_token - t_first_token); itl_* = gaps between generated tokens; e2e_s = request start to
+last token. Summaries are medians over counted trials; warm-ups are never counted.
+"""
+
+from __future__ import annotations
+
+from melt.analysis.stats import cv_pct, percentile, spread
+
+ID_COLUMNS = ["case_id", "device", "model", "runtime"]
+METRIC_COLUMNS = [
+    "load_s", "ttft_s", "prefill_tok_s", "decode_tok_s", "itl_p50_ms", "itl_p90_ms", "itl_p99_ms", "e2e_s",
+    "latency_p50_ms", "latency_p90_ms", "latency_p99_ms", "throughput_ips", "peak_rss_mb",
+    "power_avg_w", "energy_j", "energy_prefill_j", "energy_decode_j", "j_per_token", "power_method",
+    "temp_max_c", "throttled", "n_trials", "cv_pct", "validity",
+]  # fmt: skip
+LLAMA_COLUMNS = {
+    "load_s",
+    "ttft_s",
+    "prefill_tok_s",
+    "decode_tok_s",
+    "itl_p50_ms",
+    "itl_p90_ms",
+    "itl_p99_ms",
+    "e2e_s",
+}
+ORT_COLUMNS = {"load_s", "latency_p50_ms", "latency_p90_ms", "latency_p99_ms", "throughput_ips"}
+TELEMETRY_COLUMNS = [
+    "power_avg_w",
+    "energy_j",
+    "energy_prefill_j",
+    "energy_decode_j",
+    "j_per_token",
+    "temp_max_c",
+    "throttled",
+]
+NO_TELEMETRY = "not measured: this version of melt samples no sensors during a case"
+CV_LIMIT_PCT = 10.0
+MIN_TRIALS_FOR_SPREAD = 3
+
+
+def llama_trial(t: dict) -> dict:
+    """Per-trial figures of one llama.cpp trial."""
+    tok = t["token_ns"]
+    prefill_s = (t["t_prefill_end_ns"] - t["t_tokenized_ns"]) / 1e9
+    decode_s = (tok[-1] - tok[0]) / 1e9
+    perf = t.get("llama_perf", {})
+    return {
+        "ttft_s": (tok[0] - t["t_start_ns"]) / 1e9,
+        "prefill_tok_s": t["n_prompt"] / prefill_s if prefill_s > 0 else None,
+        "decode_tok_s": (len(tok) - 1) / decode_s if len(tok) > 1 and decode_s > 0 else None,
+        "e2e_s": (tok[-1] - t["t_start_ns"]) / 1e9,
+        "itl_ms": [(b - a) / 1e6 for a, b in zip(tok, tok[1:], strict=False)],
+        "llama_perf_prefill_tok_s": perf["n_p_eval"] / perf["t_p_eval_ms"] * 1e3 if perf.get("t_p_eval_ms") else None,
+        "llama_perf_decode_tok_s": perf["n_eval"] / perf["t_eval_ms"] * 1e3 if perf.get("t_eval_ms") else None,
+    }
+
+
+def _values(rows: list[dict], key: str) -> list[float]:
+    return [r[key] for r in rows if r.get(key) is not None]
+
+
+def _llama(counted: list[dict]) -> tuple[dict, dict, float | None]:
+    rows = [llama_trial(t) for t in counted]
+    spreads = {k: spread(_values(rows, k)) for k in ("ttft_s", "prefill_tok_s", "decode_tok_s", "e2e_s")}
+    spreads["llama_perf_prefill_tok_s"] = spread(_values(rows, "llama_perf_prefill_tok_s"))
+    spreads["llama_perf_decode_tok_s"] = spread(_values(rows, "llama_perf_decode_tok_s"))
+    gaps = [g for r in rows for g in r["itl_ms"]]
+    spreads["itl_ms"] = spread(gaps)
+    figures = {k: (spreads[k] or {}).get("median") for k in ("ttft_s", "prefill_tok_s", "decode_tok_s", "e2e_s")}
+    for q in (50, 90, 99):
+        figures[f"itl_p{q}_ms"] = percentile(gaps, q)
+    return figures, spreads, cv_pct(_values(rows, "decode_tok_s"))
+
+
+def _onnx(counted: list[dict]) -> tuple[dict, dict, float | None]:
+    latencies = [t["duration_s"] * 1e3 for t in counted]
+    figures = {f"latency_p{q}_ms": percentile(latencies, q) for q in (50, 90, 99)}
+    wall_s = (counted[-1]["t_end_ns"] - counted[0]["t_start_ns"]) / 1e9 if counted else 0
+    figures["throughput_ips"] = len(counted) / wall_s if wall_s > 0 else None
+    return figures, {"latency_ms": spread(latencies)}, cv_pct(latencies)
+
+
+def validity(n_trials: int, counted_s: float, cv: float | None, protocol: dict, agent_protocol: dict) -> dict:
+    """valid / semivalid / invalid, with every reason (pyperf-style warnings, as data)."""
+    reasons, verdict = [], "valid"
+    if n_trials == 0:
+        return {"verdict": "invalid", "reasons": ["no counted trials"]}
+    if n_trials < protocol["repetitions"]:
+        reasons.append(f"too few trials: {n_trials} < repetitions {protocol['repetitions']}")
+    if n_trials < MIN_TRIALS_FOR_SPREAD:
+        reasons.append(f"too few trials to judge spread: {n_trials} < {MIN_TRIALS_FOR_SPREAD}")
+    if counted_s < protocol["min_duration_s"]:
+        reasons.append(
+            f"too short: counted trials took {counted_s:.3f} s < min_duration_s {protocol['min_duration_s']}"
+        )
+    if cv is not None and cv > CV_LIMIT_PCT:
+        reasons.append(f"spread over {CV_LIMIT_PCT:.0f}%: cv {cv:.1f}%")
+    if "max_repetitions" in agent_protocol.get("stopped_because", ""):
+        reasons.append(f"stopped at the cap: {agent_protocol['stopped_because']}")
+    if reasons:
+        verdict = "semivalid"
+    return {"verdict": verdict, "reasons": reasons}
+
+
+def case_metrics(case: dict, trials: list[dict], agent: dict) -> dict:
+    """Everything metrics.json holds: the summary row's figures, spreads, validity, and why a
+    figure is empty where it is."""
+    runtime = case["runtime"]
+    counted = [t for t in trials if not t.get("warmup")]
+    applicable = LLAMA_COLUMNS if runtime == "llama_cpp" else ORT_COLUMNS
+    if runtime == "llama_cpp":
+        figures, spreads, cv = _llama(counted) if counted else ({}, {}, None)
+    else:
+        figures, spreads, cv = _onnx(counted) if counted else ({}, {}, None)
+    figures["load_s"] = agent.get("load", {}).get("load_s")
+    figures["peak_rss_mb"] = agent.get("peak_rss_mb")
+    counted_s = sum(t["duration_s"] for t in counted)
+    verdict = validity(len(counted), counted_s, cv, case["protocol"], agent.get("protocol", {}))
+    summary: dict = {}
+    missing: dict = {}
+    for column in METRIC_COLUMNS:
+        if column in ("n_trials", "cv_pct", "validity", "power_method"):
+            continue
+        value = figures.get(column)
+        summary[column] = value
+        if value is None:
+            if column in TELEMETRY_COLUMNS:
+                missing[column] = NO_TELEMETRY
+            elif column in ("load_s", "peak_rss_mb") or column in applicable:
+                missing[column] = "not measurable: too few counted trials or tokens" if counted else "no counted trials"
+            else:
+                missing[column] = f"not applicable to runtime {runtime}"
+    summary["power_method"] = "none"
+    summary["n_trials"] = len(counted)
+    summary["cv_pct"] = cv
+    summary["validity"] = verdict["verdict"]
+    return {
+        "case_id": case["case_id"],
+        "runtime": runtime,
+        "summary": summary,
+        "missing": missing,
+        "spread": spreads,
+        "cv_metric": "decode_tok_s" if runtime == "llama_cpp" else "latency_ms",
+        "validity": verdict,
+        "trials": {
+            "counted": len(counted),
+            "warmup": len(trials) - len(counted),
+            "counted_duration_s": counted_s,
+        },
+        "memory": {
+            "rss_after_load_mb": agent.get("rss_after_load_mb"),
+            "peak_rss_after_load_mb": agent.get("peak_rss_after_load_mb"),
+            "peak_rss_mb": agent.get("peak_rss_mb"),
+        },
+        "effective_params": agent.get("load", {}).get("effective_params"),
+    }

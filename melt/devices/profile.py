@@ -1,0 +1,109 @@
+"""Device profile schema: how to reach a device, what it is, where its sensors are, its limits."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Literal, Union
+
+from pydantic import Field
+
+from melt.errors import InputError, Problem
+from melt.schema import Strict, validate
+from melt.yamlfile import load
+
+PROFILES_DIR = Path(__file__).resolve().parents[2] / "device_profiles"
+
+
+class LocalTransport(Strict):
+    kind: Literal["local"]
+
+
+class SshTransport(Strict):
+    kind: Literal["ssh"]
+    host: str
+    user: str | None = None
+    port: Annotated[int, Field(ge=1, le=65535)] | None = None
+    identity: str | None = None
+    host_key_check: Literal["strict", "accept-new"] = "strict"
+
+
+class AdbTransport(Strict):
+    kind: Literal["adb"]
+    serial: str
+
+
+Transport = Annotated[Union[LocalTransport, SshTransport, AdbTransport], Field(discriminator="kind")]  # noqa: UP007
+
+
+class Battery(Strict):
+    current_unit: Literal["uA", "mA", "A"] | None = None
+    voltage_unit: Literal["uV", "mV", "V"] | None = None
+    discharge_sign: Literal["negative", "positive"] | None = None
+
+
+class Sensors(Strict):
+    root: str = "/"
+    tegrastats: str | None = None
+    vcgencmd: str | None = None
+    power_total: str | None = None
+    battery: Battery | None = None
+
+
+class Limits(Strict):
+    mem_bandwidth_gbs: Annotated[float, Field(gt=0)] | None = None
+    tdp_w: Annotated[float, Field(gt=0)] | None = None
+
+
+class ProfileSpec(Strict):
+    name: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")]
+    description: str = ""
+    platform: Literal["linux", "jetson", "raspberrypi", "android"] = "linux"
+    transport: Transport
+    workdir: str | None = None
+    python: str | None = None
+    llama_cpp_bin: str | None = None
+    sensors: Sensors = Sensors()
+    limits: Limits = Limits()
+    tags: list[str] = []
+
+
+@dataclass(frozen=True)
+class DeviceProfile:
+    path: Path
+    spec: ProfileSpec
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    def to_json(self) -> dict:
+        return {"path": str(self.path), **self.spec.model_dump(mode="json")}
+
+
+def profile_path(name_or_path: str) -> Path:
+    """A path to a profile file, or the name of a shipped one in device_profiles/."""
+    candidate = Path(name_or_path).expanduser()
+    if candidate.suffix in (".yaml", ".yml") or candidate.is_file() or "/" in name_or_path:
+        return candidate
+    return PROFILES_DIR / f"{name_or_path}.yaml"
+
+
+def available_profiles() -> list[str]:
+    return sorted(p.stem for p in PROFILES_DIR.glob("*.yaml"))
+
+
+def load_profile(name_or_path: str) -> DeviceProfile:
+    path = profile_path(name_or_path)
+    if not path.is_file():
+        raise InputError(
+            Problem(
+                str(path),
+                "",
+                "a device profile (a name from device_profiles/ or a path)",
+                f"no file for {name_or_path!r}",
+            ),
+            hint="Known profiles: " + ", ".join(available_profiles()),
+        )
+    doc = load(path, "device profile")
+    return DeviceProfile(path=path.resolve(), spec=validate(ProfileSpec, doc))

@@ -1,0 +1,329 @@
+"""Recipe schema, validation and matrix expansion into cases.
+
+A recipe says what to measure: models (each with a runtime, a source, a workload and params),
+and the measurement protocol. Every list under `params` (and `workload.prompt_tokens`) is a
+matrix axis; the cartesian product per model, per device, gives the cases.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import Field, model_validator
+
+from melt import sources
+from melt.errors import InputError, Problem
+from melt.schema import Strict, axis, validate
+from melt.yamlfile import YamlDoc, load
+
+Identifier = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")]
+Sha256 = Annotated[str, Field(pattern=r"^[0-9a-fA-F]{64}$")]
+PositiveInt = Annotated[int, Field(ge=1)]
+KV_CACHE_TYPES = ("f32", "f16", "bf16", "q8_0", "q4_0", "q4_1", "iq4_nl", "q5_0", "q5_1")
+
+
+class Source(Strict):
+    path: str | None = None
+    package_file: str | None = None
+    python: str | None = None
+    url: str | None = None
+    pip: str | None = None  # the pip package that provides a package_file / python source
+    sha256: Sha256 | None = None
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> Source:
+        kinds = [k for k in sources.KINDS if getattr(self, k) is not None]
+        if len(kinds) != 1:
+            raise ValueError(f"exactly one of {', '.join(sources.KINDS)} (found {kinds or 'none'})")
+        return self
+
+    @property
+    def kind(self) -> str:
+        return next(k for k in sources.KINDS if getattr(self, k) is not None)
+
+    @property
+    def ref(self) -> str:
+        return getattr(self, self.kind)
+
+
+class LlamaCppWorkload(Strict):
+    prompt_tokens: axis(PositiveInt) | None = None
+    prompts: str | None = None  # JSONL file, one {"prompt": "..."} per line, relative to the recipe
+    n_gen: PositiveInt = 64
+
+    @model_validator(mode="after")
+    def _one_prompt_kind(self) -> LlamaCppWorkload:
+        if (self.prompt_tokens is None) == (self.prompts is None):
+            raise ValueError("exactly one of prompt_tokens (synthetic prompts of N tokens) or prompts (a JSONL file)")
+        return self
+
+
+class LlamaCppParams(Strict):
+    threads: axis(PositiveInt) | None = None
+    threads_batch: axis(PositiveInt) | None = None
+    n_ctx: axis(PositiveInt) | None = None
+    n_batch: axis(PositiveInt) | None = None
+    n_ubatch: axis(PositiveInt) | None = None
+    n_gpu_layers: axis(Annotated[int, Field(ge=-1)]) | None = None
+    flash_attn: axis(bool) | None = None
+    cache_type_k: axis(Literal[KV_CACHE_TYPES]) | None = None
+    cache_type_v: axis(Literal[KV_CACHE_TYPES]) | None = None
+    use_mmap: axis(bool) | None = None
+
+
+DEFAULT_N_CTX = 2048
+
+
+class LlamaCppModel(Strict):
+    id: Identifier
+    runtime: Literal["llama_cpp"]
+    source: Source
+    sha256: Sha256 | None = None
+    workload: LlamaCppWorkload
+    params: LlamaCppParams = LlamaCppParams()
+
+
+class OrtInput(Strict):
+    shape: list[Annotated[int, Field(ge=0)]] | None = None  # for inputs with dynamic dimensions
+    value: int | float | bool | list[Any] | None = None  # for scalar / constant inputs (e.g. a sample rate)
+
+    @model_validator(mode="after")
+    def _shape_or_value(self) -> OrtInput:
+        if (self.shape is None) == (self.value is None):
+            raise ValueError("exactly one of shape (random data of that shape) or value (a fixed value)")
+        return self
+
+
+class OrtWorkload(Strict):
+    inputs: dict[str, OrtInput] = {}
+    seed: int = 0
+
+
+GRAPH_OPT_LEVELS = ("disable", "basic", "extended", "all")
+
+
+class OrtParams(Strict):
+    intra_op_threads: axis(Annotated[int, Field(ge=0)]) | None = None
+    inter_op_threads: axis(Annotated[int, Field(ge=0)]) | None = None
+    graph_optimization_level: axis(Literal[GRAPH_OPT_LEVELS]) | None = None
+    execution_provider: axis(str) | None = None
+    execution_mode: axis(Literal["sequential", "parallel"]) | None = None
+
+
+class OrtModel(Strict):
+    id: Identifier
+    runtime: Literal["onnxruntime"]
+    source: Source
+    sha256: Sha256 | None = None
+    workload: OrtWorkload = OrtWorkload()
+    params: OrtParams = OrtParams()
+
+
+ModelSpec = Annotated[Union[LlamaCppModel, OrtModel], Field(discriminator="runtime")]  # noqa: UP007
+
+
+class Protocol(Strict):
+    warmup: Annotated[int, Field(ge=0)] = 1
+    repetitions: PositiveInt = 5
+    min_duration_s: Annotated[float, Field(ge=0)] = 1.0
+    max_repetitions: PositiveInt = 100_000  # a cap for very fast models with a long min_duration_s
+    cooldown_s: Annotated[float, Field(ge=0)] = 0.0
+    timeout_s: Annotated[float, Field(gt=0)] = 1800.0  # per case, on the host; the agent is killed after
+
+    @model_validator(mode="after")
+    def _cap(self) -> Protocol:
+        if self.max_repetitions < self.repetitions:
+            raise ValueError(f"max_repetitions >= repetitions ({self.repetitions})")
+        return self
+
+
+class RecipeSpec(Strict):
+    name: Identifier
+    description: str = ""
+    models: Annotated[list[ModelSpec], Field(min_length=1)]
+    protocol: Protocol = Protocol()
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """A validated recipe and where it came from."""
+
+    path: Path
+    spec: RecipeSpec
+    sha256: str
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def directory(self) -> Path:
+        return self.path.parent
+
+    def model(self, model_id: str) -> LlamaCppModel | OrtModel:
+        return next(m for m in self.spec.models if m.id == model_id)
+
+    def resolved(self) -> dict:
+        """The recipe with every default filled in, as recorded in run.json."""
+        return self.spec.model_dump(mode="json")
+
+
+@dataclass(frozen=True)
+class Case:
+    """One point of the matrix: recipe x device x parameter values."""
+
+    case_id: str
+    recipe: str
+    device: str
+    model_id: str
+    runtime: str
+    source: dict
+    workload: dict
+    params: dict
+    protocol: dict
+    label: str = field(compare=False, default="")
+
+    def to_json(self) -> dict:
+        return {
+            "case_id": self.case_id,
+            "label": self.label,
+            "recipe": self.recipe,
+            "device": self.device,
+            "model": self.model_id,
+            "runtime": self.runtime,
+            "source": self.source,
+            "workload": self.workload,
+            "params": self.params,
+            "protocol": self.protocol,
+        }
+
+
+def case_id_of(identity: dict) -> str:
+    """Stable id: sha256 of the canonical JSON of what the user asked for (no paths, no versions)."""
+    canonical = json.dumps(identity, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()[:12]
+
+
+def _point_label(values: dict) -> str:
+    return " ".join(f"{k}={v}" for k, v in values.items())
+
+
+def expand(recipe: Recipe, devices: list[str]) -> list[Case]:
+    """Cartesian product of each model's axes, for each device, in a stable order."""
+    cases = []
+    protocol = recipe.spec.protocol.model_dump(mode="json")
+    for device in devices:
+        for model in recipe.spec.models:
+            params = {k: v for k, v in model.params.model_dump(mode="json").items() if v is not None}
+            workload = {k: v for k, v in model.workload.model_dump(mode="json").items() if v is not None}
+            axes = {f"params.{k}": v for k, v in params.items()}
+            if "prompt_tokens" in workload:
+                axes = {"workload.prompt_tokens": workload["prompt_tokens"], **axes}
+            names = list(axes)
+            for combo in itertools.product(*(axes[n] for n in names)):
+                point = dict(zip(names, combo, strict=False))
+                case_params = {k: point[f"params.{k}"] for k in params}
+                case_workload = dict(workload)
+                if "prompt_tokens" in workload:
+                    case_workload["prompt_tokens"] = point["workload.prompt_tokens"]
+                source = model.source.model_dump(mode="json", exclude_none=True)
+                identity = {
+                    "recipe": recipe.name,
+                    "device": device,
+                    "model": model.id,
+                    "runtime": model.runtime,
+                    "source": source,
+                    "workload": case_workload,
+                    "params": case_params,
+                    "protocol": protocol,
+                }
+                label = f"{model.id} " + _point_label({n.split(".", 1)[1]: v for n, v in point.items()})
+                cases.append(
+                    Case(
+                        case_id=case_id_of(identity),
+                        recipe=recipe.name,
+                        device=device,
+                        model_id=model.id,
+                        runtime=model.runtime,
+                        source=source,
+                        workload=case_workload,
+                        params=case_params,
+                        protocol=protocol,
+                        label=label.strip(),
+                    )
+                )
+    return cases
+
+
+def _check_llama_workload(doc: YamlDoc, i: int, model: LlamaCppModel) -> list[Problem]:
+    problems = []
+    w = model.workload
+    n_ctx_values = model.params.n_ctx or [DEFAULT_N_CTX]
+    if w.prompt_tokens is not None:
+        for n_ctx in n_ctx_values:
+            for n in w.prompt_tokens:
+                if n + w.n_gen > n_ctx:
+                    problems.append(
+                        doc.problem(
+                            ("models", i, "workload", "prompt_tokens"),
+                            f"prompt_tokens + n_gen <= n_ctx ({n_ctx})",
+                            f"{n} + {w.n_gen} = {n + w.n_gen}",
+                        )
+                    )
+    if w.prompts is not None:
+        key = ("models", i, "workload", "prompts")
+        path = (doc.path.parent / w.prompts).resolve()
+        if not path.is_file():
+            return [doc.problem(key, "a JSONL file of prompts (relative to the recipe)", f"no file {path}")]
+        n_prompts = 0
+        for line_no, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as e:
+                problems.append(doc.problem(key, f'{path}:{line_no}: a JSON object {{"prompt": "..."}}', str(e)))
+                continue
+            if not (isinstance(row, dict) and isinstance(row.get("prompt"), str) and row["prompt"]):
+                problems.append(
+                    doc.problem(key, f'{path}:{line_no}: a JSON object {{"prompt": "..."}}', repr(row)[:80])
+                )
+            n_prompts += 1
+        if n_prompts == 0:
+            problems.append(doc.problem(key, "at least one prompt", f"an empty file {path}"))
+    return problems
+
+
+def _check_models(doc: YamlDoc, spec: RecipeSpec) -> list[Problem]:
+    problems = []
+    seen: dict[str, int] = {}
+    for i, model in enumerate(spec.models):
+        if model.id in seen:
+            problems.append(
+                doc.problem(("models", i, "id"), "a unique model id", f"{model.id!r} again (models[{seen[model.id]}])")
+            )
+        seen.setdefault(model.id, i)
+        if model.sha256 and model.source.sha256 and model.sha256.lower() != model.source.sha256.lower():
+            problems.append(doc.problem(("models", i, "sha256"), "the same sha256 as source.sha256", model.sha256))
+        problem = sources.check(model.source, doc.path.parent)
+        if problem:
+            expected, found, hint = problem
+            problems.append(doc.problem(("models", i, "source", model.source.kind), expected, found + hint))
+        if isinstance(model, LlamaCppModel):
+            problems += _check_llama_workload(doc, i, model)
+    return problems
+
+
+def load_recipe(path: str | Path) -> Recipe:
+    """Parse and validate a recipe file; raise InputError listing every problem."""
+    doc = load(Path(path), "recipe")
+    spec = validate(RecipeSpec, doc)
+    problems = _check_models(doc, spec)
+    if problems:
+        raise InputError(problems)
+    return Recipe(path=Path(path).resolve(), spec=spec, sha256=hashlib.sha256(doc.path.read_bytes()).hexdigest())

@@ -1,0 +1,1 @@
+"""Views of results: text/markdown/CSV/JSON exports (the HTML report comes later)."""

@@ -1,0 +1,271 @@
+"""A run: plan (validate everything, write nothing), then execute case by case.
+
+Every case runs in a fresh agent process; its raw files land in its folder, metrics are derived
+from them, and run.json records each case's status as it goes, so a crash or Ctrl-C loses only
+the case in flight and `--resume` finishes the rest.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+from melt import hostinfo, sources
+from melt.analysis.metrics import case_metrics
+from melt.devices.local import open_session
+from melt.devices.profile import DeviceProfile, load_profile
+from melt.errors import InputError, MeltError, Problem
+from melt.recipe import Case, Recipe, expand, load_recipe
+from melt.results.layout import RunDir, check_run_id, read_json, read_trials, write_json
+
+SUPPORTED_TRANSPORTS = ("local",)
+
+
+@dataclass(frozen=True)
+class Plan:
+    recipe: Recipe
+    profiles: list[DeviceProfile]
+    cases: list[Case]
+
+
+def plan(recipe_path: str | Path, devices: list[str] | tuple[str, ...] = ()) -> Plan:
+    """Validate the recipe and profiles and expand the matrix. Raises InputError; writes nothing."""
+    recipe = load_recipe(recipe_path)
+    profiles = [load_profile(d) for d in (devices or ["local"])]
+    problems = []
+    seen = set()
+    for p in profiles:
+        if p.spec.transport.kind not in SUPPORTED_TRANSPORTS:
+            problems.append(
+                Problem(
+                    str(p.path),
+                    "transport.kind",
+                    f"one of {list(SUPPORTED_TRANSPORTS)} (ssh and adb are not supported yet)",
+                    repr(p.spec.transport.kind),
+                )
+            )
+        if p.name in seen:
+            problems.append(Problem(str(p.path), "name", "each device once", f"{p.name!r} twice"))
+        seen.add(p.name)
+    if problems:
+        raise InputError(problems)
+    return Plan(recipe, profiles, expand(recipe, [p.name for p in profiles]))
+
+
+def default_run_id(recipe: Recipe, now: datetime | None = None) -> str:
+    now = now or datetime.now(timezone.utc)
+    return f"{now:%Y%m%dT%H%M%SZ}-{recipe.name}"
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+@dataclass
+class Outcome:
+    run_dir: Path
+    ok: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+    skipped: list[str] = field(default_factory=list)
+
+
+Progress = Callable[..., None]
+
+
+def _quiet(event: str, **info) -> None:
+    pass
+
+
+class Execution:
+    """Carries one run from plan to results on disk."""
+
+    def __init__(self, the_plan: Plan, results: Path, run_id: str | None, resume: bool, progress: Progress):
+        self.plan = the_plan
+        self.progress = progress
+        run_id = check_run_id(run_id) if run_id else default_run_id(the_plan.recipe)
+        self.run = RunDir(Path(results) / run_id)
+        self.run_id = run_id
+        if resume and not self.run.exists():
+            raise InputError(
+                Problem(str(self.run.path), "--resume", "an earlier run with this --run-id", "no run.json there")
+            )
+        if not resume and self.run.path.exists() and any(self.run.path.iterdir()):
+            raise InputError(
+                Problem(str(self.run.path), "--run-id", "a new run id", "a folder that already holds a run"),
+                hint="Use --resume to finish that run, or choose another --run-id.",
+            )
+        self.resume = resume
+
+    def _resolve_models(self) -> dict:
+        """Before anything is written: a bad source or checksum is bad input (exit 2)."""
+        recipe = self.plan.recipe
+        return {
+            model.id: sources.resolve(
+                model.source,
+                recipe.directory,
+                model.sha256,
+                where=(str(recipe.path), f"models[{i}].source.{model.source.kind}"),
+            )
+            for i, model in enumerate(recipe.spec.models)
+        }
+
+    def _manifest(self, models: dict, devices_env: dict) -> dict:
+        recipe = self.plan.recipe
+        previous = self.run.read() if self.resume else {}
+        cases = previous.get("cases", {})
+        for case in self.plan.cases:
+            cases.setdefault(
+                case.case_id,
+                {"status": "pending", "label": case.label, "device": case.device, "model": case.model_id},
+            )
+        return {
+            "run_id": self.run_id,
+            "status": "running",
+            "started_at": previous.get("started_at", _now()),
+            "ended_at": None,
+            "resumed_at": ([*previous.get("resumed_at", []), _now()] if self.resume else []),
+            "recipe": {
+                "name": recipe.name,
+                "path": str(recipe.path),
+                "sha256": recipe.sha256,
+                "resolved": recipe.resolved(),
+            },
+            "devices": {p.name: {"profile": p.to_json(), **devices_env.get(p.name, {})} for p in self.plan.profiles},
+            "host": hostinfo.collect(),
+            "models": {mid: m.to_json() for mid, m in models.items()},
+            "cases": cases,
+        }
+
+    def _device_env(self, profile: DeviceProfile) -> dict:
+        runtimes = sorted({c.runtime for c in self.plan.cases if c.device == profile.name})
+        return open_session(profile).environment(runtimes)
+
+    def execute(self) -> Outcome:
+        models = self._resolve_models()
+        devices_env = {p.name: self._device_env(p) for p in self.plan.profiles}
+        manifest = self._manifest(models, devices_env)
+        self.run.write(manifest)
+        outcome = Outcome(self.run.path)
+        sessions = {p.name: open_session(p) for p in self.plan.profiles}
+        profiles = {p.name: p for p in self.plan.profiles}
+        todo = [c for c in self.plan.cases if manifest["cases"][c.case_id]["status"] != "ok"]
+        outcome.skipped = [c.case_id for c in self.plan.cases if c not in todo]
+        try:
+            for i, case in enumerate(todo):
+                if i and case.protocol["cooldown_s"]:
+                    self.progress("cooldown", seconds=case.protocol["cooldown_s"])
+                    time.sleep(case.protocol["cooldown_s"])  # a plain wait: nothing else to do meanwhile
+                runtime_env = devices_env[case.device].get("runtimes", {}).get(case.runtime, {})
+                self.progress("case_start", case=case, index=i + 1, total=len(todo))
+                entry = manifest["cases"][case.case_id]
+                entry.update(status="running", started_at=_now(), ended_at=None, reason=None)
+                self.run.write(manifest)
+                if not runtime_env.get("available", False):
+                    reason = (
+                        f"runtime {case.runtime} is not importable on device {case.device}: "
+                        f"{runtime_env.get('error')}; install it there"
+                    )
+                    status = "failed"
+                else:
+                    status, reason = self._run_case(
+                        case, models[case.model_id], sessions[case.device], profiles[case.device]
+                    )
+                entry.update(status=status, ended_at=_now(), reason=reason)
+                self.run.write(manifest)
+                (
+                    outcome.ok.append(case.case_id)
+                    if status == "ok"
+                    else outcome.failed.__setitem__(case.case_id, reason)
+                )
+                self.progress(
+                    "case_end",
+                    case=case,
+                    status=status,
+                    reason=reason,
+                    metrics=self.run.metrics(case.case_id),
+                )
+        except KeyboardInterrupt:
+            for entry in manifest["cases"].values():
+                if entry["status"] == "running":
+                    entry.update(status="failed", reason="interrupted", ended_at=_now())
+            manifest.update(status="interrupted", ended_at=_now())
+            self.run.write(manifest)
+            self.run.write_summary(manifest)
+            raise
+        statuses = [e["status"] for e in manifest["cases"].values()]
+        manifest.update(status="complete" if all(s == "ok" for s in statuses) else "partial", ended_at=_now())
+        self.run.write(manifest)
+        self.run.write_summary(manifest)
+        return outcome
+
+    def _run_case(
+        self, case: Case, model: sources.ResolvedModel, session, profile: DeviceProfile
+    ) -> tuple[str, str | None]:
+        case_dir = self.run.case_dir(case.case_id)
+        if case_dir.exists():
+            shutil.rmtree(case_dir)  # a failed earlier attempt: its partial files would mix with this one
+        case_dir.mkdir(parents=True)
+        case_json = {
+            **case.to_json(),
+            "model_path": str(model.path),
+            "model_sha256": model.sha256,
+            "model_size_bytes": model.size_bytes,
+            "sensors_root": profile.spec.sensors.root,
+        }
+        write_json(case_dir / "case.json", case_json)
+        if "prompts" in case.workload:
+            shutil.copyfile(self.plan.recipe.directory / case.workload["prompts"], case_dir / "prompts.jsonl")
+        exit_ = session.run_case(case_dir, case.protocol["timeout_s"])
+        agent_json = case_dir / "agent.json"
+        agent = read_json(agent_json) if agent_json.is_file() else {}
+        if exit_.timed_out:
+            return (
+                "failed",
+                f"timed out after {case.protocol['timeout_s']} s (protocol.timeout_s); the agent was killed",
+            )
+        if exit_.returncode != 0 or agent.get("status") != "ok":
+            reason = agent.get("error") or _exit_reason(exit_.returncode, exit_.log_tail)
+            return "failed", reason
+        trials = read_trials(case_dir / "trials.jsonl")
+        write_json(case_dir / "metrics.json", case_metrics(case_json, trials, agent))
+        return "ok", None
+
+
+def _exit_reason(returncode: int | None, log_tail: str) -> str:
+    last = log_tail.strip().splitlines()[-1] if log_tail.strip() else "no output"
+    if returncode in (-9, 137):
+        return f"the agent was killed (SIGKILL: out of memory?): {last}"
+    if returncode is not None and returncode < 0:
+        return f"the agent died of signal {-returncode}: {last}"
+    return f"the agent exited with {returncode}: {last}"
+
+
+def reanalyse(run_dir: Path) -> None:
+    """Re-derive metrics.json and summary.csv from the raw files (no device needed)."""
+    run = RunDir(run_dir)
+    manifest = run.read()
+    for case_id, entry in manifest["cases"].items():
+        if entry["status"] != "ok":
+            continue
+        case_dir = run.case_dir(case_id)
+        case = read_json(case_dir / "case.json")
+        agent = read_json(case_dir / "agent.json")
+        write_json(case_dir / "metrics.json", case_metrics(case, read_trials(case_dir / "trials.jsonl"), agent))
+    run.write_summary(manifest)
+
+
+def execute(
+    the_plan: Plan,
+    results: Path,
+    run_id: str | None = None,
+    resume: bool = False,
+    progress: Progress = _quiet,
+) -> Outcome:
+    return Execution(the_plan, results, run_id, resume, progress).execute()
+
+
+__all__ = ["plan", "execute", "reanalyse", "Plan", "Outcome", "MeltError"]

@@ -1,0 +1,72 @@
+"""Shared fixtures: tiny real models (written by the tests), recipe files, and the CLI."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from tiny_models import write_tiny_gguf, write_tiny_onnx, write_tiny_static_onnx
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+@pytest.fixture(autouse=True)
+def _melt_cache(tmp_path_factory, monkeypatch):
+    """Downloads and hash caches go to a temp folder, never to the user's cache."""
+    monkeypatch.setenv("MELT_CACHE", str(tmp_path_factory.getbasetemp() / "melt-cache"))
+
+
+@pytest.fixture(scope="session")
+def models(tmp_path_factory) -> dict[str, Path]:
+    folder = tmp_path_factory.mktemp("models")
+    return {
+        "gguf": write_tiny_gguf(folder / "tiny.gguf"),
+        "onnx": write_tiny_onnx(folder / "tiny_vad.onnx"),
+        "static_onnx": write_tiny_static_onnx(folder / "tiny_static.onnx"),
+    }
+
+
+@pytest.fixture
+def workdir(tmp_path, models) -> Path:
+    """A folder with the tiny models next to where recipes are written."""
+    for _name, path in models.items():
+        (tmp_path / path.name).symlink_to(path)
+    return tmp_path
+
+
+def write_recipe(folder: Path, body: str, name: str = "recipe.yaml") -> Path:
+    path = folder / name
+    path.write_text(textwrap.dedent(body).lstrip())
+    return path
+
+
+@pytest.fixture
+def cli():
+    """Invoke the real click app in-process; returns (exit_code, output incl. stderr)."""
+    from cli import cli as app
+
+    def invoke(*args: str):
+        result = CliRunner().invoke(app, [str(a) for a in args], catch_exceptions=False)
+        return result.exit_code, result.output
+
+    return invoke
+
+
+def run_melt(*args: str, cwd: Path | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
+    """The installed `melt` command in a real process."""
+    melt = Path(sys.executable).with_name("melt")
+    cmd = [str(melt)] if melt.exists() else [sys.executable, str(ROOT / "cli.py")]
+    return subprocess.run(
+        [*cmd, *map(str, args)],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=dict(os.environ),
+    )

@@ -1,0 +1,272 @@
+"""End-to-end `melt run` on the `local` device through the real CLI, with real llama.cpp and ONNX
+Runtime on tiny models the tests write; failures, interruption and --resume."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from conftest import ROOT, run_melt, write_recipe
+
+CHECK_RESULTS = ROOT.parent / "shared" / "tools" / "check_results.py"
+
+RECIPE = """
+name: e2e
+models:
+  - id: tiny-llm
+    runtime: llama_cpp
+    source: {path: tiny.gguf}
+    workload: {prompt_tokens: [16, 600], n_gen: 12}
+    params: {threads: 1, n_ctx: 1024, n_batch: 256}
+  - id: tiny-llm-prompts
+    runtime: llama_cpp
+    source: {path: tiny.gguf}
+    workload: {prompts: prompts.jsonl, n_gen: 5}
+  - id: tiny-vad
+    runtime: onnxruntime
+    source: {path: tiny_vad.onnx}
+    workload:
+      inputs:
+        input: {shape: [1, 512]}
+        state: {shape: [2, 1, 16]}
+        sr: {value: 16000}
+    params: {intra_op_threads: [1, 2], graph_optimization_level: all}
+  - id: tiny-static
+    runtime: onnxruntime
+    source: {path: tiny_static.onnx}
+protocol: {warmup: 1, repetitions: 4, min_duration_s: 0.05, max_repetitions: 2000}
+"""
+
+
+def read_csv(path: Path) -> list[dict]:
+    with path.open(newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+@pytest.fixture(scope="module")
+def e2e(tmp_path_factory, models):
+    folder = tmp_path_factory.mktemp("e2e")
+    for path in models.values():
+        (folder / path.name).symlink_to(path)
+    (folder / "prompts.jsonl").write_text(
+        json.dumps({"prompt": "We hold these truths to be self-evident"})
+        + "\n"
+        + json.dumps({"prompt": "Life, Liberty"})
+        + "\n"
+    )
+    recipe = write_recipe(folder, RECIPE)
+    proc = run_melt("run", recipe, "--results", folder / "results", "--run-id", "r1", cwd=folder)
+    return folder, proc, folder / "results" / "r1"
+
+
+def test_run_writes_the_results_contract(e2e):
+    folder, proc, run_dir = e2e
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.stdout.strip().splitlines()[-1] == f"results: {run_dir}"
+    check = subprocess.run([sys.executable, str(CHECK_RESULTS), str(run_dir)], capture_output=True, text=True)
+    assert check.returncode == 0, check.stdout
+    rows = read_csv(run_dir / "summary.csv")
+    assert len(rows) == 6
+    assert {r["model"] for r in rows} == {"tiny-llm", "tiny-llm-prompts", "tiny-vad", "tiny-static"}
+    for r in rows:
+        assert int(r["n_trials"]) >= 4 and r["validity"] in ("valid", "semivalid")
+        assert r["energy_j"] == "" and r["power_method"] == "none"  # not measured here: empty, never invented
+        if r["runtime"] == "llama_cpp":
+            assert r["latency_p50_ms"] == "" and float(r["itl_p90_ms"]) >= float(r["itl_p50_ms"]) > 0
+        else:
+            assert r["decode_tok_s"] == "" and float(r["latency_p99_ms"]) >= float(r["latency_p50_ms"]) > 0
+
+
+def test_run_json_records_provenance(e2e):
+    _, _, run_dir = e2e
+    run = json.loads((run_dir / "run.json").read_text())
+    assert run["schema_version"] == 1 and run["status"] == "complete"
+    assert run["recipe"]["resolved"]["protocol"]["repetitions"] == 4
+    assert len(run["models"]["tiny-llm"]["sha256"]) == 64
+    device = run["devices"]["local"]
+    assert device["runtimes"]["llama_cpp"]["llama_cpp_python"]
+    assert device["runtimes"]["onnxruntime"]["onnxruntime"]
+    assert device["environment"]["cpu_count"] >= 1 and device["environment"]["kernel"]
+    assert run["host"]["packages"]["llama_cpp_python"] and run["host"]["melt"]
+    assert all(c["status"] == "ok" and c["started_at"] and c["ended_at"] for c in run["cases"].values())
+
+
+def cases_of(run_dir: Path, model: str) -> list[Path]:
+    return [d for d in (run_dir / "cases").iterdir() if json.loads((d / "case.json").read_text())["model"] == model]
+
+
+def test_llama_trials_hold_every_token_and_exact_prompts(e2e):
+    _, _, run_dir = e2e
+    seen_lengths = set()
+    for case_dir in cases_of(run_dir, "tiny-llm"):
+        case = json.loads((case_dir / "case.json").read_text())
+        trials = read_jsonl(case_dir / "trials.jsonl")
+        warm = [t for t in trials if t["warmup"]]
+        counted = [t for t in trials if not t["warmup"]]
+        assert len(warm) == 1 and len(counted) >= 4
+        for t in trials:
+            assert t["n_prompt"] == case["workload"]["prompt_tokens"]  # exactly N tokens
+            assert len(t["token_ns"]) == t["n_gen"] == 12  # fixed count, EOS ignored
+            assert (
+                t["token_ns"] == sorted(t["token_ns"])
+                and t["t_start_ns"] < t["t_tokenized_ns"] <= t["t_prefill_end_ns"]
+            )
+            assert t["llama_perf"]["n_p_eval"] == t["n_prompt"]
+        assert len({tuple(t["tokens"]) for t in trials}) == 1  # greedy: every trial generates the same tokens
+        seen_lengths.add(case["workload"]["prompt_tokens"])
+        metrics = json.loads((case_dir / "metrics.json").read_text())
+        assert metrics["summary"]["n_trials"] == len(counted)
+        assert metrics["spread"]["decode_tok_s"]["n"] == len(counted)
+        agent = json.loads((case_dir / "agent.json").read_text())
+        assert agent["load"]["effective_params"]["threads"] == 1 and agent["load"]["effective_params"]["n_batch"] == 256
+        assert agent["peak_rss_mb"] >= agent["rss_after_load_mb"] > 0
+    assert seen_lengths == {16, 600}
+
+
+def test_jsonl_prompts_are_used_in_turn(e2e):
+    _, _, run_dir = e2e
+    (case_dir,) = cases_of(run_dir, "tiny-llm-prompts")
+    trials = read_jsonl(case_dir / "trials.jsonl")
+    lengths = [t["n_prompt"] for t in trials]
+    assert lengths[0] == lengths[2] != lengths[1] == lengths[3]
+
+
+def test_onnx_case_uses_recipe_inputs_and_params(e2e):
+    _, _, run_dir = e2e
+    vad = cases_of(run_dir, "tiny-vad")
+    threads = set()
+    for case_dir in vad:
+        agent = json.loads((case_dir / "agent.json").read_text())
+        assert agent["load"]["model"]["fed_shapes"] == {"input": [1, 512], "state": [2, 1, 16], "sr": []}
+        threads.add(agent["load"]["effective_params"]["intra_op_threads"])
+        assert agent["load"]["effective_params"]["graph_optimization_level"] == "ORT_ENABLE_ALL"
+        counted = [t for t in read_jsonl(case_dir / "trials.jsonl") if not t["warmup"]]
+        metrics = json.loads((case_dir / "metrics.json").read_text())
+        if sum(t["duration_s"] for t in counted) < 0.05:  # tiny inferences: the cap stops it first, and says so
+            assert len(counted) == 2000 and "max_repetitions" in agent["protocol"]["stopped_because"]
+            assert metrics["validity"]["verdict"] == "semivalid"
+            assert any("stopped at the cap" in r for r in metrics["validity"]["reasons"])
+    assert threads == {1, 2}
+
+
+def test_results_list_show_export(e2e):
+    folder, _, run_dir = e2e
+    listing = run_melt("results", "list", "--results", folder / "results")
+    assert listing.returncode == 0 and "r1" in listing.stdout and "6/6 ok" in listing.stdout
+    md = run_melt("results", "export", run_dir, "--format", "md")
+    assert md.returncode == 0 and md.stdout.count("\n| local |") == 6
+    data = json.loads(run_melt("results", "export", run_dir, "--format", "json").stdout)
+    assert len(data["cases"]) == 6 and "energy_j" in data["cases"][0]["missing"]
+    assert run_melt("results", "export", run_dir, "--format", "csv").stdout == (run_dir / "summary.csv").read_text()
+    assert "tiny-vad" in run_melt("results", "show", run_dir).stdout
+
+
+def test_existing_run_id_is_refused_without_resume(e2e):
+    folder, _, _ = e2e
+    proc = run_melt("run", folder / "recipe.yaml", "--results", folder / "results", "--run-id", "r1")
+    assert proc.returncode == 2 and "--resume" in proc.stderr
+    proc = run_melt("run", folder / "recipe.yaml", "--results", folder / "results", "--run-id", "nope", "--resume")
+    assert proc.returncode == 2 and not (folder / "results" / "nope").exists()
+
+
+def test_failed_case_is_recorded_and_the_run_goes_on(workdir):
+    recipe = write_recipe(
+        workdir,
+        """
+        name: fail
+        models:
+          - id: static
+            runtime: onnxruntime
+            source: {path: tiny_static.onnx}
+            params: {execution_provider: [NoSuchExecutionProvider, CPUExecutionProvider]}
+          - id: vad-missing-shape
+            runtime: onnxruntime
+            source: {path: tiny_vad.onnx}
+        protocol: {warmup: 0, repetitions: 3, min_duration_s: 0}
+        """,
+    )
+    proc = run_melt("run", recipe, "--results", workdir / "results", "--run-id", "f")
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "--resume" in proc.stderr
+    run = json.loads((workdir / "results" / "f" / "run.json").read_text())
+    statuses = sorted((c["label"], c["status"], c["reason"] or "") for c in run["cases"].values())
+    assert statuses[0][1] == "ok"
+    assert "not available here; available: [" in statuses[1][2] and "'CPUExecutionProvider'" in statuses[1][2]
+    assert "input input has dynamic dimensions" in statuses[2][2] and "workload.inputs.input.shape" in statuses[2][2]
+    assert run["status"] == "partial"
+    assert len(read_csv(workdir / "results" / "f" / "summary.csv")) == 1
+
+
+def test_interrupted_run_resumes_only_what_is_missing(workdir):
+    recipe = write_recipe(
+        workdir,
+        """
+        name: resume
+        models:
+          - id: static
+            runtime: onnxruntime
+            source: {path: tiny_static.onnx}
+            params: {intra_op_threads: [1, 2, 3, 4]}
+        protocol: {warmup: 0, repetitions: 3, min_duration_s: 0.7}
+        """,
+    )
+    results = workdir / "results"
+    melt = Path(sys.executable).with_name("melt")
+    proc = subprocess.Popen(
+        [str(melt), "run", recipe, "--results", results, "--run-id", "r"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    run_json = results / "r" / "run.json"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if run_json.is_file():
+            try:
+                cases = json.loads(run_json.read_text())["cases"]
+            except ValueError:
+                cases = {}
+            if any(c["status"] == "ok" for c in cases.values()):
+                break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    proc.communicate(timeout=60)
+    assert proc.returncode != 0
+    run = json.loads(run_json.read_text())
+    assert run["status"] == "interrupted"
+    done = {cid for cid, c in run["cases"].items() if c["status"] == "ok"}
+    assert 1 <= len(done) < 4
+    assert any(c["reason"] == "interrupted" for c in run["cases"].values())
+    assert not any(p.cmdline()[-1].endswith(tuple(run["cases"])) for p in _agents())  # no agent left behind
+    kept = {cid: os.stat(results / "r" / "cases" / cid / "trials.jsonl").st_mtime_ns for cid in done}
+
+    again = run_melt("run", recipe, "--results", results, "--run-id", "r", "--resume")
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert f"{len(done)} cases already done, kept" in again.stdout
+    run = json.loads(run_json.read_text())
+    assert run["status"] == "complete" and len(run["resumed_at"]) == 1
+    assert all(c["status"] == "ok" for c in run["cases"].values())
+    assert kept == {cid: os.stat(results / "r" / "cases" / cid / "trials.jsonl").st_mtime_ns for cid in done}
+    assert len(read_csv(results / "r" / "summary.csv")) == 4
+
+
+def _agents():
+    import psutil
+
+    for p in psutil.process_iter(["cmdline"]):
+        try:
+            if "melt.agent" in " ".join(p.info["cmdline"] or []):
+                yield p
+        except psutil.Error:
+            continue
