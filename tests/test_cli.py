@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -46,3 +47,24 @@ def test_validate_without_runtimes(tmp_path):
     )
     proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
     assert proc.returncode == 2 and "models: expected a list with at least 1 item" in proc.stderr, proc.stderr
+
+
+def test_devices_list_and_probe(cli):
+    code, out = cli("devices", "list")
+    assert code == 0 and out.startswith("local ")
+    from conftest import run_melt
+
+    proc = run_melt("devices", "probe", "local", "--json")
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(proc.stdout)
+    assert data["device"] == "local" and data["environment"]["cpu_count"] >= 1
+    assert data["runtimes"]["llama_cpp"]["available"] and data["runtimes"]["onnxruntime"]["available"]
+    text = run_melt("devices", "probe", "local")
+    assert text.returncode == 0 and "llama_cpp: ok" in text.stdout
+
+
+def test_shipped_recipes_validate(cli):
+    """The quickstart's model packages are installed by the set-up, so its sources resolve."""
+    for recipe in sorted((ROOT / "recipes").glob("*.yaml")):
+        code, out = cli("validate", recipe)
+        assert code == 0, out

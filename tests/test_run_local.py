@@ -270,3 +270,60 @@ def _agents():
                 yield p
         except psutil.Error:
             continue
+
+
+def test_case_past_its_deadline_is_killed_and_marked(workdir):
+    recipe = write_recipe(
+        workdir,
+        """
+        name: slow
+        models:
+          - id: static
+            runtime: onnxruntime
+            source: {path: tiny_static.onnx}
+        protocol: {warmup: 0, repetitions: 3, min_duration_s: 30, timeout_s: 1.5}
+        """,
+    )
+    started = time.monotonic()
+    proc = run_melt("run", recipe, "--results", workdir / "results", "--run-id", "slow")
+    assert time.monotonic() - started < 20
+    assert proc.returncode == 1
+    run = json.loads((workdir / "results" / "slow" / "run.json").read_text())
+    (entry,) = run["cases"].values()
+    assert entry["status"] == "failed" and "timed out after 1.5 s" in entry["reason"]
+    assert not list(_agents())
+
+
+def test_killed_agent_is_a_failed_case_with_the_reason(workdir):
+    """An agent killed mid-case (as the OOM killer does) fails that case only."""
+    wrapper = workdir / "python-oom"
+    wrapper.write_text(
+        "#!/bin/sh\n"
+        '# a device whose agent gets SIGKILLed while running the "doomed" case\n'
+        'case "$*" in *run*) grep -q doomed "$4/case.json" && kill -9 $$ ;; esac\n'
+        f'exec {sys.executable} "$@"\n'
+    )
+    wrapper.chmod(0o755)
+    profile = workdir / "oom.yaml"
+    profile.write_text(f"name: oomy\ntransport: {{kind: local}}\npython: {wrapper}\n")
+    recipe = write_recipe(
+        workdir,
+        """
+        name: oom
+        models:
+          - id: doomed
+            runtime: onnxruntime
+            source: {path: tiny_static.onnx}
+          - id: fine
+            runtime: onnxruntime
+            source: {path: tiny_static.onnx}
+        protocol: {warmup: 0, repetitions: 3, min_duration_s: 0}
+        """,
+    )
+    proc = run_melt("run", recipe, "-d", profile, "--results", workdir / "results", "--run-id", "oom")
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    run = json.loads((workdir / "results" / "oom" / "run.json").read_text())
+    by_model = {c["model"]: c for c in run["cases"].values()}
+    assert by_model["doomed"]["status"] == "failed" and "SIGKILL" in by_model["doomed"]["reason"]
+    assert by_model["fine"]["status"] == "ok"
+    assert [r["model"] for r in read_csv(workdir / "results" / "oom" / "summary.csv")] == ["fine"]
