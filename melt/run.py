@@ -144,8 +144,30 @@ class Execution:
         runtimes = sorted({c.runtime for c in self.plan.cases if c.device == profile.name})
         return open_session(profile).environment(runtimes)
 
+    def _check_resumable(self, models: dict) -> None:
+        """One run measures one recipe and one set of model files: a changed one starts a new run."""
+        previous = self.run.read()
+        recipe = self.plan.recipe
+        problems = []
+        if previous["recipe"]["sha256"] != recipe.sha256:
+            problems.append(
+                Problem(str(recipe.path), "", "the recipe the run started with", "a changed recipe (sha256 differs)")
+            )
+        for model_id, model in models.items():
+            before = previous.get("models", {}).get(model_id, {}).get("sha256")
+            if before and before != model.sha256:
+                problems.append(
+                    Problem(
+                        str(recipe.path), f"models[{model_id}]", f"the model file with sha256 {before}", model.sha256
+                    )
+                )
+        if problems:
+            raise InputError(problems, hint=f"Start a new run instead of resuming {self.run_id}.")
+
     def execute(self) -> Outcome:
         models = self._resolve_models()
+        if self.resume:
+            self._check_resumable(models)
         devices_env = {p.name: self._device_env(p) for p in self.plan.profiles}
         manifest = self._manifest(models, devices_env)
         self.run.write(manifest)

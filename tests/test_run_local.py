@@ -327,3 +327,40 @@ def test_killed_agent_is_a_failed_case_with_the_reason(workdir):
     assert by_model["doomed"]["status"] == "failed" and "SIGKILL" in by_model["doomed"]["reason"]
     assert by_model["fine"]["status"] == "ok"
     assert [r["model"] for r in read_csv(workdir / "results" / "oom" / "summary.csv")] == ["fine"]
+
+
+def test_resume_refuses_a_changed_recipe(workdir):
+    body = """
+        name: same
+        models:
+          - id: static
+            runtime: onnxruntime
+            source: {path: tiny_static.onnx}
+        protocol: {warmup: 0, repetitions: REPS, min_duration_s: 0}
+        """
+    recipe = write_recipe(workdir, body.replace("REPS", "3"))
+    assert run_melt("run", recipe, "--results", workdir / "results", "--run-id", "s").returncode == 0
+    write_recipe(workdir, body.replace("REPS", "4"))
+    proc = run_melt("run", recipe, "--results", workdir / "results", "--run-id", "s", "--resume")
+    assert proc.returncode == 2 and "a changed recipe" in proc.stderr and "Start a new run" in proc.stderr
+
+
+def test_llama_cpp_refusal_carries_llama_cpp_reason(workdir):
+    recipe = write_recipe(
+        workdir,
+        """
+        name: kv
+        models:
+          - id: tiny
+            runtime: llama_cpp
+            source: {path: tiny.gguf}
+            workload: {prompt_tokens: 16, n_gen: 4}
+            params: {threads: 1, flash_attn: false, cache_type_v: q8_0}
+        protocol: {warmup: 0, repetitions: 2, min_duration_s: 0}
+        """,
+    )
+    proc = run_melt("run", recipe, "--results", workdir / "results", "--run-id", "kv")
+    assert proc.returncode == 1
+    (entry,) = json.loads((workdir / "results" / "kv" / "run.json").read_text())["cases"].values()
+    assert "Failed to create llama_context" in entry["reason"]
+    assert "llama.cpp said:" in entry["reason"] and "quantized V cache requires flash_attn" in entry["reason"]

@@ -45,6 +45,32 @@ def prompt_text() -> str:
     return resources.files("melt.runtimes").joinpath(PROMPT_TEXT).read_text(encoding="utf-8")
 
 
+class LlamaLog:
+    """Keeps llama.cpp's warnings and errors (they say why a context cannot be created, for
+    example). llama-cpp-python 0.3.x maps ggml's log levels with an outdated table and drops
+    errors when verbose=False; these are ggml's current values (ggml.h, enum ggml_log_level)."""
+
+    WARN, ERROR, CONT = 3, 4, 5
+
+    def __init__(self, lib):
+        self.messages: list[str] = []
+        self._last = 0
+
+        @lib.llama_log_callback
+        def _callback(level, text, user_data):
+            if level in (self.WARN, self.ERROR) or (level == self.CONT and self._last in (self.WARN, self.ERROR)):
+                self.messages.append(text.decode("utf-8", errors="replace").strip())
+            if level != self.CONT:
+                self._last = level
+
+        self._callback = _callback  # ctypes callbacks must outlive their registration
+        lib.llama_log_set(_callback, ctypes.c_void_p(0))
+
+    def why(self) -> str:
+        said = [m for m in self.messages if m][-3:]
+        return f"; llama.cpp said: {' | '.join(said)}" if said else ""
+
+
 class Runner:
     def __init__(self, case: dict, case_dir: str):
         self.model_path = case["model_path"]
@@ -78,9 +104,13 @@ class Runner:
         import llama_cpp
 
         self.lib = llama_cpp
+        self.log = LlamaLog(llama_cpp)
         kwargs = self._llama_kwargs()
         t0 = time.monotonic_ns()
-        self.llm = llama_cpp.Llama(model_path=self.model_path, **kwargs)
+        try:
+            self.llm = llama_cpp.Llama(model_path=self.model_path, **kwargs)
+        except ValueError as e:
+            raise RuntimeError(f"{e}{self.log.why()}") from None
         t1 = time.monotonic_ns()
         self.ctx = self.llm._ctx.ctx
         model = self.llm._model.model
@@ -115,6 +145,7 @@ class Runner:
                 "metadata": {k: v for k, v in self.llm.metadata.items() if not k.startswith("tokenizer.")},
             },
             "prompts": self.prompt_info,
+            "llama_cpp_warnings": list(self.log.messages),
         }
 
     def _tokenize(self, text: str) -> list[int]:
@@ -178,7 +209,7 @@ class Runner:
         t_tokenized = time.monotonic_ns()
         for chunk in chunks:
             if lib.llama_decode(ctx, lib.llama_batch_get_one(chunk, len(chunk))) != 0:
-                raise RuntimeError("llama_decode failed during prefill")
+                raise RuntimeError(f"llama_decode failed during prefill{self.log.why()}")
         lib.llama_synchronize(ctx)
         t_prefill_end = time.monotonic_ns()
 
@@ -190,7 +221,7 @@ class Runner:
         for _ in range(self.n_gen - 1):
             one[0] = token
             if lib.llama_decode(ctx, batch) != 0:
-                raise RuntimeError(f"llama_decode failed at generated token {len(generated)}")
+                raise RuntimeError(f"llama_decode failed at generated token {len(generated)}{self.log.why()}")
             token = self._argmax()
             token_ns.append(time.monotonic_ns())
             generated.append(token)
