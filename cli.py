@@ -77,8 +77,6 @@ def _case_line(event: str, info: dict) -> str | None:
                 figures.append(fmt.format(s[key]))
         cv = f", cv {s['cv_pct']:.1f}%" if s.get("cv_pct") is not None else ""
         return f"    ok: {', '.join(figures)} ({s.get('n_trials')} trials{cv}, {s.get('validity')})"
-    if event == "cooldown":
-        return f"    cool-down {info['seconds']} s"
     return None
 
 

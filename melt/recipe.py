@@ -142,11 +142,23 @@ class Protocol(Strict):
         return self
 
 
+class Telemetry(Strict):
+    interval_ms: Annotated[int, Field(ge=0)] = 100  # 0: no sampling
+    idle_s: Annotated[float, Field(ge=0)] = 3.0  # idle window before the case: the power baseline
+
+
+class Gate(Strict):
+    max_temp_c: float  # wait before each case until the hottest zone is below this
+    timeout_s: Annotated[float, Field(gt=0)] = 300.0
+
+
 class RecipeSpec(Strict):
     name: Identifier
     description: str = ""
     models: Annotated[list[ModelSpec], Field(min_length=1)]
     protocol: Protocol = Protocol()
+    telemetry: Telemetry = Telemetry()
+    gate: Gate | None = None
 
 
 @dataclass(frozen=True)
@@ -187,6 +199,8 @@ class Case:
     params: dict
     protocol: dict
     label: str = field(compare=False, default="")
+    telemetry: dict = field(compare=False, default_factory=dict)  # how it is observed: not in case_id
+    gate: dict | None = field(compare=False, default=None)
 
     def to_json(self) -> dict:
         return {
@@ -200,6 +214,8 @@ class Case:
             "workload": self.workload,
             "params": self.params,
             "protocol": self.protocol,
+            "telemetry": self.telemetry,
+            "gate": self.gate,
         }
 
 
@@ -217,6 +233,8 @@ def expand(recipe: Recipe, devices: list[str]) -> list[Case]:
     """Cartesian product of each model's axes, for each device, in a stable order."""
     cases = []
     protocol = recipe.spec.protocol.model_dump(mode="json")
+    telemetry = recipe.spec.telemetry.model_dump(mode="json")
+    gate = recipe.spec.gate.model_dump(mode="json") if recipe.spec.gate else None
     for device in devices:
         for model in recipe.spec.models:
             params = {k: v for k, v in model.params.model_dump(mode="json").items() if v is not None}
@@ -255,6 +273,8 @@ def expand(recipe: Recipe, devices: list[str]) -> list[Case]:
                         params=case_params,
                         protocol=protocol,
                         label=label.strip(),
+                        telemetry=telemetry,
+                        gate=gate,
                     )
                 )
     return cases

@@ -8,7 +8,6 @@ the case in flight and `--resume` finishes the rest.
 from __future__ import annotations
 
 import shutil
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -16,6 +15,7 @@ from pathlib import Path
 
 from melt import hostinfo, sources
 from melt.analysis.metrics import case_metrics
+from melt.analysis.trace import read_trace
 from melt.devices.local import open_session
 from melt.devices.profile import DeviceProfile, load_profile
 from melt.errors import InputError, MeltError, Problem
@@ -178,9 +178,6 @@ class Execution:
         outcome.skipped = [c.case_id for c in self.plan.cases if c not in todo]
         try:
             for i, case in enumerate(todo):
-                if i and case.protocol["cooldown_s"]:
-                    self.progress("cooldown", seconds=case.protocol["cooldown_s"])
-                    time.sleep(case.protocol["cooldown_s"])  # a plain wait: nothing else to do meanwhile
                 runtime_env = devices_env[case.device].get("runtimes", {}).get(case.runtime, {})
                 self.progress("case_start", case=case, index=i + 1, total=len(todo))
                 entry = manifest["cases"][case.case_id]
@@ -237,6 +234,7 @@ class Execution:
             "model_sha256": model.sha256,
             "model_size_bytes": model.size_bytes,
             "sensors_root": profile.spec.sensors.root,
+            "sensors": profile.spec.sensors.model_dump(mode="json", exclude_none=True),
         }
         write_json(case_dir / "case.json", case_json)
         if "prompts" in case.workload:
@@ -253,7 +251,7 @@ class Execution:
             reason = agent.get("error") or _exit_reason(exit_.returncode, exit_.log_tail)
             return "failed", reason
         trials = read_trials(case_dir / "trials.jsonl")
-        write_json(case_dir / "metrics.json", case_metrics(case_json, trials, agent))
+        write_json(case_dir / "metrics.json", case_metrics(case_json, trials, agent, read_trace(case_dir)))
         return "ok", None
 
 
@@ -276,7 +274,8 @@ def reanalyse(run_dir: Path) -> None:
         case_dir = run.case_dir(case_id)
         case = read_json(case_dir / "case.json")
         agent = read_json(case_dir / "agent.json")
-        write_json(case_dir / "metrics.json", case_metrics(case, read_trials(case_dir / "trials.jsonl"), agent))
+        trials = read_trials(case_dir / "trials.jsonl")
+        write_json(case_dir / "metrics.json", case_metrics(case, trials, agent, read_trace(case_dir)))
     run.write_summary(manifest)
 
 

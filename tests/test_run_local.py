@@ -42,6 +42,7 @@ models:
     runtime: onnxruntime
     source: {path: tiny_static.onnx}
 protocol: {warmup: 1, repetitions: 4, min_duration_s: 0.05, max_repetitions: 2000}
+telemetry: {interval_ms: 50, idle_s: 0.2}
 """
 
 
@@ -194,6 +195,7 @@ def test_failed_case_is_recorded_and_the_run_goes_on(workdir):
             runtime: onnxruntime
             source: {path: tiny_vad.onnx}
         protocol: {warmup: 0, repetitions: 3, min_duration_s: 0}
+        telemetry: {interval_ms: 50, idle_s: 0.2}
         """,
     )
     proc = run_melt("run", recipe, "--results", workdir / "results", "--run-id", "f")
@@ -219,6 +221,7 @@ def test_interrupted_run_resumes_only_what_is_missing(workdir):
             source: {path: tiny_static.onnx}
             params: {intra_op_threads: [1, 2, 3, 4]}
         protocol: {warmup: 0, repetitions: 3, min_duration_s: 0.7}
+        telemetry: {interval_ms: 50, idle_s: 0.2}
         """,
     )
     results = workdir / "results"
@@ -282,6 +285,7 @@ def test_case_past_its_deadline_is_killed_and_marked(workdir):
             runtime: onnxruntime
             source: {path: tiny_static.onnx}
         protocol: {warmup: 0, repetitions: 3, min_duration_s: 30, timeout_s: 1.5}
+        telemetry: {interval_ms: 50, idle_s: 0.2}
         """,
     )
     started = time.monotonic()
@@ -318,6 +322,7 @@ def test_killed_agent_is_a_failed_case_with_the_reason(workdir):
             runtime: onnxruntime
             source: {path: tiny_static.onnx}
         protocol: {warmup: 0, repetitions: 3, min_duration_s: 0}
+        telemetry: {interval_ms: 50, idle_s: 0.2}
         """,
     )
     proc = run_melt("run", recipe, "-d", profile, "--results", workdir / "results", "--run-id", "oom")
@@ -337,6 +342,7 @@ def test_resume_refuses_a_changed_recipe(workdir):
             runtime: onnxruntime
             source: {path: tiny_static.onnx}
         protocol: {warmup: 0, repetitions: REPS, min_duration_s: 0}
+        telemetry: {interval_ms: 50, idle_s: 0.2}
         """
     recipe = write_recipe(workdir, body.replace("REPS", "3"))
     assert run_melt("run", recipe, "--results", workdir / "results", "--run-id", "s").returncode == 0
@@ -357,6 +363,7 @@ def test_llama_cpp_refusal_carries_llama_cpp_reason(workdir):
             workload: {prompt_tokens: 16, n_gen: 4}
             params: {threads: 1, flash_attn: false, cache_type_v: q8_0}
         protocol: {warmup: 0, repetitions: 2, min_duration_s: 0}
+        telemetry: {interval_ms: 50, idle_s: 0.2}
         """,
     )
     proc = run_melt("run", recipe, "--results", workdir / "results", "--run-id", "kv")

@@ -1,4 +1,4 @@
-"""Agent entry point: `python -m melt.agent run CASE_DIR` or `python -m melt.agent env [RUNTIME...]`.
+"""Agent entry point: `python -m melt.agent run CASE_DIR | sample CASE_DIR | env [RUNTIME...]`.
 
 run: reads CASE_DIR/case.json, loads the model, runs the protocol, and writes
 CASE_DIR/trials.jsonl (one line per trial) and CASE_DIR/agent.json (load figures, memory,
@@ -17,6 +17,7 @@ import traceback
 
 from melt.agent import envinfo, memory
 from melt.agent.protocol import run_trials
+from melt.agent.telemetry import SamplerProcess, wait_for_temperature
 
 RUNTIME_MODULES = {"llama_cpp": "melt.runtimes.llama_cpp", "onnxruntime": "melt.runtimes.onnxruntime"}
 AGENT_PROTOCOL_VERSION = 1
@@ -51,24 +52,48 @@ def cmd_env(runtimes: list[str], root: str) -> int:
     return 0
 
 
+def _phase(phases: dict, name: str, start_ns: int) -> None:
+    phases[name] = [start_ns, time.monotonic_ns()]
+
+
 def cmd_run(case_dir: str) -> int:
     with open(os.path.join(case_dir, "case.json")) as f:
         case = json.load(f)
+    root = case.get("sensors_root", "/")
+    telemetry = case.get("telemetry") or {}
     result: dict = {"agent_protocol": AGENT_PROTOCOL_VERSION, "pid": os.getpid(), "status": "running"}
-    result["environment"] = envinfo.collect(case.get("sensors_root", "/"))
+    result["environment"] = envinfo.collect(root)
+    phases: dict = {}
+    result["phases"] = phases  # [start_ns, end_ns] on the monotonic clock, as are the trials' stamps
     agent_json = os.path.join(case_dir, "agent.json")
-    runner = None
+    runner = sampler = None
     try:
+        if case.get("gate"):
+            t = time.monotonic_ns()
+            result["gate"] = wait_for_temperature(root, case["gate"]["max_temp_c"], case["gate"]["timeout_s"])
+            _phase(phases, "gate", t)
+        if telemetry.get("interval_ms", 0) > 0:
+            sampler = SamplerProcess(case_dir, telemetry["interval_ms"], root, case.get("sensors", {}), os.getpid())
+            t = time.monotonic_ns()
+            time.sleep(telemetry.get("idle_s", 0))  # the idle baseline: nothing of ours runs
+            _phase(phases, "idle", t)
         module = _runtime(case["runtime"])
         result["runtime"] = module.info()
         runner = module.Runner(case, case_dir)
         result["t_load_start_ns"] = time.monotonic_ns()
         result["load"] = runner.load()
         result["t_load_end_ns"] = time.monotonic_ns()
+        phases["load"] = [result["t_load_start_ns"], result["t_load_end_ns"]]
         result["rss_after_load_mb"] = memory.rss_mb()
         result["peak_rss_after_load_mb"] = memory.peak_rss_mb()
+        t = time.monotonic_ns()
         with open(os.path.join(case_dir, "trials.jsonl"), "w") as out:
             result["protocol"] = run_trials(runner, case["protocol"], out)
+        _phase(phases, "trials", t)
+        if case["protocol"].get("cooldown_s"):
+            t = time.monotonic_ns()
+            time.sleep(case["protocol"]["cooldown_s"])  # cool-down, inside the trace
+            _phase(phases, "cooldown", t)
         result["status"] = "ok"
     except Exception as e:  # the case fails; the reason goes to the host, not to a bare traceback
         result["status"] = "failed"
@@ -82,10 +107,19 @@ def cmd_run(case_dir: str) -> int:
                 result["runtime_counters"] = runner.close()
             except Exception as e:
                 result["close_error"] = f"{type(e).__name__}: {e}"
+        if sampler is not None:
+            result["sampler_exit"] = sampler.stop()
         _write_json(agent_json, result)
     if result["status"] != "ok":
         sys.stderr.write(result["error"] + "\n")
         return 3
+    return 0
+
+
+def cmd_sample(args) -> int:
+    from melt.telemetry import sampler
+
+    sampler.run(args.case_dir, args.interval_ms, args.root, json.loads(args.sensors), args.pid)
     return 0
 
 
@@ -94,12 +128,20 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run one case")
     run.add_argument("case_dir")
+    sample = sub.add_parser("sample", help="sample sensors into CASE_DIR/trace.csv until SIGTERM")
+    sample.add_argument("case_dir")
+    sample.add_argument("--interval-ms", type=int, default=100)
+    sample.add_argument("--root", default="/")
+    sample.add_argument("--pid", type=int)
+    sample.add_argument("--sensors", default="{}", help="the profile's sensors settings, as JSON")
     env = sub.add_parser("env", help="print facts about this device as JSON")
     env.add_argument("runtimes", nargs="*", default=sorted(RUNTIME_MODULES))
     env.add_argument("--root", default="/")
     args = parser.parse_args(argv)
     if args.command == "run":
         return cmd_run(args.case_dir)
+    if args.command == "sample":
+        return cmd_sample(args)
     return cmd_env(args.runtimes, args.root)
 
 

@@ -9,6 +9,8 @@ last token. Summaries are medians over counted trials; warm-ups are never counte
 from __future__ import annotations
 
 from melt.analysis.stats import cv_pct, percentile, spread
+from melt.analysis.telemetry_metrics import telemetry_figures
+from melt.analysis.trace import Trace
 
 ID_COLUMNS = ["case_id", "device", "model", "runtime"]
 METRIC_COLUMNS = [
@@ -106,7 +108,7 @@ def validity(n_trials: int, counted_s: float, cv: float | None, protocol: dict, 
     return {"verdict": verdict, "reasons": reasons}
 
 
-def case_metrics(case: dict, trials: list[dict], agent: dict) -> dict:
+def case_metrics(case: dict, trials: list[dict], agent: dict, trace: Trace | None = None) -> dict:
     """Everything metrics.json holds: the summary row's figures, spreads, validity, and why a
     figure is empty where it is."""
     runtime = case["runtime"]
@@ -120,6 +122,15 @@ def case_metrics(case: dict, trials: list[dict], agent: dict) -> dict:
     figures["peak_rss_mb"] = agent.get("peak_rss_mb")
     counted_s = sum(t["duration_s"] for t in counted)
     verdict = validity(len(counted), counted_s, cv, case["protocol"], agent.get("protocol", {}))
+    observed = telemetry_figures(runtime, counted, agent, trace, case.get("telemetry", {}))
+    figures.update(observed["figures"])
+    gate = agent.get("gate") or {}
+    if gate.get("timed_out"):
+        verdict["reasons"].append(
+            f"thermal gate timed out: {gate.get('temp_c')} C >= max_temp_c {gate['max_temp_c']} "
+            f"after {gate['waited_s']:.0f} s"
+        )
+        verdict["verdict"] = "semivalid" if verdict["verdict"] == "valid" else verdict["verdict"]
     summary: dict = {}
     missing: dict = {}
     for column in METRIC_COLUMNS:
@@ -129,12 +140,12 @@ def case_metrics(case: dict, trials: list[dict], agent: dict) -> dict:
         summary[column] = value
         if value is None:
             if column in TELEMETRY_COLUMNS:
-                missing[column] = NO_TELEMETRY
+                missing[column] = observed["missing"].get(column, "not measurable")
             elif column in ("load_s", "peak_rss_mb") or column in applicable:
                 missing[column] = "not measurable: too few counted trials or tokens" if counted else "no counted trials"
             else:
                 missing[column] = f"not applicable to runtime {runtime}"
-    summary["power_method"] = "none"
+    summary["power_method"] = figures.get("power_method", "none")
     summary["n_trials"] = len(counted)
     summary["cv_pct"] = cv
     summary["validity"] = verdict["verdict"]
@@ -157,4 +168,5 @@ def case_metrics(case: dict, trials: list[dict], agent: dict) -> dict:
             "peak_rss_mb": agent.get("peak_rss_mb"),
         },
         "effective_params": agent.get("load", {}).get("effective_params"),
+        "telemetry": observed["details"],
     }

@@ -1,0 +1,1 @@
+"""Device-side sensor probes and the sampler (standard library only)."""

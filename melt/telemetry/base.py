@@ -1,0 +1,71 @@
+"""What every probe offers: detect (which channels exist here, and what was looked for and not
+found) and sample (current values, SI-derived units, unit in the channel name).
+
+All files are read under a root so that a recorded sysfs/procfs tree can stand in for a board.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+
+@dataclass
+class Detection:
+    probe: str
+    channels: list[str] = field(default_factory=list)
+    found: list[str] = field(default_factory=list)  # what was found (paths, commands)
+    missing: list[str] = field(default_factory=list)  # what was looked for and not found, and why
+    power_total: str | None = None  # the channel that is this probe's idea of total device power
+    power_method: str | None = None  # ina3221 | pmic | battery | nvml | rapl
+    notes: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict:
+        return dict(self.__dict__)
+
+
+class Probe:
+    """Base: subclasses set `name` and implement detect() and sample()."""
+
+    name = "probe"
+
+    def __init__(self, root: str = "/", sensors: dict | None = None, pid: int | None = None):
+        self.root = root
+        self.sensors = sensors or {}
+        self.pid = pid
+
+    def path(self, *parts: str) -> str:
+        return os.path.join(self.root, *(p.lstrip("/") for p in parts))
+
+    def detect(self) -> Detection:
+        raise NotImplementedError  # every concrete probe defines it
+
+    def sample(self) -> dict[str, float]:
+        raise NotImplementedError  # every concrete probe defines it
+
+    def close(self) -> None:
+        pass
+
+
+def read_text(path: str) -> str | None:
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            return f.read().strip()
+    except OSError:
+        return None
+
+
+def read_number(path: str) -> float | None:
+    text = read_text(path)
+    if text is None:
+        return None
+    try:
+        return float(text.split()[0])
+    except (ValueError, IndexError):
+        return None
+
+
+def channel_name(text: str) -> str:
+    """A sensor's own name as a channel name part: lower case, [a-z0-9_] only."""
+    out = "".join(c if c.isalnum() else "_" for c in text.strip().lower())
+    return "_".join(filter(None, out.split("_"))) or "unnamed"

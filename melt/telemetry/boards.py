@@ -1,0 +1,188 @@
+"""Probes for board tools and supplies: tegrastats (Jetson), vcgencmd (Raspberry Pi), the Android
+battery. The parsing lives in tegrastats.py, vcgencmd.py and android_battery.py."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import threading
+
+from melt.telemetry import android_battery, tegrastats, vcgencmd
+from melt.telemetry.base import Detection, Probe, channel_name
+
+TEGRASTATS_FIRST_LINE_S = 5.0
+VCGENCMD_TIMEOUT_S = 2.0
+
+
+def _tool(probe: Probe, key: str, default: str) -> str | None:
+    """The profile's path for a tool (resolved under the sensor root), else the default on PATH."""
+    pinned = probe.sensors.get(key)
+    if pinned:
+        return pinned if os.path.isabs(pinned) and os.path.exists(pinned) else probe.path(pinned)
+    return shutil.which(default)
+
+
+class TegrastatsProbe(Probe):
+    """Runs `tegrastats --interval N` for the whole case; sample() returns the newest line's values."""
+
+    name = "tegrastats"
+
+    def detect(self) -> Detection:
+        d = Detection(self.name)
+        binary = _tool(self, "tegrastats", "tegrastats")
+        if not binary or not os.path.exists(binary):
+            d.missing.append(f"tegrastats: {self.sensors.get('tegrastats') or 'not on PATH'} (not a Jetson?)")
+            return d
+        interval = int(self.sensors.get("interval_ms", 100))
+        self.proc = subprocess.Popen(
+            tegrastats.tegrastats_command(binary, interval),
+            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL, text=True,
+        )  # fmt: skip
+        self.latest: dict[str, float] = {}
+        self.malformed = 0
+        self.first = threading.Event()
+        threading.Thread(target=self._read, daemon=True).start()
+        if not self.first.wait(TEGRASTATS_FIRST_LINE_S):
+            self.close()
+            d.missing.append(f"{binary}: no parsable line within {TEGRASTATS_FIRST_LINE_S} s")
+            return d
+        d.found.append(binary)
+        d.channels = list(self.latest)
+        if "power.total_w" in self.latest:
+            d.power_total, d.power_method = "power.total_w", "ina3221"
+            d.notes.append(f"tegrastats power.total_w: {self.total_method}")
+        return d
+
+    def _read(self) -> None:
+        for line in self.proc.stdout:
+            try:
+                sample = tegrastats.parse_line(line)
+            except tegrastats.TegraParseError:
+                self.malformed += 1  # reported in the count, never guessed
+                continue
+            values = dict(sample.values)
+            values.update({f"power.{channel_name(rail)}_w": watts for rail, watts in sample.rails.items()})
+            total, self.total_method = tegrastats.total_power_w(sample, self.sensors.get("power_total"))
+            if total is not None:
+                values["power.total_w"] = total
+            self.latest = values
+            self.first.set()
+
+    def sample(self) -> dict[str, float]:
+        return dict(self.latest)
+
+    def close(self) -> None:
+        proc = getattr(self, "proc", None)
+        if proc and proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=2)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+class VcgencmdProbe(Probe):
+    """Raspberry Pi firmware: SoC temperature, throttle bits, and on a Pi 5 the PMIC's rails."""
+
+    name = "vcgencmd"
+
+    def _run(self, *args: str) -> str | None:
+        try:
+            out = subprocess.run([self.binary, *args], capture_output=True, text=True, timeout=VCGENCMD_TIMEOUT_S)
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+        return out.stdout if out.returncode == 0 else None
+
+    def detect(self) -> Detection:
+        d = Detection(self.name)
+        self.binary = _tool(self, "vcgencmd", "vcgencmd")
+        if not self.binary or not os.path.exists(self.binary):
+            d.missing.append(f"vcgencmd: {self.sensors.get('vcgencmd') or 'not on PATH'} (not a Raspberry Pi?)")
+            return d
+        d.found.append(self.binary)
+        self.reads = []
+        first = self.sample_parts(detecting=True)
+        d.channels = list(first)
+        self.has_pmic = "power.total_w" in first
+        if self.has_pmic:
+            d.power_total, d.power_method = "power.total_w", "pmic"
+            d.notes.append("power.total_w = sum of V x I over PMIC rails with both (rail power, not wall power)")
+        else:
+            d.missing.append("vcgencmd pmic_read_adc: no rail power (only a Pi 5 has it)")
+        return d
+
+    def sample_parts(self, detecting: bool = False) -> dict[str, float]:
+        values: dict[str, float] = {}
+        for args, parse in (
+            (("measure_temp",), self._temp),
+            (("get_throttled",), self._throttled),
+            (("pmic_read_adc",), self._pmic),
+        ):
+            if not detecting and args not in self.reads:
+                continue
+            text = self._run(*args)
+            try:
+                got = parse(text) if text else {}
+            except (vcgencmd.VcgencmdParseError, ValueError):
+                got = {}
+            if got and detecting:
+                self.reads.append(args)
+            values.update(got)
+        return values
+
+    @staticmethod
+    def _temp(text: str) -> dict[str, float]:
+        return {"temp.soc_c": vcgencmd.parse_measure_temp(text)}
+
+    @staticmethod
+    def _throttled(text: str) -> dict[str, float]:
+        bits = vcgencmd.parse_get_throttled(text)
+        return {
+            "throttle.pi_now": float(bits["throttling_now"]),
+            "throttle.pi_under_voltage_now": float(bits["under_voltage_now"]),
+        }
+
+    @staticmethod
+    def _pmic(text: str) -> dict[str, float]:
+        adc = vcgencmd.parse_pmic_read_adc(text)
+        values = {f"power.{channel_name(rail)}_w": w for rail, w in adc["power_w"].items()}
+        if adc["total_w"] is not None:
+            values["power.total_w"] = adc["total_w"]
+        return values
+
+    def sample(self) -> dict[str, float]:
+        return self.sample_parts()
+
+
+class AndroidBatteryProbe(Probe):
+    """The phone's battery among /sys/class/power_supply/* (found by type): |I| x V while discharging."""
+
+    name = "android_battery"
+
+    def detect(self) -> Detection:
+        d = Detection(self.name)
+        batteries = android_battery.find_batteries(self.root)
+        if not batteries:
+            d.missing.append(f"{self.path('/sys/class/power_supply')}: no supply of type Battery")
+            return d
+        self.supply = batteries[0]
+        pins = self.sensors.get("battery") or {}
+        self.pins = {k: pins.get(k) for k in ("current_unit", "voltage_unit", "discharge_sign")}
+        reading = android_battery.normalise(android_battery.read_supply(self.supply), **self.pins)
+        d.found.append(self.supply)
+        d.notes += reading.notes
+        d.channels = ["battery.current_a", "battery.voltage_v", "battery.power_w", "battery.temp_c", "battery.charging"]
+        d.channels.append("power.total_w")
+        d.power_total, d.power_method = "power.total_w", "battery"
+        if reading.charging:
+            d.notes.append("the phone is charging: battery power is not device power, power.total_w stays empty")
+        return d
+
+    def sample(self) -> dict[str, float]:
+        reading = android_battery.normalise(android_battery.read_supply(self.supply), **self.pins)
+        values = {k: v for k, v in reading.values().items() if v is not None}
+        values["battery.charging"] = float(reading.charging)
+        if reading.power_w is not None:
+            values["power.total_w"] = reading.power_w
+        return values

@@ -1,0 +1,31 @@
+"""The probes melt knows, in the order their channels are preferred: the first probe to offer a
+channel name owns it, and the first to offer a total power gives the power method."""
+
+from __future__ import annotations
+
+from melt.telemetry.base import Probe
+from melt.telemetry.boards import AndroidBatteryProbe, TegrastatsProbe, VcgencmdProbe
+from melt.telemetry.cpufreq import CpufreqProbe
+from melt.telemetry.devfreq import DevfreqProbe
+from melt.telemetry.ina3221 import Ina3221Probe
+from melt.telemetry.nvml import NvmlProbe
+from melt.telemetry.procfs import ProcfsProbe
+from melt.telemetry.rapl import RaplProbe
+from melt.telemetry.thermal import ThermalProbe
+
+PROBES: list[type[Probe]] = [
+    Ina3221Probe,  # direct sysfs reads, stamped by us, come first
+    ProcfsProbe,
+    CpufreqProbe,
+    ThermalProbe,
+    DevfreqProbe,
+    TegrastatsProbe,  # Jetson: what sysfs did not give (EMC, rails where sysfs is closed)
+    VcgencmdProbe,
+    AndroidBatteryProbe,
+    NvmlProbe,
+    RaplProbe,
+]
+
+
+def make_probes(root: str, sensors: dict, pid: int | None) -> list[Probe]:
+    return [cls(root, sensors, pid) for cls in PROBES]

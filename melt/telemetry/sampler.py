@@ -1,0 +1,111 @@
+"""The sampler: runs on the device in its own process for the whole case, reading every probe
+at a fixed interval on the monotonic clock (the clock the agent stamps events with).
+
+Output: trace.csv (`t_s`, `sampler.lag_ms`, `sampler.missed`, then one column per channel; an
+empty cell is a value that could not be read) and sensors.json (what each probe found, what it
+looked for and did not find, which channel is total power and how it was chosen). A tick that
+could not be taken on time is counted in `sampler.missed` of the next row; rows are never
+resampled or invented.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import time
+
+from melt.telemetry.registry import make_probes
+
+FLUSH_EVERY_S = 1.0
+
+
+def _detect(root: str, sensors: dict, pid: int | None) -> tuple[list, list[str], dict]:
+    """Probes that own at least one channel, each with the channels it owns (the first wins)."""
+    probes, channels, report = [], [], {"root": root, "probes": {}}
+    for probe in make_probes(root, sensors, pid):
+        try:
+            det = probe.detect()
+        except Exception as e:  # a probe that breaks must not take the trace with it
+            report["probes"][probe.name] = {"error": f"{type(e).__name__}: {e}"}
+            continue
+        report["probes"][probe.name] = det.to_json()
+        new = [c for c in det.channels if c not in channels]
+        if new:
+            probes.append((probe, set(new)))
+            channels += new
+        else:
+            probe.close()
+        if det.power_total and "power_total" not in report:
+            report["power_total"] = det.power_total
+            report["power_method"] = det.power_method
+    report.setdefault("power_total", None)
+    report.setdefault("power_method", "none")
+    report["channels"] = channels
+    return probes, channels, report
+
+
+def detect_all(root: str = "/", sensors: dict | None = None) -> dict:
+    """What `melt devices probe` shows: every probe's detection, without sampling."""
+    probes, _, report = _detect(root, sensors or {}, None)
+    for probe, _owned in probes:
+        probe.close()
+    return report
+
+
+def run(out_dir: str, interval_ms: int, root: str = "/", sensors: dict | None = None, pid: int | None = None) -> int:
+    """Sample until SIGTERM/SIGINT; returns the number of rows written."""
+    stop = False
+
+    def _stop(signum, frame):
+        nonlocal stop
+        stop = True
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    probes, channels, report = _detect(root, {**(sensors or {}), "interval_ms": interval_ms}, pid)
+    report["interval_ms"] = interval_ms
+    with open(os.path.join(out_dir, "sensors.json"), "w") as f:
+        json.dump(report, f, indent=2)
+    interval = interval_ms / 1000
+    rows, missed, last_flush = 0, 0, time.monotonic()
+    with open(os.path.join(out_dir, "trace.csv"), "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["t_s", "sampler.lag_ms", "sampler.missed", *channels])
+        f.flush()
+        start = time.monotonic()
+        tick = 0
+        while not stop:
+            due = start + tick * interval
+            delay = due - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)  # interrupted early by SIGTERM, then the loop ends
+                if stop:
+                    break
+            t = time.monotonic()
+            values: dict[str, float] = {}
+            for probe, owned in probes:
+                try:
+                    values.update((k, v) for k, v in probe.sample().items() if k in owned)
+                except Exception:  # one bad read leaves empty cells, not a dead sampler
+                    pass
+            writer.writerow([f"{t:.6f}", f"{(t - due) * 1000:.3f}", missed, *(_cell(values.get(c)) for c in channels)])
+            rows += 1
+            # the next tick on the grid that is still ahead; skipped ticks are counted, not filled
+            tick += 1
+            late_s = time.monotonic() - (start + tick * interval)
+            missed = int(late_s // interval) if late_s > 0 else 0  # whole intervals gone by
+            tick += missed
+            if time.monotonic() - last_flush >= FLUSH_EVERY_S:
+                f.flush()
+                last_flush = time.monotonic()
+    for probe, _owned in probes:
+        probe.close()
+    return rows
+
+
+def _cell(value) -> str:
+    if value is None:
+        return ""
+    return f"{value:.6g}" if isinstance(value, float) else str(value)
