@@ -133,7 +133,8 @@ def devices_list() -> None:
 @click.argument("device")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def devices_probe(device: str, as_json: bool) -> None:
-    """Start the agent on DEVICE and report the machine and the runtimes found there."""
+    """Start the agent on DEVICE; report the machine, its runtimes, and its sensors: channels with
+    units, the power method, which channel is total power, and what was looked for and not found."""
     from melt.devices.local import open_session
     from melt.devices.profile import load_profile
     from melt.run import SUPPORTED_TRANSPORTS
@@ -150,12 +151,23 @@ def devices_probe(device: str, as_json: bool) -> None:
                f"{e['os']}, kernel {e['kernel']}, python {e['python']}")  # fmt: skip
     click.echo(f"  governors: {', '.join(e['cpu_governors']) or 'not readable'}")
     for name, r in env["runtimes"].items():
-        state = (
-            "ok " + ", ".join(f"{k}={v}" for k, v in r.items() if k in ("llama_cpp_python", "onnxruntime"))
-            if r["available"]
-            else r["error"]
-        )
-        click.echo(f"  {name}: {state}")
+        versions = ", ".join(f"{k}={v}" for k, v in r.items() if k in ("llama_cpp_python", "onnxruntime"))
+        click.echo(f"  {name}: {'ok ' + versions if r['available'] else r['error']}")
+    click.echo(_sensor_lines(env.get("sensors", {})))
+
+
+def _sensor_lines(sensors: dict) -> str:
+    lines = [f"  sensors under {sensors.get('root', '/')}: power method {sensors.get('power_method', 'none')}"
+             + (f", total power in {sensors['power_total']}" if sensors.get("power_total") else "")]  # fmt: skip
+    for name, probe in sensors.get("probes", {}).items():
+        if probe.get("error"):
+            lines.append(f"    {name}: error: {probe['error']}")
+        elif probe.get("channels"):
+            lines.append(f"    {name}: {', '.join(probe['channels'])}")
+            lines += [f"      {note}" for note in probe.get("notes", [])]
+        for missing in probe.get("missing", []):
+            lines.append(f"    {name}: not found: {missing}")
+    return "\n".join(lines)
 
 
 @cli.group()

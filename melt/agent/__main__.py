@@ -44,9 +44,12 @@ def runtime_info(name: str) -> dict:
         return {"available": False, "error": f"{type(e).__name__}: {e}"}
 
 
-def cmd_env(runtimes: list[str], root: str) -> int:
+def cmd_env(runtimes: list[str], root: str, sensors: dict) -> int:
+    from melt.telemetry.sampler import detect_all
+
     env = {"agent_protocol": AGENT_PROTOCOL_VERSION, "environment": envinfo.collect(root)}
     env["runtimes"] = {name: runtime_info(name) for name in runtimes}
+    env["sensors"] = detect_all(root, sensors)
     json.dump(env, sys.stdout, indent=2, default=str)
     sys.stdout.write("\n")
     return 0
@@ -137,12 +140,13 @@ def main(argv: list[str] | None = None) -> int:
     env = sub.add_parser("env", help="print facts about this device as JSON")
     env.add_argument("runtimes", nargs="*", default=sorted(RUNTIME_MODULES))
     env.add_argument("--root", default="/")
+    env.add_argument("--sensors", default="{}", help="the profile's sensors settings, as JSON")
     args = parser.parse_args(argv)
     if args.command == "run":
         return cmd_run(args.case_dir)
     if args.command == "sample":
         return cmd_sample(args)
-    return cmd_env(args.runtimes, args.root)
+    return cmd_env(args.runtimes, args.root, json.loads(args.sensors))
 
 
 if __name__ == "__main__":

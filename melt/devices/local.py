@@ -41,10 +41,14 @@ class LocalSession:
         return [self.python, "-m", "melt.agent", *args]
 
     def environment(self, runtimes: list[str], timeout_s: float = 60.0) -> dict:
-        """Facts about the device and whether each runtime imports there (a fresh process)."""
+        """Facts about the device, whether each runtime imports there, and which sensors it has
+        (a fresh process)."""
+        sensors = self.profile.spec.sensors
         try:
             out = subprocess.run(
-                self._agent("env", *runtimes, "--root", self.profile.spec.sensors.root),
+                self._agent(
+                    "env", *runtimes, "--root", sensors.root, "--sensors", sensors.model_dump_json(exclude_none=True)
+                ),
                 capture_output=True,
                 text=True,
                 env=self._env(),

@@ -16,11 +16,14 @@ VCGENCMD_TIMEOUT_S = 2.0
 
 
 def _tool(probe: Probe, key: str, default: str) -> str | None:
-    """The profile's path for a tool (resolved under the sensor root), else the default on PATH."""
+    """A board tool: the profile's path (under the sensor root first, so a recorded tree's stand-in
+    wins over anything on this machine), else the default name under the root, else on PATH."""
     pinned = probe.sensors.get(key)
-    if pinned:
-        return pinned if os.path.isabs(pinned) and os.path.exists(pinned) else probe.path(pinned)
-    return shutil.which(default)
+    candidates = [probe.path(pinned), pinned] if pinned else [probe.path("/usr/bin", default)]
+    for candidate in candidates:
+        if candidate and os.path.isfile(candidate):
+            return candidate
+    return None if pinned or probe.root not in ("/", "") else shutil.which(default)
 
 
 class TegrastatsProbe(Probe):
