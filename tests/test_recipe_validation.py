@@ -205,7 +205,7 @@ def test_bad_device_profile_is_refused(cli, workdir):
     assert code == 2
     assert "dev.yaml:2: transport.kind:" in out and "telnet" in out
     code, out = cli("validate", path, "-d", "no-such-device")
-    assert code == 2 and "Known profiles: local" in out
+    assert code == 2 and "Known profiles: jetson-orin-nano, local, pixel-8" in out
 
 
 def test_every_problem_is_reported_at_once(cli, workdir):
