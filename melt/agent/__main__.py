@@ -1,8 +1,10 @@
 """Agent entry point: `python -m melt.agent run CASE_DIR | sample CASE_DIR | env [RUNTIME...]`.
 
-run: reads CASE_DIR/case.json, loads the model, runs the protocol, and writes
-CASE_DIR/trials.jsonl (one line per trial) and CASE_DIR/agent.json (load figures, memory,
-runtime versions, environment, and the error if any). Exit 0 on success, 3 on a case error.
+run: reads CASE_DIR/case.json; waits at the thermal gate; starts the sampler (trace.csv,
+sensors.json) and holds an idle window; loads the model, runs the protocol, cools down; writes
+CASE_DIR/trials.jsonl (one line per trial) and CASE_DIR/agent.json (phases on the monotonic clock,
+load figures, memory, runtime versions, environment, the error if any). Exit 0 ok, 3 case error.
+sample: the sampler process itself. env: machine facts, runtimes, sensors, as JSON.
 """
 
 from __future__ import annotations

@@ -7,6 +7,7 @@ All files are read under a root so that a recorded sysfs/procfs tree can stand i
 from __future__ import annotations
 
 import os
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 
 
@@ -24,7 +25,7 @@ class Detection:
         return dict(self.__dict__)
 
 
-class Probe:
+class Probe(ABC):
     """Base: subclasses set `name` and implement detect() and sample()."""
 
     name = "probe"
@@ -37,11 +38,13 @@ class Probe:
     def path(self, *parts: str) -> str:
         return os.path.join(self.root, *(p.lstrip("/") for p in parts))
 
+    @abstractmethod
     def detect(self) -> Detection:
-        raise NotImplementedError  # every concrete probe defines it
+        """Which channels this device has for this probe, and what was not found and why."""
 
+    @abstractmethod
     def sample(self) -> dict[str, float]:
-        raise NotImplementedError  # every concrete probe defines it
+        """Current values of the detected channels (a value that cannot be read is left out)."""
 
     def close(self) -> None:
         pass
