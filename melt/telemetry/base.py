@@ -46,8 +46,8 @@ class Probe(ABC):
     def sample(self) -> dict[str, float]:
         """Current values of the detected channels (a value that cannot be read is left out)."""
 
-    def close(self) -> None:
-        pass
+    def close(self) -> None:  # noqa: B027 - most probes hold nothing to release
+        """Release what detect() started (a tool process, a library handle)."""
 
 
 def read_text(path: str) -> str | None:
