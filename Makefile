@@ -8,6 +8,7 @@ quickstart: setup
 	.venv/bin/melt run recipes/quickstart.yaml
 
 test: setup
+	scripts/lab_packages.sh
 	.venv/bin/python -m pytest -q
 
 lint: setup

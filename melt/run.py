@@ -18,11 +18,12 @@ from melt.analysis.metrics import case_metrics
 from melt.analysis.trace import read_trace
 from melt.devices.local import open_session
 from melt.devices.profile import DeviceProfile, load_profile
+from melt.devices.transport import TransportError
 from melt.errors import InputError, MeltError, Problem
 from melt.recipe import Case, Recipe, expand, load_recipe
 from melt.results.layout import RunDir, check_run_id, read_json, read_trials, write_json
 
-SUPPORTED_TRANSPORTS = ("local",)
+SUPPORTED_TRANSPORTS = ("local", "ssh")
 
 
 @dataclass(frozen=True)
@@ -44,7 +45,7 @@ def plan(recipe_path: str | Path, devices: list[str] | tuple[str, ...] = ()) -> 
                 Problem(
                     str(p.path),
                     "transport.kind",
-                    f"one of {list(SUPPORTED_TRANSPORTS)} (ssh and adb are not supported yet)",
+                    f"one of {list(SUPPORTED_TRANSPORTS)} (adb is not supported yet)",
                     repr(p.spec.transport.kind),
                 )
             )
@@ -140,9 +141,13 @@ class Execution:
             "cases": cases,
         }
 
-    def _device_env(self, profile: DeviceProfile) -> dict:
+    def _device_env(self, profile: DeviceProfile, session) -> dict:
+        """The device's facts; an unreachable device is recorded, its cases fail, the run goes on."""
         runtimes = sorted({c.runtime for c in self.plan.cases if c.device == profile.name})
-        return open_session(profile).environment(runtimes)
+        try:
+            return session.environment(runtimes)
+        except TransportError as e:
+            return {"unreachable": str(e)}
 
     def _check_resumable(self, models: dict) -> None:
         """One run measures one recipe and one set of model files: a changed one starts a new run."""
@@ -168,22 +173,25 @@ class Execution:
         models = self._resolve_models()
         if self.resume:
             self._check_resumable(models)
-        devices_env = {p.name: self._device_env(p) for p in self.plan.profiles}
+        sessions = {p.name: open_session(p) for p in self.plan.profiles}
+        devices_env = {p.name: self._device_env(p, sessions[p.name]) for p in self.plan.profiles}
         manifest = self._manifest(models, devices_env)
         self.run.write(manifest)
         outcome = Outcome(self.run.path)
-        sessions = {p.name: open_session(p) for p in self.plan.profiles}
         profiles = {p.name: p for p in self.plan.profiles}
         todo = [c for c in self.plan.cases if manifest["cases"][c.case_id]["status"] != "ok"]
         outcome.skipped = [c.case_id for c in self.plan.cases if c not in todo]
         try:
             for i, case in enumerate(todo):
-                runtime_env = devices_env[case.device].get("runtimes", {}).get(case.runtime, {})
+                device_env = devices_env[case.device]
+                runtime_env = device_env.get("runtimes", {}).get(case.runtime, {})
                 self.progress("case_start", case=case, index=i + 1, total=len(todo))
                 entry = manifest["cases"][case.case_id]
                 entry.update(status="running", started_at=_now(), ended_at=None, reason=None)
                 self.run.write(manifest)
-                if not runtime_env.get("available", False):
+                if "unreachable" in device_env:
+                    status, reason = "failed", f"device {case.device} unreachable: {device_env['unreachable']}"
+                elif not runtime_env.get("available", False):
                     reason = (
                         f"runtime {case.runtime} is not importable on device {case.device}: "
                         f"{runtime_env.get('error')}; install it there"
@@ -215,6 +223,9 @@ class Execution:
             self.run.write(manifest)
             self.run.write_summary(manifest)
             raise
+        finally:
+            for session in sessions.values():
+                session.close()
         statuses = [e["status"] for e in manifest["cases"].values()]
         manifest.update(status="complete" if all(s == "ok" for s in statuses) else "partial", ended_at=_now())
         self.run.write(manifest)
@@ -230,7 +241,7 @@ class Execution:
         case_dir.mkdir(parents=True)
         case_json = {
             **case.to_json(),
-            "model_path": str(model.path),
+            "model_path": session.prepare_model(model),
             "model_sha256": model.sha256,
             "model_size_bytes": model.size_bytes,
             "sensors_root": profile.spec.sensors.root,
@@ -239,7 +250,7 @@ class Execution:
         write_json(case_dir / "case.json", case_json)
         if "prompts" in case.workload:
             shutil.copyfile(self.plan.recipe.directory / case.workload["prompts"], case_dir / "prompts.jsonl")
-        exit_ = session.run_case(case_dir, case.protocol["timeout_s"])
+        exit_ = session.run_case(case_dir, case.protocol["timeout_s"], self.run_id)
         agent_json = case_dir / "agent.json"
         agent = read_json(agent_json) if agent_json.is_file() else {}
         if exit_.timed_out:

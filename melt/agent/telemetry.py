@@ -15,12 +15,22 @@ READY_TIMEOUT_S = 15.0
 GATE_POLL_S = 1.0
 
 
+def agent_command() -> list[str]:
+    """How to start this agent again: the zipapp it runs from on a device, else the package."""
+    import melt
+
+    where = os.path.abspath(melt.__file__)
+    if ".pyz" + os.sep in where:
+        return [sys.executable, where.split(".pyz" + os.sep)[0] + ".pyz"]
+    return [sys.executable, "-m", "melt.agent"]
+
+
 class SamplerProcess:
     """The sampler in its own process, so sampling never shares the measured process's GIL."""
 
     def __init__(self, case_dir: str, interval_ms: int, root: str, sensors: dict, pid: int):
         cmd = [
-            sys.executable, "-m", "melt.agent", "sample", case_dir,
+            *agent_command(), "sample", case_dir,
             "--interval-ms", str(interval_ms), "--root", root, "--pid", str(pid), "--sensors", json.dumps(sensors),
         ]  # fmt: skip
         self.trace = os.path.join(case_dir, "trace.csv")

@@ -62,7 +62,13 @@ class LocalSession:
             )
         return json.loads(out.stdout)
 
-    def run_case(self, case_dir: Path, timeout_s: float) -> AgentExit:
+    def prepare_model(self, model) -> str:
+        return str(model.path)
+
+    def close(self) -> None:
+        pass
+
+    def run_case(self, case_dir: Path, timeout_s: float, run_id: str = "") -> AgentExit:
         """Run one case in a fresh process; its output goes to case_dir/agent.log."""
         case_dir = Path(case_dir).resolve()
         log_path = case_dir / "agent.log"
@@ -81,11 +87,14 @@ class LocalSession:
         return AgentExit(finished.returncode, finished.timed_out, tail)
 
 
-def open_session(profile: DeviceProfile) -> LocalSession:
+def open_session(profile: DeviceProfile):
+    """A session on the device: local, or remote through its transport."""
     kind = profile.spec.transport.kind
-    if kind != "local":
-        raise MeltError(
-            f"device {profile.name}: transport {kind!r} is not supported by this version of melt "
-            "(only 'local' is); use a local profile"
-        )
-    return LocalSession(profile)
+    if kind == "local":
+        return LocalSession(profile)
+    if kind == "ssh":
+        from melt.devices.remote import RemoteSession
+        from melt.devices.transport import SshTransport
+
+        return RemoteSession(profile, SshTransport(profile.spec.transport))
+    raise MeltError(f"device {profile.name}: transport {kind!r} is not supported by this version of melt")

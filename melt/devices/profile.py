@@ -25,7 +25,9 @@ class SshTransport(Strict):
     user: str | None = None
     port: Annotated[int, Field(ge=1, le=65535)] | None = None
     identity: str | None = None
-    host_key_check: Literal["strict", "accept-new"] = "strict"
+    host_key_check: Literal["strict", "accept-new"] = "strict"  # never off
+    ssh_config: str | None = None  # an ssh_config file (-F), else the user's ~/.ssh/config
+    known_hosts: str | None = None  # a known_hosts file, else the user's
 
 
 class AdbTransport(Strict):

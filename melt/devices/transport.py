@@ -1,0 +1,171 @@
+"""Transports: run a command with a deadline, push and pull files. Local, SSH and ADB differ only
+here. Every argument that reaches a remote shell is quoted, so file names with spaces, quotes,
+$(...), backticks or ; are inert."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import tarfile
+import tempfile
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+
+from melt.errors import MeltError
+
+
+class TransportError(MeltError):
+    """The device could not be reached or refused us; the message says why and what to do."""
+
+
+@dataclass(frozen=True)
+class Completed:
+    returncode: int | None  # None: killed at the deadline
+    stdout: str
+    stderr: str
+
+    @property
+    def timed_out(self) -> bool:
+        return self.returncode is None
+
+
+class Transport(ABC):
+    name = "transport"
+
+    @abstractmethod
+    def run(self, argv: list[str], timeout_s: float) -> Completed:
+        """Run argv on the device; never longer than timeout_s."""
+
+    @abstractmethod
+    def push(self, local: Path, remote: str, timeout_s: float) -> None:
+        """Copy a local file to a device path (its folder must exist)."""
+
+    @abstractmethod
+    def pull_dir(self, remote: str, local: Path, timeout_s: float) -> None:
+        """Copy a device folder's files into a local folder."""
+
+    def close(self) -> None:  # noqa: B027 - only SSH holds a connection
+        """Release the connection, if the transport keeps one."""
+
+
+def _run_local(cmd: list[str], timeout_s: float, input_bytes: bytes | None = None) -> Completed:
+    try:
+        proc = subprocess.run(cmd, capture_output=True, timeout=timeout_s, input=input_bytes)
+    except subprocess.TimeoutExpired as e:
+        return Completed(None, (e.stdout or b"").decode(errors="replace"), (e.stderr or b"").decode(errors="replace"))
+    return Completed(proc.returncode, proc.stdout.decode(errors="replace"), proc.stderr.decode(errors="replace"))
+
+
+class SshTransport(Transport):
+    """OpenSSH client: the user's ~/.ssh/config, keys and agent apply; one multiplexed master
+    connection for all commands; rsync for files where both ends have it."""
+
+    name = "ssh"
+
+    def __init__(self, spec):
+        self.spec = spec
+        self.control_dir = tempfile.mkdtemp(prefix="melt-ssh-")
+        self._rsync: bool | None = None
+
+    @property
+    def target(self) -> str:
+        return f"{self.spec.user}@{self.spec.host}" if self.spec.user else self.spec.host
+
+    def ssh_options(self) -> list[str]:
+        s = self.spec
+        opts = ["-o", "BatchMode=yes", "-o", "ConnectTimeout=10", "-o", "ServerAliveInterval=5",
+                "-o", "ServerAliveCountMax=3", "-o", "ControlMaster=auto",
+                "-o", f"ControlPath={self.control_dir}/%C", "-o", "ControlPersist=120",
+                "-o", f"StrictHostKeyChecking={'yes' if s.host_key_check == 'strict' else 'accept-new'}"]  # fmt: skip
+        if s.ssh_config:
+            opts[:0] = ["-F", os.path.expanduser(s.ssh_config)]
+        if s.known_hosts:
+            opts += ["-o", f"UserKnownHostsFile={os.path.expanduser(s.known_hosts)}"]
+        if s.port:
+            opts += ["-p", str(s.port)]
+        if s.identity:
+            opts += ["-i", os.path.expanduser(s.identity), "-o", "IdentitiesOnly=yes"]
+        return opts
+
+    def _check(self, done: Completed) -> Completed:
+        """ssh's own failures (exit 255) become TransportError with the cause and the fix."""
+        if done.returncode != 255:
+            return done
+        err = done.stderr
+        if "REMOTE HOST IDENTIFICATION HAS CHANGED" in err or "Host key verification failed" in err:
+            fingerprint = re.search(r"(SHA256:[A-Za-z0-9+/=]+)", err)
+            raise TransportError(
+                f"{self.spec.host}: the host key is not the one on record"
+                + (f" (the host now offers {fingerprint.group(1)})" if fingerprint else "")
+                + ". If the device was reinstalled, remove the old key with `ssh-keygen -R "
+                + f"{self.spec.host}` and connect once to accept the new one; otherwise do not connect."
+            )
+        if "Permission denied" in err:
+            last = err.strip().splitlines()[-1]
+            raise TransportError(f"{self.target}: authentication refused ({last}); check user and identity")
+        raise TransportError(
+            f"{self.target}: unreachable: {err.strip().splitlines()[-1] if err.strip() else 'ssh exit 255'}"
+        )
+
+    def run(self, argv: list[str], timeout_s: float) -> Completed:
+        return self._check(_run_local(["ssh", *self.ssh_options(), self.target, shlex.join(argv)], timeout_s))
+
+    def _has_rsync(self) -> bool:
+        if self._rsync is None:
+            remote = self.run(["sh", "-c", "command -v rsync"], 30)
+            self._rsync = bool(shutil.which("rsync")) and remote.returncode == 0
+        return self._rsync
+
+    def _rsync_cmd(self) -> list[str]:
+        # -s (protect args): remote paths go to rsync as they are, not through the remote shell
+        return ["rsync", "-a", "-s", "--partial", "-e", shlex.join(["ssh", *self.ssh_options()])]
+
+    def push(self, local: Path, remote: str, timeout_s: float) -> None:
+        if self._has_rsync():
+            done = _run_local([*self._rsync_cmd(), str(local), f"{self.target}:{remote}"], timeout_s)
+        else:  # no rsync on the device: stream through ssh
+            done = _run_local(
+                ["ssh", *self.ssh_options(), self.target, shlex.join(["sh", "-c", 'cat > "$1"', "sh", remote])],
+                timeout_s,
+                Path(local).read_bytes(),
+            )
+        if done.returncode != 0:
+            self._check(done)
+            raise TransportError(f"push {local} -> {self.target}:{remote} failed: {done.stderr.strip()[-300:]}")
+
+    def pull_dir(self, remote: str, local: Path, timeout_s: float) -> None:
+        local.mkdir(parents=True, exist_ok=True)
+        if self._has_rsync():
+            src = f"{self.target}:{remote.rstrip('/')}/"
+            done = _run_local([*self._rsync_cmd(), src, f"{local}/"], timeout_s)
+        else:  # no rsync on the device: a tar stream through ssh
+            cmd = ["ssh", *self.ssh_options(), self.target, shlex.join(["tar", "-C", remote, "-cf", "-", "."])]
+            try:
+                proc = subprocess.run(cmd, capture_output=True, timeout=timeout_s)
+            except subprocess.TimeoutExpired:
+                raise TransportError(f"pull {self.target}:{remote}: no answer within {timeout_s} s") from None
+            done = Completed(proc.returncode, "", proc.stderr.decode(errors="replace"))
+            if proc.returncode == 0:
+                with tarfile.open(fileobj=io.BytesIO(proc.stdout)) as tar:
+                    tar.extractall(local, filter="data")
+        if done.returncode != 0:
+            self._check(done)
+            raise TransportError(f"pull {self.target}:{remote} failed: {done.stderr.strip()[-300:]}")
+
+    def close(self) -> None:
+        _run_local(["ssh", *self.ssh_options(), "-O", "exit", self.target], 10)
+        shutil.rmtree(self.control_dir, ignore_errors=True)
+
+
+def sha256_of(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()

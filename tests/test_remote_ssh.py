@@ -1,0 +1,139 @@
+"""Remote devices over a real sshd on loopback: the agent zipapp and models are provisioned by
+content hash, cases run there and come back in the same results layout as `local`; a changed host
+key and an unreachable host are refused with the reason, and the run goes on."""
+
+from __future__ import annotations
+
+import csv
+import getpass
+import json
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from conftest import run_melt, write_recipe
+from lab import sshd as lab_sshd
+
+BOARDS = Path(__file__).resolve().parent / "lab" / "boards"
+
+
+@pytest.fixture(scope="module")
+def sshd(tmp_path_factory):
+    server = lab_sshd.start(tmp_path_factory.mktemp("sshd"))
+    yield server
+    server.stop()
+
+
+def ssh_profile(folder: Path, server, name: str = "lab-jetson", port: int | None = None, known_hosts=None) -> Path:
+    path = folder / f"{name}.yaml"
+    path.write_text(
+        f"name: {name}\nplatform: jetson\n"
+        f"transport: {{kind: ssh, host: 127.0.0.1, port: {port or server.port}, user: {getpass.getuser()}, "
+        f"identity: {server.client_key}, known_hosts: {known_hosts or server.known_hosts}, host_key_check: strict}}\n"
+        f"workdir: {folder / 'device work dir'}\n"  # a space in the path: quoting must hold
+        f"python: {sys.executable}\n"
+        f"sensors: {{root: {BOARDS / 'jetson-orin-nano'}, tegrastats: /usr/bin/tegrastats}}\n"
+    )
+    return path
+
+
+RECIPE = """
+name: remote
+models:
+  - id: tiny-llm
+    runtime: llama_cpp
+    source: {path: "tiny model $(touch pwned) `id`; x.gguf"}
+    workload: {prompt_tokens: [16, 32], n_gen: 8}
+    params: {threads: 1, n_ctx: 256}
+  - id: static
+    runtime: onnxruntime
+    source: {path: static.onnx}
+protocol: {warmup: 1, repetitions: 3, min_duration_s: 0.3}
+telemetry: {interval_ms: 50, idle_s: 0.3}
+"""
+
+
+def test_full_run_over_ssh(tmp_path, models, sshd):
+    hostile = tmp_path / "tiny model $(touch pwned) `id`; x.gguf"
+    hostile.symlink_to(models["gguf"])
+    (tmp_path / "static.onnx").symlink_to(models["static_onnx"])
+    recipe = write_recipe(tmp_path, RECIPE)
+    profile = ssh_profile(tmp_path, sshd)
+    proc = run_melt("run", recipe, "-d", profile, "--results", tmp_path / "results", "--run-id", "r", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert not list(tmp_path.rglob("pwned"))  # the file name stayed inert on both ends
+    run_dir = tmp_path / "results" / "r"
+    run = json.loads((run_dir / "run.json").read_text())
+    assert run["devices"]["lab-jetson"]["profile"]["transport"]["kind"] == "ssh"
+    assert run["devices"]["lab-jetson"]["sensors"]["power_method"] == "ina3221"
+    with (run_dir / "summary.csv").open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 3 and all(r["device"] == "lab-jetson" and r["power_method"] == "ina3221" for r in rows)
+    for case_dir in (run_dir / "cases").iterdir():
+        for name in ("case.json", "trials.jsonl", "agent.json", "metrics.json", "trace.csv", "sensors.json"):
+            assert (case_dir / name).is_file(), (case_dir, name)
+        case = json.loads((case_dir / "case.json").read_text())
+        assert "device work dir/models/" in case["model_path"]  # the device's own copy, found by hash
+    # the device holds each model once, verified, under its sha256
+    models_dir = tmp_path / "device work dir" / "models"
+    assert len(list(models_dir.glob("*/*.verified"))) == 2
+
+
+def test_second_run_sends_nothing_again(tmp_path, models, sshd):
+    (tmp_path / "static.onnx").symlink_to(models["static_onnx"])
+    recipe = write_recipe(
+        tmp_path,
+        """
+        name: again
+        models:
+          - id: static
+            runtime: onnxruntime
+            source: {path: static.onnx}
+        protocol: {warmup: 0, repetitions: 3, min_duration_s: 0}
+        telemetry: {interval_ms: 0}
+        """,
+    )
+    profile = ssh_profile(tmp_path, sshd)
+    assert run_melt("run", recipe, "-d", profile, "--results", tmp_path / "r", "--run-id", "a").returncode == 0
+    marker = next((tmp_path / "device work dir" / "models").glob("*/*.verified"))
+    agent = next((tmp_path / "device work dir" / "agents").glob("*.pyz"))
+    before = (marker.stat().st_mtime_ns, agent.stat().st_mtime_ns)
+    time.sleep(0.05)
+    assert run_melt("run", recipe, "-d", profile, "--results", tmp_path / "r", "--run-id", "b").returncode == 0
+    assert (marker.stat().st_mtime_ns, agent.stat().st_mtime_ns) == before
+
+
+def test_changed_host_key_is_refused(tmp_path, models, sshd):
+    other = lab_sshd.keygen(tmp_path / "other_host_key")
+    pub = other.with_suffix(".pub").read_text().split()
+    known = tmp_path / "known_hosts"
+    known.write_text(f"[127.0.0.1]:{sshd.port} {pub[0]} {pub[1]}\n")
+    profile = ssh_profile(tmp_path, sshd, known_hosts=known)
+    proc = run_melt("devices", "probe", profile)
+    assert proc.returncode == 1
+    assert "host key is not the one on record" in proc.stderr and "ssh-keygen -R" in proc.stderr
+
+
+def test_unreachable_device_fails_its_cases_and_the_run_goes_on(tmp_path, models, sshd):
+    (tmp_path / "static.onnx").symlink_to(models["static_onnx"])
+    recipe = write_recipe(
+        tmp_path,
+        """
+        name: two
+        models:
+          - id: static
+            runtime: onnxruntime
+            source: {path: static.onnx}
+        protocol: {warmup: 0, repetitions: 3, min_duration_s: 0}
+        telemetry: {interval_ms: 0}
+        """,
+    )
+    down = ssh_profile(tmp_path, sshd, name="lab-down", port=lab_sshd._free_port())
+    up = ssh_profile(tmp_path, sshd, name="lab-up")
+    proc = run_melt("run", recipe, "-d", down, "-d", up, "--results", tmp_path / "r", "--run-id", "u")
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    run = json.loads((tmp_path / "r" / "u" / "run.json").read_text())
+    by_device = {c["device"]: c for c in run["cases"].values()}
+    assert by_device["lab-down"]["status"] == "failed" and "unreachable" in by_device["lab-down"]["reason"]
+    assert by_device["lab-up"]["status"] == "ok"
