@@ -198,16 +198,18 @@ class Execution:
                     )
                     status = "failed"
                 else:
-                    status, reason = self._run_case(
-                        case, models[case.model_id], sessions[case.device], profiles[case.device]
-                    )
+                    try:
+                        status, reason = self._run_case(
+                            case, models[case.model_id], sessions[case.device], profiles[case.device]
+                        )
+                    except TransportError as e:  # the link or the device went away: this case only
+                        status, reason = "failed", str(e)
                 entry.update(status=status, ended_at=_now(), reason=reason)
                 self.run.write(manifest)
-                (
+                if status == "ok":
                     outcome.ok.append(case.case_id)
-                    if status == "ok"
-                    else outcome.failed.__setitem__(case.case_id, reason)
-                )
+                else:
+                    outcome.failed[case.case_id] = reason
                 self.progress(
                     "case_end",
                     case=case,

@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# Debian packages the simulated device lab needs: a real OpenSSH server and client, and rsync.
+# Debian packages the simulated device lab needs: a real OpenSSH server and client, rsync, and
+# iproute2 (a device in its own network namespace whose link a test can cut).
 # Installs only what is missing (root, or sudo where available).
 set -euo pipefail
 need=()
 command -v sshd >/dev/null 2>&1 || [ -x /usr/sbin/sshd ] || need+=(openssh-server)
 command -v ssh >/dev/null 2>&1 || need+=(openssh-client)
 command -v rsync >/dev/null 2>&1 || need+=(rsync)
+command -v ip >/dev/null 2>&1 || [ -x /usr/sbin/ip ] || need+=(iproute2)  # network namespaces: cut a link
 [ ${#need[@]} -eq 0 ] && exit 0
 SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
 echo "installing ${need[*]} for the device lab" >&2

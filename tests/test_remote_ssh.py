@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import getpass
 import json
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -29,7 +30,7 @@ def ssh_profile(folder: Path, server, name: str = "lab-jetson", port: int | None
     path = folder / f"{name}.yaml"
     path.write_text(
         f"name: {name}\nplatform: jetson\n"
-        f"transport: {{kind: ssh, host: 127.0.0.1, port: {port or server.port}, user: {getpass.getuser()}, "
+        f"transport: {{kind: ssh, host: {server.host}, port: {port or server.port}, user: {getpass.getuser()}, "
         f"identity: {server.client_key}, known_hosts: {known_hosts or server.known_hosts}, host_key_check: strict}}\n"
         f"workdir: {folder / 'device work dir'}\n"  # a space in the path: quoting must hold
         f"python: {sys.executable}\n"
@@ -137,3 +138,63 @@ def test_unreachable_device_fails_its_cases_and_the_run_goes_on(tmp_path, models
     by_device = {c["device"]: c for c in run["cases"].values()}
     assert by_device["lab-down"]["status"] == "failed" and "unreachable" in by_device["lab-down"]["reason"]
     assert by_device["lab-up"]["status"] == "ok"
+
+
+@pytest.fixture
+def linked_sshd(tmp_path_factory):
+    """sshd in its own network namespace behind a veth pair, so the test can cut the link."""
+    server = lab_sshd.start_in_netns(tmp_path_factory.mktemp("netns-sshd"), index=7)
+    yield server
+    server.stop()
+
+
+def test_link_cut_mid_case_then_resume(tmp_path, models, linked_sshd):
+    (tmp_path / "static.onnx").symlink_to(models["static_onnx"])
+    recipe = write_recipe(
+        tmp_path,
+        """
+        name: cut
+        models:
+          - id: static
+            runtime: onnxruntime
+            source: {path: static.onnx}
+            params: {intra_op_threads: [1, 2, 3]}
+        protocol: {warmup: 0, repetitions: 3, min_duration_s: 3, timeout_s: 120}
+        telemetry: {interval_ms: 100, idle_s: 0.2}
+        """,
+    )
+    profile = ssh_profile(tmp_path, linked_sshd, name="lab-far")
+    results = tmp_path / "r"
+    melt = Path(sys.executable).with_name("melt")
+    args = [str(melt), "run", str(recipe), "-d", str(profile), "--results", str(results), "--run-id", "c"]
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    run_json = results / "c" / "run.json"
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:  # cut once the first case is done and the second is running
+        try:
+            statuses = [c["status"] for c in json.loads(run_json.read_text())["cases"].values()]
+        except (OSError, ValueError, KeyError):
+            statuses = []
+        if statuses.count("ok") == 1 and "running" in statuses:
+            break
+        time.sleep(0.1)
+    time.sleep(1.0)
+    linked_sshd.cut()
+    try:
+        out, err = proc.communicate(timeout=150)  # the run ends by itself: every remote call has a deadline
+    finally:
+        linked_sshd.restore()
+    assert proc.returncode == 1, out + err
+    run = json.loads(run_json.read_text())
+    assert all(c["status"] != "pending" for c in run["cases"].values()), out + err
+    entries = sorted(run["cases"].items(), key=lambda kv: kv[1]["started_at"] or "")
+    (first_id, first), (_, second), (_, third) = entries
+    assert first["status"] == "ok" and second["status"] == "failed" and third["status"] == "failed"
+    assert any(word in second["reason"] for word in ("unreachable", "lost", "no answer", "timed out")), second
+    kept = (results / "c" / "cases" / first_id / "trials.jsonl").stat().st_mtime_ns
+
+    again = run_melt("run", recipe, "-d", profile, "--results", results, "--run-id", "c", "--resume")
+    assert again.returncode == 0, again.stdout + again.stderr
+    run = json.loads(run_json.read_text())
+    assert run["status"] == "complete" and all(c["status"] == "ok" for c in run["cases"].values())
+    assert (results / "c" / "cases" / first_id / "trials.jsonl").stat().st_mtime_ns == kept
