@@ -44,8 +44,8 @@ def main() -> int:
                     f.write(os.urandom(1 << 20))
             profile_path = tmp / "dev.yaml"
             profile_path.write_text(
-                f"name: dev\ntransport: {{kind: ssh, host: 127.0.0.1, port: {server.port}, user: {getpass.getuser()}, "
-                f"identity: {server.client_key}, known_hosts: {server.known_hosts}}}\n"
+                f"name: dev\ntransport: {{kind: ssh, host: 127.0.0.1, port: {server.port}, "
+                f"user: {getpass.getuser()}, identity: {server.client_key}, known_hosts: {server.known_hosts}}}\n"
                 f"workdir: {tmp / 'device'}\npython: {sys.executable}\n"
             )
             profile = load_profile(str(profile_path))
