@@ -137,23 +137,28 @@ def devices_probe(device: str, as_json: bool) -> None:
     units, the power method, which channel is total power, and what was looked for and not found."""
     from melt.devices.local import open_session
     from melt.devices.profile import load_profile
-    from melt.run import SUPPORTED_TRANSPORTS
 
     profile = load_profile(device)
-    if profile.spec.transport.kind not in SUPPORTED_TRANSPORTS:
-        raise MeltError(f"device {profile.name}: transport {profile.spec.transport.kind!r} is not supported yet")
     env = open_session(profile).environment(["llama_cpp", "onnxruntime"])
     if as_json:
         click.echo(json.dumps({"device": profile.name, **env}, indent=2))
         return
     e = env["environment"]
-    click.echo(f"{profile.name}: {e['cpu_model']}, {e['cpu_count']} cores, {e['mem_total_mb']:.0f} MB, "
-               f"{e['os']}, kernel {e['kernel']}, python {e['python']}")  # fmt: skip
-    click.echo(f"  governors: {', '.join(e['cpu_governors']) or 'not readable'}")
+    facts = [
+        e.get("model"), e.get("cpu_model"), f"{e['cpu_count']} cores" if e.get("cpu_count") else None,
+        f"{e['mem_total_mb']:.0f} MB" if e.get("mem_total_mb") else None,
+        f"Android {e['android']}" if e.get("android") else e.get("os"), f"kernel {e.get('kernel')}",
+        f"python {e['python']}" if e.get("python") else "no python",
+        f"{e['workdir_free_mb']:.0f} MB free in workdir" if e.get("workdir_free_mb") else None,
+    ]  # fmt: skip
+    click.echo(f"{profile.name}: " + ", ".join(str(f) for f in facts if f))
+    if "cpu_governors" in e:
+        click.echo(f"  governors: {', '.join(e['cpu_governors']) or 'not readable'}")
     for name, r in env["runtimes"].items():
         versions = ", ".join(f"{k}={v}" for k, v in r.items() if k in ("llama_cpp_python", "onnxruntime"))
         click.echo(f"  {name}: {'ok ' + versions if r['available'] else r['error']}")
-    click.echo(_sensor_lines(env.get("sensors", {})))
+    if env.get("sensors"):
+        click.echo(_sensor_lines(env["sensors"]))
 
 
 def _sensor_lines(sensors: dict) -> str:

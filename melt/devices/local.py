@@ -97,4 +97,9 @@ def open_session(profile: DeviceProfile):
         from melt.devices.transport import SshTransport
 
         return RemoteSession(profile, SshTransport(profile.spec.transport))
+    if kind == "adb":
+        from melt.devices.phone import PhoneSession
+        from melt.devices.transport import AdbTransport
+
+        return PhoneSession(profile, AdbTransport(profile.spec.transport))
     raise MeltError(f"device {profile.name}: transport {kind!r} is not supported by this version of melt")

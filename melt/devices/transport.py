@@ -169,3 +169,43 @@ def sha256_of(path: Path) -> str:
         while chunk := f.read(1 << 20):
             h.update(chunk)
     return h.hexdigest()
+
+
+class AdbTransport(Transport):
+    """The `adb` command line, always with -s SERIAL. `adb shell` returns the remote command's exit
+    status (adb >= 1.0.36); push and pull copy files."""
+
+    name = "adb"
+
+    def __init__(self, spec, adb: str = "adb"):
+        self.spec = spec
+        self.adb = adb
+
+    def _base(self) -> list[str]:
+        return [self.adb, "-s", self.spec.serial]
+
+    def _check(self, done: Completed) -> Completed:
+        err = done.stderr.strip()
+        adb_said = done.returncode not in (0, None) and err.startswith(("error:", "adb: error", "adb: no devices"))
+        if adb_said and any(word in err for word in ("not found", "offline", "unauthorized", "no devices")):
+            raise TransportError(
+                f"adb device {self.spec.serial}: {err.splitlines()[-1]}; check `adb devices` (cable, "
+                "USB debugging, the authorisation prompt on the phone)"
+            )
+        return done
+
+    def run(self, argv: list[str], timeout_s: float) -> Completed:
+        if not shutil.which(self.adb):
+            raise TransportError("adb not found on PATH; install Android platform-tools (Debian: apt install adb)")
+        return self._check(_run_local([*self._base(), "shell", shlex.join(argv)], timeout_s))
+
+    def push(self, local: Path, remote: str, timeout_s: float) -> None:
+        done = self._check(_run_local([*self._base(), "push", str(local), remote], timeout_s))
+        if done.returncode != 0:
+            raise TransportError(f"adb push {local} -> {remote} failed: {(done.stderr or done.stdout).strip()[-300:]}")
+
+    def pull_dir(self, remote: str, local: Path, timeout_s: float) -> None:
+        local.mkdir(parents=True, exist_ok=True)
+        done = self._check(_run_local([*self._base(), "pull", remote.rstrip("/") + "/.", str(local)], timeout_s))
+        if done.returncode != 0:
+            raise TransportError(f"adb pull {remote} failed: {(done.stderr or done.stdout).strip()[-300:]}")

@@ -1,0 +1,79 @@
+"""Phones over ADB: the transport calls the `adb` command line; a stand-in `adb` first on PATH
+serves a phone folder (no phone and no adbd can run here) with the recorded Android sensor tree."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+from conftest import run_melt
+
+from melt.devices.profile import load_profile
+from melt.devices.transport import AdbTransport, TransportError
+
+LAB = Path(__file__).resolve().parent / "lab"
+
+
+@pytest.fixture
+def phone(tmp_path, monkeypatch):
+    home = tmp_path / "phone with spaces"
+    (home / "bin").mkdir(parents=True)
+    getprop = home / "bin" / "getprop"
+    getprop.write_text(
+        '#!/bin/sh\ncase "$1" in ro.product.model) echo "Pixel 8";; ro.build.version.release) echo 14;; esac\n'
+    )
+    getprop.chmod(0o755)
+    bench = home / "data/local/tmp/llama.cpp/bin/llama-bench"
+    bench.parent.mkdir(parents=True)
+    bench.write_text("#!/bin/sh\necho llama-bench stand-in\n")
+    bench.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{LAB / 'adb'}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("MELT_FAKE_ADB_DEVICES", f"LAB0001={home}")
+    profile = tmp_path / "pixel.yaml"
+    profile.write_text(
+        "name: lab-pixel\nplatform: android\ntransport: {kind: adb, serial: LAB0001}\n"
+        f"workdir: {home}/data/local/tmp/melt\nllama_cpp_bin: {bench.parent}\n"
+        f"sensors: {{root: {LAB / 'boards' / 'android-phone'}, battery: {{current_unit: uA}}}}\n"
+    )
+    return home, profile
+
+
+def test_probe_over_adb(phone):
+    home, profile = phone
+    proc = run_melt("devices", "probe", profile, "--json")
+    assert proc.returncode == 0, proc.stderr
+    env = json.loads(proc.stdout)
+    assert env["environment"]["model"] == "Pixel 8" and env["environment"]["android"] == "14"
+    assert env["environment"]["cpu_count"] == 4  # from the recorded tree's /proc/cpuinfo
+    assert env["runtimes"]["llama_cpp_cli"]["available"] is True
+    assert "no Python" in env["runtimes"]["llama_cpp"]["error"]
+    text = run_melt("devices", "probe", profile)
+    assert text.returncode == 0 and "lab-pixel: Pixel 8" in text.stdout and "Android 14" in text.stdout
+
+
+def test_unknown_serial_is_a_clear_error(phone, monkeypatch):
+    _, profile = phone
+    monkeypatch.setenv("MELT_FAKE_ADB_DEVICES", "SOMEONE_ELSE=/nowhere")
+    proc = run_melt("devices", "probe", profile)
+    assert proc.returncode == 1
+    assert "adb device LAB0001" in proc.stderr and "not found" in proc.stderr and "adb devices" in proc.stderr
+
+
+def test_shell_exit_status_push_pull_and_quoting(phone, tmp_path):
+    home, profile = phone
+    t = AdbTransport(load_profile(str(profile)).spec.transport)
+    assert t.run(["sh", "-c", "exit 7"], 10).returncode == 7
+    hostile = "a b $(touch pwned) `id`; c.txt"
+    done = t.run(["sh", "-c", 'printf %s "$1" > "$1" && cat "$1"', "sh", hostile], 10)
+    assert done.returncode == 0 and done.stdout == hostile and not list(home.rglob("pwned"))
+    src = tmp_path / "local.bin"
+    src.write_bytes(b"model bytes")
+    (home / "dir").mkdir()
+    t.push(src, str(home / "dir" / "remote.bin"), 10)
+    back = tmp_path / "back"
+    t.pull_dir(str(home / "dir"), back, 10)
+    assert (back / "remote.bin").read_bytes() == b"model bytes"
+    with pytest.raises(TransportError, match="push"):
+        t.push(tmp_path / "missing", str(home / "dir" / "x"), 10)
