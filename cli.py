@@ -119,14 +119,23 @@ def devices() -> None:
 
 
 @devices.command("list")
-def devices_list() -> None:
-    """List the shipped device profiles."""
+@click.option("--no-check", is_flag=True, help="Only list the profiles; do not try to reach the devices.")
+def devices_list(no_check: bool) -> None:
+    """List the shipped device profiles and whether each device answers now (and why not)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from melt.devices.local import reachable
     from melt.devices.profile import available_profiles, load_profile
 
-    for name in available_profiles():
-        profile = load_profile(name)
+    profiles = [load_profile(name) for name in available_profiles()]
+    with ThreadPoolExecutor(max_workers=8) as pool:  # devices answer (or time out) side by side
+        states = list(pool.map(lambda p: (None, "") if no_check else reachable(p), profiles))
+    for profile, (ok, why) in zip(profiles, states):
+        state = "" if ok is None else ("reachable" if ok else f"unreachable: {why}")
         t = profile.spec.transport
-        click.echo(f"{name:<20} {profile.spec.platform:<12} {t.kind:<6} {profile.spec.description}")
+        click.echo(f"{profile.name:<20} {profile.spec.platform:<12} {t.kind:<6} {profile.spec.description}")
+        if state:
+            click.echo(f"{'':<20} {state}")
 
 
 @devices.command("probe")

@@ -50,7 +50,7 @@ def test_validate_without_runtimes(tmp_path):
 
 
 def test_devices_list_and_probe(cli):
-    code, out = cli("devices", "list")
+    code, out = cli("devices", "list", "--no-check")
     assert code == 0
     listed = {line.split()[0]: line.split()[2] for line in out.splitlines()}
     assert listed["local"] == "local" and listed["jetson-orin-nano"] == "ssh" and listed["pixel-8"] == "adb"

@@ -198,3 +198,12 @@ def test_link_cut_mid_case_then_resume(tmp_path, models, linked_sshd):
     run = json.loads(run_json.read_text())
     assert run["status"] == "complete" and all(c["status"] == "ok" for c in run["cases"].values())
     assert (results / "c" / "cases" / first_id / "trials.jsonl").stat().st_mtime_ns == kept
+
+
+def test_reachability_says_why(tmp_path, sshd):
+    from melt.devices.local import reachable
+    from melt.devices.profile import load_profile
+
+    assert reachable(load_profile(str(ssh_profile(tmp_path, sshd)))) == (True, "")
+    ok, why = reachable(load_profile(str(ssh_profile(tmp_path, sshd, name="lab-off", port=lab_sshd._free_port()))))
+    assert not ok and "Connection refused" in why

@@ -103,3 +103,21 @@ def open_session(profile: DeviceProfile):
 
         return PhoneSession(profile, AdbTransport(profile.spec.transport))
     raise MeltError(f"device {profile.name}: transport {kind!r} is not supported by this version of melt")
+
+
+def reachable(profile: DeviceProfile, timeout_s: float = 15.0) -> tuple[bool, str]:
+    """Whether the device answers a trivial command now, and if not, why."""
+    from melt.devices.transport import TransportError
+
+    session = open_session(profile)
+    try:
+        if isinstance(session, LocalSession):
+            return True, ""
+        done = session.t.run(["true"], timeout_s)
+        if done.timed_out:
+            return False, f"no answer within {timeout_s:.0f} s"
+        return done.returncode == 0, "" if done.returncode == 0 else (done.stderr.strip() or f"exit {done.returncode}")
+    except (TransportError, MeltError) as e:
+        return False, str(e)
+    finally:
+        session.close()
