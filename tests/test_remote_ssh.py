@@ -68,6 +68,7 @@ def test_full_run_over_ssh(tmp_path, models, sshd):
     run = json.loads((run_dir / "run.json").read_text())
     assert run["devices"]["lab-jetson"]["profile"]["transport"]["kind"] == "ssh"
     assert run["devices"]["lab-jetson"]["sensors"]["power_method"] == "ina3221"
+    assert run["devices"]["lab-jetson"]["environment"]["workdir_free_mb"] > 0
     with (run_dir / "summary.csv").open(newline="") as f:
         rows = list(csv.DictReader(f))
     assert len(rows) == 3 and all(r["device"] == "lab-jetson" and r["power_method"] == "ina3221" for r in rows)

@@ -66,7 +66,18 @@ class RemoteSession:
                 f"({done.stderr.strip()[-300:] or 'exit ' + str(done.returncode)}); set `python:` in the profile "
                 "to a Python 3.10+ on the device"
             )
-        return json.loads(done.stdout)
+        env = json.loads(done.stdout)
+        env["environment"]["workdir"] = self.workdir
+        free = self._free_bytes()
+        env["environment"]["workdir_free_mb"] = free / 1e6 if free is not None else None
+        return env
+
+    def _free_bytes(self) -> int | None:
+        done = self._sh('df -Pk "$1" | tail -n 1', self.workdir)
+        try:
+            return int(done.stdout.split()[3]) * 1024
+        except (IndexError, ValueError):
+            return None
 
     def prepare_model(self, model: ResolvedModel) -> str:
         """The model's path on the device: pushed once, verified there, then found by its hash."""
@@ -91,12 +102,8 @@ class RemoteSession:
         return remote
 
     def _check_space(self, need_bytes: int) -> None:
-        done = self._sh('df -Pk "$1" | tail -n 1', self.workdir)
-        try:
-            free = int(done.stdout.split()[3]) * 1024
-        except (IndexError, ValueError):
-            return  # df says nothing usable: let the copy tell
-        if free < need_bytes:
+        free = self._free_bytes()
+        if free is not None and free < need_bytes:  # df says nothing usable: let the copy tell
             short_mb = (need_bytes - free) / 1e6
             raise TransportError(
                 f"device {self.profile.name}: {self.workdir} has {free / 1e6:.0f} MB free, the model needs "
