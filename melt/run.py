@@ -45,7 +45,7 @@ def plan(recipe_path: str | Path, devices: list[str] | tuple[str, ...] = ()) -> 
                 Problem(
                     str(p.path),
                     "transport.kind",
-                    f"one of {list(SUPPORTED_TRANSPORTS)} (running on a phone over adb needs runtime llama_cpp_cli, not there yet)",
+                    f"one of {list(SUPPORTED_TRANSPORTS)} (phones over adb need runtime llama_cpp_cli, not there yet)",
                     repr(p.spec.transport.kind),
                 )
             )
