@@ -9,7 +9,7 @@ last token. Summaries are medians over counted trials; warm-ups are never counte
 from __future__ import annotations
 
 from melt.analysis.stats import cv_pct, percentile, spread
-from melt.analysis.telemetry_metrics import telemetry_figures
+from melt.analysis.telemetry_metrics import TELEMETRY_COLUMNS, telemetry_figures
 from melt.analysis.trace import Trace
 
 ID_COLUMNS = ["case_id", "device", "model", "runtime"]
@@ -30,16 +30,6 @@ LLAMA_COLUMNS = {
     "e2e_s",
 }
 ORT_COLUMNS = {"load_s", "latency_p50_ms", "latency_p90_ms", "latency_p99_ms", "throughput_ips"}
-TELEMETRY_COLUMNS = [
-    "power_avg_w",
-    "energy_j",
-    "energy_prefill_j",
-    "energy_decode_j",
-    "j_per_token",
-    "temp_max_c",
-    "throttled",
-]
-NO_TELEMETRY = "not measured: this version of melt samples no sensors during a case"
 CV_LIMIT_PCT = 10.0
 MIN_TRIALS_FOR_SPREAD = 3
 

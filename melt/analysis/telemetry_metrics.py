@@ -7,6 +7,15 @@ import statistics
 from melt.analysis.energy import PhaseEnergy, integrate
 from melt.analysis.trace import Trace
 
+TELEMETRY_COLUMNS = [
+    "power_avg_w",
+    "energy_j",
+    "energy_prefill_j",
+    "energy_decode_j",
+    "j_per_token",
+    "temp_max_c",
+    "throttled",
+]
 POWER_PROBES = ("ina3221", "tegrastats", "vcgencmd", "android_battery", "nvml", "rapl")
 BUSY_UTIL_PCT = 50.0  # a core counts as busy above this utilisation
 CAPPED_RATIO = 0.9  # and as held below max when its frequency is under 90% of its maximum
@@ -43,15 +52,7 @@ def throttle_spans(trace: Trace, t0: float, t1: float) -> list[str]:
 
 def telemetry_figures(runtime: str, counted: list[dict], agent: dict, trace: Trace | None, telemetry: dict) -> dict:
     """{"figures": summary columns, "missing": column -> reason, "details": for metrics.json}."""
-    columns = [
-        "power_avg_w",
-        "energy_j",
-        "energy_prefill_j",
-        "energy_decode_j",
-        "j_per_token",
-        "temp_max_c",
-        "throttled",
-    ]
+    columns = TELEMETRY_COLUMNS
     if trace is None or not trace.t_s:
         why = (
             "not measured: telemetry.interval_ms = 0"

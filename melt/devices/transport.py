@@ -4,7 +4,6 @@ $(...), backticks or ; are inert."""
 
 from __future__ import annotations
 
-import hashlib
 import io
 import os
 import re
@@ -161,14 +160,6 @@ class SshTransport(Transport):
     def close(self) -> None:
         _run_local(["ssh", *self.ssh_options(), "-O", "exit", self.target], 10)
         shutil.rmtree(self.control_dir, ignore_errors=True)
-
-
-def sha256_of(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 class AdbTransport(Transport):
