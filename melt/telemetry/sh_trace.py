@@ -1,0 +1,215 @@
+"""The sh sampler's trace (trace.raw.csv + sampler.json, from sampler.sh) -> melt's trace.csv.
+
+sampler.sh runs where there is no Python (phones) and keeps to raw integers, as the files give
+them; this turns them into the channels the Python probes write, in the same units: CPU
+utilisation from tick deltas, memory in MB, temperatures in C (offline/absurd zones dropped as
+thermal.py does), frequencies in MHz, and the battery through android_battery.normalise. The sh
+sampler keeps no schedule, so `sampler.lag_ms` and `sampler.missed` are empty.
+
+Standard library only (and melt's own telemetry helpers).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+
+from melt.telemetry import android_battery
+from melt.telemetry.base import channel_name
+from melt.telemetry.thermal import plausible
+
+PIN_KEYS = ("current_unit", "voltage_unit", "discharge_sign")
+BATTERY_CHANNELS = [
+    "battery.current_a",
+    "battery.voltage_v",
+    "battery.power_w",
+    "battery.temp_c",
+    "battery.charging",
+    "power.total_w",
+]
+
+
+def convert(raw_csv_path, sampler_json_path, out_csv_path, battery_pins: dict | None = None) -> dict:
+    """Write out_csv_path (trace.csv) from the sh sampler's output; return a sensors.json-like dict.
+
+    battery_pins: the device profile's sensors.battery (current_unit, voltage_unit, discharge_sign).
+    """
+    with open(sampler_json_path, encoding="utf-8") as f:
+        meta = json.load(f)
+    header, rows = _read_raw(raw_csv_path)
+    raw = {name: [row[i] for row in rows] for i, name in enumerate(header)}
+    n = len(rows)
+    found: list[str] = []
+    missing: list[str] = []
+    notes: list[str] = []
+    columns: dict[str, list] = {}
+
+    def present(name: str) -> bool:
+        return any(v != "" for v in raw.get(name, []))
+
+    # procfs: cpu.util_pct from tick deltas, mem, proc.rss
+    if present("cpu.busy_ticks") and present("cpu.total_ticks"):
+        wrap = 2**32 if meta.get("int_bits") == 32 else None  # mksh's arithmetic wraps at 32 bits
+        columns["cpu.util_pct"] = _util(raw["cpu.busy_ticks"], raw["cpu.total_ticks"], wrap)
+        found.append("proc/stat")
+    else:
+        missing.append("proc/stat: not readable, no CPU utilisation")
+    if present("mem.total_kb") and present("mem.available_kb"):
+        total, avail = _ints(raw["mem.total_kb"]), _ints(raw["mem.available_kb"])
+        columns["mem.used_mb"] = [None if t is None or a is None else (t - a) / 1024 for t, a in zip(total, avail)]
+        columns["mem.available_mb"] = [None if t is None or a is None else a / 1024 for t, a in zip(total, avail)]
+        found.append("proc/meminfo")
+    else:
+        missing.append("proc/meminfo: not readable (or no MemAvailable), no memory figures")
+    if "proc.rss_kb" in raw:
+        columns["proc.rss_mb"] = [None if v is None else v / 1024 for v in _ints(raw["proc.rss_kb"])]
+
+    # cpufreq: policyN -> cpuN, kHz -> MHz; a policy whose current frequency never read is dropped
+    for number in _numbered(header, r"policy(\d+)\.cur_khz"):
+        cur, top = raw[f"policy{number}.cur_khz"], raw.get(f"policy{number}.max_khz", [""] * n)
+        if not any(v != "" for v in cur):
+            missing.append(f"policy{number}/scaling_cur_freq: not readable")
+            continue
+        columns[f"cpu{number}.freq_mhz"] = [None if v is None else v / 1000 for v in _ints(cur)]
+        columns[f"cpu{number}.max_freq_mhz"] = [None if v is None else v / 1000 for v in _ints(top)]
+        found.append(f"policy{number}")
+
+    # thermal: zone type as the channel name; a zone with no plausible reading is dropped, and
+    # implausible readings (-256 C offline, -273 C, 1000 C) are empty cells, as thermal.py does
+    zone_types = meta.get("zones") or {}
+    named: list[str] = []
+    for number in _numbered(header, r"zone(\d+)\.temp_mc"):
+        kind = zone_types.get(f"zone{number}") or f"thermal_zone{number}"
+        celsius = [None if v is None else v / 1000 for v in _ints(raw[f"zone{number}.temp_mc"])]
+        if not any(plausible(c) for c in celsius):
+            seen = next((c for c in celsius if c is not None), None)
+            missing.append(f"thermal_zone{number} ({kind}): reads {seen} C, offline or absurd: dropped")
+            continue
+        channel = f"temp.{channel_name(kind)}_c"
+        if channel in named:
+            channel = f"temp.{channel_name(kind)}_{number}_c"
+        named.append(channel)
+        columns[channel] = [c if plausible(c) else None for c in celsius]
+        found.append(f"thermal_zone{number} ({kind})")
+
+    # battery: the raw values through android_battery.normalise, row by row
+    battery = meta.get("battery")
+    power_total = None
+    if "battery.current_raw" in raw:
+        pins = {k: (battery_pins or {}).get(k) for k in PIN_KEYS}
+        out: dict[str, list] = {c: [] for c in BATTERY_CHANNELS}
+        for i in range(n):
+            supply = {
+                "current_now": raw["battery.current_raw"][i],
+                "voltage_now": raw.get("battery.voltage_raw", [""] * n)[i],
+                "temp": raw.get("battery.temp_raw", [""] * n)[i],
+                "status": raw.get("battery.status", [""] * n)[i],
+            }
+            reading = android_battery.normalise({k: v for k, v in supply.items() if v != ""}, **pins)
+            if i == 0:
+                notes += reading.notes
+                if reading.charging:
+                    notes.append("the phone is charging: battery power is not device power, power.total_w stays empty")
+            out["battery.current_a"].append(reading.current_a)
+            out["battery.voltage_v"].append(reading.voltage_v)
+            out["battery.power_w"].append(reading.power_w)
+            out["battery.temp_c"].append(reading.temp_c)
+            out["battery.charging"].append(float(reading.charging))
+            out["power.total_w"].append(reading.power_w)
+        columns.update(out)
+        found.append(battery or "battery")
+        power_total = "power.total_w"
+    else:
+        missing.append("sys/class/power_supply: no supply of type Battery")
+
+    channels = list(columns)
+    with open(out_csv_path, "w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(["t_s", "sampler.lag_ms", "sampler.missed", *channels])
+        for i, row in enumerate(rows):
+            writer.writerow([_seconds(row[0]), "", "", *(_cell(columns[c][i]) for c in channels)])
+
+    probe = {
+        "probe": "sh_sampler",
+        "channels": channels,
+        "found": found,
+        "missing": missing,
+        "power_total": power_total,
+        "power_method": "battery" if power_total else None,
+        "notes": notes,
+        "clock": meta.get("clock"),
+        "shell": meta.get("shell"),
+        "int_bits": meta.get("int_bits"),
+        "zones": zone_types,
+        "battery": battery,
+        "rows": n,
+    }
+    return {
+        "root": meta.get("root"),
+        "sampler": "sh",
+        "clock": meta.get("clock"),
+        "interval_ms": meta.get("interval_ms"),
+        "power_method": "battery" if power_total else "none",
+        "power_total": power_total,
+        "channels": channels,
+        "probes": {"sh_sampler": probe},
+    }
+
+
+def _read_raw(path) -> tuple[list[str], list[list[str]]]:
+    """Header and the whole rows with an integer t_ns (a torn last line from a kill is skipped)."""
+    with open(path, newline="", encoding="utf-8", errors="replace") as f:
+        reader = csv.reader(f)
+        header = next(reader, None) or ["t_ns"]
+        rows = [row for row in reader if len(row) == len(header) and row[0].isdigit()]
+    return header, rows
+
+
+def _numbered(header: list[str], pattern: str) -> list[int]:
+    numbers = [int(m.group(1)) for name in header if (m := re.fullmatch(pattern, name))]
+    return sorted(numbers)
+
+
+def _int(cell: str) -> int | None:
+    try:
+        return int(cell)
+    except ValueError:
+        return None
+
+
+def _ints(cells: list[str]) -> list[int | None]:
+    return [_int(c) for c in cells]
+
+
+def _util(busy_cells: list[str], total_cells: list[str], wrap: int | None) -> list[float | None]:
+    """100 x delta busy / delta total against the last row that had both; the first row is empty."""
+    out: list[float | None] = []
+    last = None
+    for busy, total in zip(_ints(busy_cells), _ints(total_cells)):
+        if busy is None or total is None:
+            out.append(None)
+            continue
+        value = None
+        if last is not None:
+            d_busy, d_total = busy - last[0], total - last[1]
+            if wrap:
+                d_busy, d_total = d_busy % wrap, d_total % wrap
+            if d_total > 0 and 0 <= d_busy <= d_total:
+                value = 100.0 * d_busy / d_total
+        out.append(value)
+        last = (busy, total)
+    return out
+
+
+def _seconds(t_ns: str) -> str:
+    """ns digits -> seconds with 6 decimals, exactly (no float rounding of a large clock)."""
+    us = (int(t_ns) + 500) // 1000
+    return f"{us // 1_000_000}.{us % 1_000_000:06d}"
+
+
+def _cell(value) -> str:
+    """As the Python sampler writes a cell: empty for None, 6 significant digits for a float."""
+    if value is None:
+        return ""
+    return f"{value:.6g}" if isinstance(value, float) else str(value)

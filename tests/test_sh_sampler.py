@@ -1,0 +1,202 @@
+"""The POSIX sh sampler (for phones without Python) on the recorded Android tree, under dash and
+busybox sh when present, and the host-side conversion of its raw trace to melt's trace.csv."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from conftest import ROOT
+
+from melt.analysis.trace import read_trace
+from melt.telemetry.sh_trace import convert
+
+SCRIPT = ROOT / "melt" / "telemetry" / "sampler.sh"
+PHONE = ROOT / "tests" / "lab" / "boards" / "android-phone"
+
+SHELLS = [pytest.param(["dash"], id="dash", marks=pytest.mark.skipif(not shutil.which("dash"), reason="no dash"))]
+SHELLS.append(
+    pytest.param(
+        ["busybox", "sh"], id="busybox", marks=pytest.mark.skipif(not shutil.which("busybox"), reason="no busybox")
+    )
+)
+SHELLS.append(pytest.param(["mksh"], id="mksh", marks=pytest.mark.skipif(not shutil.which("mksh"), reason="no mksh")))
+
+
+def run_sampler(shell: list[str], out: Path, root: Path, pid: int | None, seconds: float = 1.0, env=None) -> str:
+    """Start the sampler, let it run, SIGTERM it; return its stderr (it must have exited 0)."""
+    args = [*shell, str(SCRIPT), str(out), "50", str(root)] + ([str(pid)] if pid else [])
+    proc = subprocess.Popen(
+        args, cwd=ROOT, stderr=subprocess.PIPE, text=True, env={**os.environ, **(env or {})}, start_new_session=True
+    )
+    try:
+        time.sleep(seconds)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=5) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    return proc.stderr.read()
+
+
+def raw_rows(out: Path) -> list[dict]:
+    with (out / "trace.raw.csv").open(newline="") as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.mark.parametrize("shell", SHELLS)
+def test_sh_sampler_on_the_android_tree(shell, tmp_path):
+    rss_holder = subprocess.Popen(["sleep", "30"])  # a real process whose VmRSS is read from /proc
+    try:
+        stderr = run_sampler(shell, tmp_path, PHONE, rss_holder.pid)
+    finally:
+        rss_holder.kill()
+        rss_holder.wait()
+    assert stderr == ""
+    meta = json.loads((tmp_path / "sampler.json").read_text())
+    assert meta["interval_ms"] == 50
+    assert meta["clock"] in ("monotonic", "realtime", "uptime")
+    assert meta["zones"] == {"zone0": "cpu-0-0-usr", "zone1": "battery", "zone2": "xo-therm-adc"}
+    assert meta["battery"].endswith("power_supply/bms")  # found by type among usb and bms
+    rows = raw_rows(tmp_path)
+    assert len(rows) >= 10
+    assert list(rows[0]) == ["t_ns", *meta["channels"]]
+    assert "zone2.temp_mc" in meta["channels"]  # the absurd zone is still recorded raw
+    t = [int(r["t_ns"]) for r in rows]
+    assert t == sorted(t) and 0.03 < (t[-1] - t[0]) / 1e9 / (len(t) - 1) < 0.2
+    for r in rows:
+        assert r["zone0.temp_mc"] == "41200" and r["zone1.temp_mc"] == "36000" and r["zone2.temp_mc"] == "-273000"
+        assert r["battery.current_raw"] == "-1202147" and r["battery.voltage_raw"] == "4137440"
+        assert r["battery.temp_raw"] == "360" and r["battery.status"] == "Discharging"
+        assert r["policy4.cur_khz"] == "1171200" and r["policy4.max_khz"] == "2419200"
+        assert r["policy0.cur_khz"] == "1804800"
+        assert r["mem.total_kb"] == "7620000" and r["mem.available_kb"] == "5120000"
+        busy = 10132153 + 290696 + 3084719 + 0 + 25195 + 0
+        assert r["cpu.busy_ticks"] == str(busy) and r["cpu.total_ticks"] == str(busy + 46828483 + 16683)
+        assert int(r["proc.rss_kb"]) > 0
+
+    # the host side: trace.csv in melt's format, read back by the analysis
+    case = tmp_path / "case"
+    case.mkdir()
+    sensors = convert(tmp_path / "trace.raw.csv", tmp_path / "sampler.json", case / "trace.csv")
+    (case / "sensors.json").write_text(json.dumps(sensors, indent=2))
+    assert sensors["power_method"] == "battery" and sensors["power_total"] == "power.total_w"
+    with (case / "trace.csv").open(newline="") as f:
+        header = next(csv.reader(f))
+    assert header[:3] == ["t_s", "sampler.lag_ms", "sampler.missed"]
+    assert header[3:] == sensors["channels"]
+    for channel in [
+        "cpu.util_pct",
+        "mem.used_mb",
+        "mem.available_mb",
+        "proc.rss_mb",
+        "cpu0.freq_mhz",
+        "cpu4.freq_mhz",
+        "cpu4.max_freq_mhz",
+        "temp.cpu_0_0_usr_c",
+        "temp.battery_c",
+        "battery.current_a",
+        "battery.voltage_v",
+        "battery.power_w",
+        "battery.temp_c",
+        "battery.charging",
+        "power.total_w",
+    ]:
+        assert channel in header
+    assert not [c for c in header if "xo_therm" in c]  # -273 C: dropped
+    trace = read_trace(case)
+    assert trace is not None and len(trace.t_s) == len(rows)
+    assert trace.power_method == "battery"
+    assert trace.t_s[0] == pytest.approx(t[0] / 1e9, abs=1e-6)
+    col = trace.columns
+    assert set(col["sampler.lag_ms"]) == {None} and set(col["sampler.missed"]) == {None}
+    assert set(col["cpu.util_pct"]) == {None}  # a recorded /proc/stat does not move
+    assert set(col["temp.battery_c"]) == {36.0} and set(col["temp.cpu_0_0_usr_c"]) == {41.2}
+    assert set(col["cpu4.freq_mhz"]) == {1171.2} and set(col["cpu4.max_freq_mhz"]) == {2419.2}
+    assert set(col["mem.available_mb"]) == {5000.0} and col["mem.used_mb"][0] == pytest.approx(2500000 / 1024, rel=1e-5)
+    assert col["battery.power_w"][0] == pytest.approx(1.202147 * 4.13744, rel=1e-5)
+    assert col["power.total_w"] == col["battery.power_w"]
+    assert col["battery.current_a"][0] == pytest.approx(1.202147, rel=1e-5)  # positive: discharging
+    assert set(col["battery.temp_c"]) == {36.0} and set(col["battery.charging"]) == {0.0}
+    assert all(v > 0 for v in col["proc.rss_mb"])
+
+
+@pytest.mark.parametrize("clock", ["monotonic", "realtime", "uptime"])
+def test_each_clock(clock, tmp_path):
+    """The forced clock is used and recorded; a clock this machine cannot read is refused, not faked."""
+    readable = {
+        "monotonic": os.access("/proc/timer_list", os.R_OK),
+        "realtime": subprocess.run(["date", "+%s%N"], capture_output=True, text=True).stdout.strip().isdigit(),
+        "uptime": os.access("/proc/uptime", os.R_OK),
+    }
+    if not readable[clock]:
+        pytest.skip(f"{clock} not readable here")
+    before = {"monotonic": time.monotonic_ns, "realtime": time.time_ns, "uptime": time.monotonic_ns}[clock]()
+    run_sampler([shutil.which("dash") or "sh"], tmp_path, PHONE, None, seconds=0.4, env={"MELT_SH_CLOCK": clock})
+    assert json.loads((tmp_path / "sampler.json").read_text())["clock"] == clock
+    t = [int(r["t_ns"]) for r in raw_rows(tmp_path)]
+    assert len(t) >= 3 and t == sorted(t)
+    if clock == "uptime":  # boot time in centiseconds: >= monotonic, 10 ms steps
+        assert t[0] >= before - 10_000_000 and all(v % 10_000_000 == 0 for v in t)
+    else:
+        assert 0 <= t[0] - before < 5e9  # the same clock as Python's
+
+
+def test_missing_files_give_empty_cells(tmp_path):
+    """A bare root (no sysfs, no procfs) still gives rows: a timestamp and empty cells; the
+    conversion keeps only what was there."""
+    bare = tmp_path / "root"
+    (bare / "proc").mkdir(parents=True)
+    out = tmp_path / "out"
+    stderr = run_sampler([shutil.which("dash") or "sh"], out, bare, 999999999, seconds=0.5)
+    assert stderr == ""
+    rows = raw_rows(out)
+    assert len(rows) >= 3
+    assert list(rows[0]) == [
+        "t_ns",
+        "cpu.busy_ticks",
+        "cpu.total_ticks",
+        "mem.total_kb",
+        "mem.available_kb",
+        "proc.rss_kb",
+    ]
+    assert all(v == "" for r in rows for k, v in r.items() if k != "t_ns")
+    sensors = convert(out / "trace.raw.csv", out / "sampler.json", tmp_path / "trace.csv")
+    assert sensors["power_method"] == "none" and sensors["power_total"] is None
+    assert sensors["channels"] == ["proc.rss_mb"]  # asked for, the process is gone: empty cells
+
+
+def test_convert_util_and_32_bit_wrap(tmp_path):
+    """CPU utilisation from tick deltas (first row empty), including mksh's 32-bit wrap; a charging
+    phone gives no total power; pinned battery units are used; a torn last line is skipped."""
+    (tmp_path / "sampler.json").write_text(
+        json.dumps({"clock": "uptime", "interval_ms": 100, "int_bits": 32, "zones": {}, "battery": "/x/battery"})
+    )
+    lines = [
+        "t_ns,cpu.busy_ticks,cpu.total_ticks,battery.current_raw,battery.voltage_raw,battery.temp_raw,battery.status",
+        "1000000000,100,400,500,4000,250,Charging",
+        "1100000000,150,500,500,4000,250,Charging",
+        "1200000000,2147483500,2147483600,500,4000,250,Charging",
+        "1300000000,2147483510,-2147483596,500,4000,250,Charging",  # +10 busy, +100 total across the wrap
+        "1400000000,-21474",
+    ]
+    (tmp_path / "trace.raw.csv").write_text("\n".join(lines) + "\n")
+    sensors = convert(
+        tmp_path / "trace.raw.csv", tmp_path / "sampler.json", tmp_path / "trace.csv", {"current_unit": "mA"}
+    )
+    assert sensors["power_method"] == "battery"
+    with (tmp_path / "trace.csv").open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["t_s"] for r in rows] == ["1.000000", "1.100000", "1.200000", "1.300000"]
+    util = [r["cpu.util_pct"] for r in rows]
+    assert util[0] == "" and float(util[1]) == 50.0 and float(util[3]) == 10.0
+    assert all(r["power.total_w"] == "" and r["battery.charging"] == "1" for r in rows)
+    assert float(rows[0]["battery.current_a"]) == -0.5  # mA pinned; into the battery while charging
+    assert float(rows[0]["battery.voltage_v"]) == 4.0  # mV detected
