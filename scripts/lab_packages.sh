@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Debian packages the simulated device lab needs: a real OpenSSH server and client, rsync, and
-# iproute2 (a device in its own network namespace whose link a test can cut).
+# iproute2 (a device in its own network namespace whose link a test can cut), busybox and mksh
+# (the shells of phones and small boards, for the POSIX sh sampler).
 # Installs only what is missing (root, or sudo where available).
 set -euo pipefail
 need=()
@@ -8,6 +9,8 @@ command -v sshd >/dev/null 2>&1 || [ -x /usr/sbin/sshd ] || need+=(openssh-serve
 command -v ssh >/dev/null 2>&1 || need+=(openssh-client)
 command -v rsync >/dev/null 2>&1 || need+=(rsync)
 command -v ip >/dev/null 2>&1 || [ -x /usr/sbin/ip ] || need+=(iproute2)  # network namespaces: cut a link
+command -v busybox >/dev/null 2>&1 || need+=(busybox)  # the phone's sh sampler under busybox sh
+command -v mksh >/dev/null 2>&1 || need+=(mksh)  # ... and under mksh, Android's shell
 [ ${#need[@]} -eq 0 ] && exit 0
 SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
 echo "installing ${need[*]} for the device lab" >&2
