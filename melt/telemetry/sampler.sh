@@ -2,6 +2,7 @@
 # melt's sampler for devices without Python (phones): POSIX sh, shell builtins for every read.
 #
 #   sh sampler.sh OUT_DIR INTERVAL_MS ROOT [PID]
+#   sh sampler.sh --now        prints "CLOCK NS": a time stamp on the clock the sampler uses
 #
 # Reads the same procfs/sysfs files as the Python probes (procfs, thermal, cpufreq,
 # android_battery) under ROOT, every INTERVAL_MS, until SIGTERM/SIGINT/SIGHUP, and writes
@@ -19,15 +20,17 @@ usage() {
     exit 2
 }
 
-[ $# -ge 3 ] || usage
-OUT=$1
-INTERVAL_MS=$2
-ROOT=${3%/}
-PID=${4-}
-case $INTERVAL_MS in '' | *[!0-9]*) usage ;; esac
-[ "$INTERVAL_MS" -gt 0 ] || usage
-case $PID in *[!0-9]*) usage ;; esac
-[ -d "$OUT" ] || mkdir -p "$OUT" || exit 1
+if [ "${1-}" != "--now" ]; then # --now: print "CLOCK NS" with the clock the sampler would use, and exit
+    [ $# -ge 3 ] || usage
+    OUT=$1
+    INTERVAL_MS=$2
+    ROOT=${3%/}
+    PID=${4-}
+    case $INTERVAL_MS in '' | *[!0-9]*) usage ;; esac
+    [ "$INTERVAL_MS" -gt 0 ] || usage
+    case $PID in *[!0-9]*) usage ;; esac
+    [ -d "$OUT" ] || mkdir -p "$OUT" || exit 1
+fi
 
 STOP=0
 SPID=
@@ -126,6 +129,10 @@ done
 if [ -z "$CLOCK" ]; then
     echo "sampler.sh: no clock readable (/proc/timer_list, date +%s%N, /proc/uptime)" >&2
     exit 1
+fi
+if [ "${1-}" = "--now" ]; then
+    echo "$CLOCK $T"
+    exit 0
 fi
 
 # --- what this device has (found once, like the probes' detect) ---
