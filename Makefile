@@ -9,6 +9,7 @@ quickstart: setup
 
 test: setup
 	scripts/lab_packages.sh
+	LLAMA_BENCH_DIR=$(HOME)/.cache/melt/llama-bench benchmarks/build_llama_bench.sh >/dev/null
 	.venv/bin/python -m pytest -q
 
 lint: setup

@@ -24,7 +24,7 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 PY="$ROOT/.venv/bin/python"
 PIP="$ROOT/.venv/bin/pip"
-OUT_DIR="$ROOT/benchmarks/.build"
+OUT_DIR="${LLAMA_BENCH_DIR:-$ROOT/benchmarks/.build}"  # LLAMA_BENCH_DIR: a cache outside the checkout
 BIN="$OUT_DIR/llama-bench"
 JOBS="${JOBS:-2}"
 
@@ -50,18 +50,17 @@ fi
 mkdir -p "$OUT_DIR"
 
 # 1. Fetch the exact sdist (pip reuses its cache / an already downloaded file).
-shopt -s nullglob
-sdists=("$OUT_DIR"/llama_cpp_python-"$VERSION".tar.gz "$OUT_DIR"/llama-cpp-python-"$VERSION".tar.gz)
-if [[ ${#sdists[@]} -eq 0 ]]; then
+find_sdist() {  # the sdist's file name has used both spellings
+    for f in "$OUT_DIR/llama_cpp_python-$VERSION.tar.gz" "$OUT_DIR/llama-cpp-python-$VERSION.tar.gz"; do
+        [[ -f "$f" ]] && { echo "$f"; return 0; }
+    done
+    return 1
+}
+if ! find_sdist >/dev/null; then
     "$PIP" download --no-deps --no-binary :all: "llama-cpp-python==$VERSION" -d "$OUT_DIR" >&2
-    sdists=("$OUT_DIR"/llama_cpp_python-"$VERSION".tar.gz "$OUT_DIR"/llama-cpp-python-"$VERSION".tar.gz)
 fi
-shopt -u nullglob
-if [[ ${#sdists[@]} -eq 0 ]]; then
-    echo "ERROR: sdist for llama-cpp-python $VERSION not found in $OUT_DIR" >&2
-    exit 1
-fi
-SDIST="${sdists[0]}"
+find_sdist >/dev/null || { echo "ERROR: sdist for llama-cpp-python $VERSION not found in $OUT_DIR" >&2; exit 1; }
+SDIST="$(find_sdist)"
 
 # 2. Unpack (the sdist's top-level dir is its file name without .tar.gz).
 SRC_TOP="$OUT_DIR/$(basename "$SDIST" .tar.gz)"

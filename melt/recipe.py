@@ -124,7 +124,36 @@ class OrtModel(Strict):
     params: OrtParams = OrtParams()
 
 
-ModelSpec = Annotated[Union[LlamaCppModel, OrtModel], Field(discriminator="runtime")]  # noqa: UP007
+class LlamaCppCliWorkload(Strict):
+    prompt_tokens: axis(PositiveInt)
+    n_gen: PositiveInt = 64
+
+
+class LlamaCppCliParams(Strict):
+    """llama-bench's own options: -t, -b, -ub, -ngl, -fa, -ctk, -ctv."""
+
+    threads: axis(PositiveInt) | None = None
+    n_batch: axis(PositiveInt) | None = None
+    n_ubatch: axis(PositiveInt) | None = None
+    n_gpu_layers: axis(Annotated[int, Field(ge=-1)]) | None = None
+    flash_attn: axis(bool) | None = None
+    cache_type_k: axis(Literal[KV_CACHE_TYPES]) | None = None
+    cache_type_v: axis(Literal[KV_CACHE_TYPES]) | None = None
+
+
+class LlamaCppCliModel(Strict):
+    """A llama.cpp build already on the device (profile: llama_cpp_bin), driven through llama-bench:
+    for phones, where there is no Python."""
+
+    id: Identifier
+    runtime: Literal["llama_cpp_cli"]
+    source: Source
+    sha256: Sha256 | None = None
+    workload: LlamaCppCliWorkload
+    params: LlamaCppCliParams = LlamaCppCliParams()
+
+
+ModelSpec = Annotated[Union[LlamaCppModel, OrtModel, LlamaCppCliModel], Field(discriminator="runtime")]  # noqa: UP007
 
 
 class Protocol(Strict):

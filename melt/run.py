@@ -23,7 +23,7 @@ from melt.errors import InputError, MeltError, Problem
 from melt.recipe import Case, Recipe, expand, load_recipe
 from melt.results.layout import RunDir, check_run_id, read_json, read_trials, write_json
 
-SUPPORTED_TRANSPORTS = ("local", "ssh")
+SUPPORTED_TRANSPORTS = ("local", "ssh", "adb")
 
 
 @dataclass(frozen=True)
@@ -45,7 +45,7 @@ def plan(recipe_path: str | Path, devices: list[str] | tuple[str, ...] = ()) -> 
                 Problem(
                     str(p.path),
                     "transport.kind",
-                    f"one of {list(SUPPORTED_TRANSPORTS)} (phones over adb need runtime llama_cpp_cli, not there yet)",
+                    f"one of {list(SUPPORTED_TRANSPORTS)}",
                     repr(p.spec.transport.kind),
                 )
             )

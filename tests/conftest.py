@@ -70,3 +70,15 @@ def run_melt(*args: str, cwd: Path | None = None, timeout: float = 600) -> subpr
         timeout=timeout,
         env=dict(os.environ),
     )
+
+
+@pytest.fixture(scope="session")
+def llama_bench_bin() -> Path:
+    """llama.cpp's own llama-bench, built from the llama.cpp that llama-cpp-python vendors (the
+    phones' runtime, run here by the stand-in phone). Built once into the user's cache."""
+    out = Path(os.environ.get("LLAMA_BENCH_DIR", Path.home() / ".cache" / "melt" / "llama-bench"))
+    binary = out / "llama-bench"
+    if not binary.exists():
+        env = dict(os.environ, LLAMA_BENCH_DIR=str(out))
+        subprocess.run([str(ROOT / "benchmarks" / "build_llama_bench.sh")], check=True, env=env, capture_output=True)
+    return binary

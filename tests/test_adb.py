@@ -77,3 +77,42 @@ def test_shell_exit_status_push_pull_and_quoting(phone, tmp_path):
     assert (back / "remote.bin").read_bytes() == b"model bytes"
     with pytest.raises(TransportError, match="push"):
         t.push(tmp_path / "missing", str(home / "dir" / "x"), 10)
+
+
+def test_llama_bench_on_a_phone(phone, models, tmp_path, llama_bench_bin):
+    """runtime llama_cpp_cli: the phone's llama-bench (real llama.cpp, run by the stand-in phone),
+    the POSIX sh sampler on the recorded Android tree, results in the same layout as `local`."""
+    import csv
+    import subprocess
+    import sys
+
+    home, profile = phone
+    bench = home / "data/local/tmp/llama.cpp/bin/llama-bench"
+    bench.unlink()
+    bench.symlink_to(llama_bench_bin)
+    (tmp_path / "tiny.gguf").symlink_to(models["gguf"])
+    recipe = tmp_path / "phone.yaml"
+    recipe.write_text(
+        "name: phone\nmodels:\n  - id: tiny\n    runtime: llama_cpp_cli\n    source: {path: tiny.gguf}\n"
+        "    workload: {prompt_tokens: [32], n_gen: 16}\n    params: {threads: 1}\n"
+        "protocol: {warmup: 0, repetitions: 3}\ntelemetry: {interval_ms: 50, idle_s: 0.5}\n"
+    )
+    proc = run_melt("run", recipe, "-d", profile, "--results", tmp_path / "r", "--run-id", "p")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    run_dir = tmp_path / "r" / "p"
+    check = subprocess.run([sys.executable, str(LAB.parents[1].parent / "shared/tools/check_results.py"), str(run_dir)])
+    assert check.returncode == 0
+    (case_dir,) = (run_dir / "cases").iterdir()
+    trials = [json.loads(line) for line in (case_dir / "trials.jsonl").read_text().splitlines()]
+    assert sorted(t["test"] for t in trials) == ["pp"] * 3 + ["tg"] * 3
+    metrics = json.loads((case_dir / "metrics.json").read_text())
+    s = metrics["summary"]
+    assert s["prefill_tok_s"] > 0 and s["decode_tok_s"] > 0 and s["n_trials"] == 3
+    assert s["ttft_s"] is None and "llama-bench" in metrics["missing"]["ttft_s"]
+    assert s["power_method"] == "battery" and s["temp_max_c"] == 41.2
+    with (case_dir / "trace.csv").open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) >= 10 and float(rows[-1]["battery.power_w"]) == pytest.approx(1.202147 * 4.13744, rel=1e-4)
+    agent = json.loads((case_dir / "agent.json").read_text())
+    assert agent["runtime"]["build_commit"] and {"idle", "prefill", "decode", "trials"} <= set(agent["phases"])
+    assert metrics["telemetry"]["energy_method"].startswith("mean net power")

@@ -30,6 +30,8 @@ LLAMA_COLUMNS = {
     "e2e_s",
 }
 ORT_COLUMNS = {"load_s", "latency_p50_ms", "latency_p90_ms", "latency_p99_ms", "throughput_ips"}
+CLI_COLUMNS = {"prefill_tok_s", "decode_tok_s"}
+NOT_FROM_LLAMA_BENCH = "not measured: llama-bench reports per-repetition totals (no load, per-token or memory figures)"
 CV_LIMIT_PCT = 10.0
 MIN_TRIALS_FOR_SPREAD = 3
 
@@ -76,6 +78,15 @@ def _onnx(counted: list[dict]) -> tuple[dict, dict, float | None]:
     return figures, {"latency_ms": spread(latencies)}, cv_pct(latencies)
 
 
+def _llama_bench(counted: list[dict]) -> tuple[dict, dict, float | None]:
+    """llama-bench's per-repetition samples: ppP for prefill, tgN at depth P for decode."""
+    pp = [t["tok_s"] for t in counted if t.get("test") == "pp"]
+    tg = [t["tok_s"] for t in counted if t.get("test") == "tg"]
+    spreads = {"prefill_tok_s": spread(pp), "decode_tok_s": spread(tg)}
+    figures = {k: (v or {}).get("median") for k, v in spreads.items()}
+    return figures, spreads, cv_pct(tg)
+
+
 def validity(n_trials: int, counted_s: float, cv: float | None, protocol: dict, agent_protocol: dict) -> dict:
     """valid / semivalid / invalid, with every reason (pyperf-style warnings, as data)."""
     reasons, verdict = [], "valid"
@@ -103,15 +114,22 @@ def case_metrics(case: dict, trials: list[dict], agent: dict, trace: Trace | Non
     figure is empty where it is."""
     runtime = case["runtime"]
     counted = [t for t in trials if not t.get("warmup")]
-    applicable = LLAMA_COLUMNS if runtime == "llama_cpp" else ORT_COLUMNS
+    applicable = {"llama_cpp": LLAMA_COLUMNS, "llama_cpp_cli": CLI_COLUMNS}.get(runtime, ORT_COLUMNS)
     if runtime == "llama_cpp":
         figures, spreads, cv = _llama(counted) if counted else ({}, {}, None)
+    elif runtime == "llama_cpp_cli":
+        figures, spreads, cv = _llama_bench(counted)
     else:
         figures, spreads, cv = _onnx(counted) if counted else ({}, {}, None)
     figures["load_s"] = agent.get("load", {}).get("load_s")
     figures["peak_rss_mb"] = agent.get("peak_rss_mb")
     counted_s = sum(t["duration_s"] for t in counted)
-    verdict = validity(len(counted), counted_s, cv, case["protocol"], agent.get("protocol", {}))
+    protocol = case["protocol"]
+    n_counted = len(counted)
+    if runtime == "llama_cpp_cli":  # a repetition is one pp and one tg sample; llama-bench knows no min duration
+        n_counted = len([t for t in counted if t.get("test") == "tg"])
+        protocol = {**protocol, "min_duration_s": 0}
+    verdict = validity(n_counted, counted_s, cv, protocol, agent.get("protocol", {}))
     observed = telemetry_figures(runtime, counted, agent, trace, case.get("telemetry", {}))
     figures.update(observed["figures"])
     gate = agent.get("gate") or {}
@@ -131,12 +149,14 @@ def case_metrics(case: dict, trials: list[dict], agent: dict, trace: Trace | Non
         if value is None:
             if column in TELEMETRY_COLUMNS:
                 missing[column] = observed["missing"].get(column, "not measurable")
+            elif runtime == "llama_cpp_cli" and column in LLAMA_COLUMNS | {"peak_rss_mb"}:
+                missing[column] = NOT_FROM_LLAMA_BENCH
             elif column in ("load_s", "peak_rss_mb") or column in applicable:
                 missing[column] = "not measurable: too few counted trials or tokens" if counted else "no counted trials"
             else:
                 missing[column] = f"not applicable to runtime {runtime}"
     summary["power_method"] = figures.get("power_method", "none")
-    summary["n_trials"] = len(counted)
+    summary["n_trials"] = n_counted
     summary["cv_pct"] = cv
     summary["validity"] = verdict["verdict"]
     return {
@@ -145,7 +165,7 @@ def case_metrics(case: dict, trials: list[dict], agent: dict, trace: Trace | Non
         "summary": summary,
         "missing": missing,
         "spread": spreads,
-        "cv_metric": "decode_tok_s" if runtime == "llama_cpp" else "latency_ms",
+        "cv_metric": "latency_ms" if runtime == "onnxruntime" else "decode_tok_s",
         "validity": verdict,
         "trials": {
             "counted": len(counted),

@@ -50,6 +50,39 @@ def throttle_spans(trace: Trace, t0: float, t1: float) -> list[str]:
     return reasons
 
 
+def _llama_bench_energy(pe, counted: list[dict], phases: dict, figures: dict, missing: dict, details: dict) -> list:
+    """llama-bench does not stamp its repetitions: per repetition, energy = the mean net power over
+    its run (model load and its warm-up included) x the repetition's own time. Said in metrics.json."""
+    details["energy_method"] = "mean net power over each llama-bench run x repetition time"
+    out, windows = {}, []
+    for phase, test in (("prefill", "pp"), ("decode", "tg")):
+        samples = [t for t in counted if t.get("test") == test]
+        if phase not in phases or not samples:
+            missing[f"energy_{phase}_j"] = f"no {phase} phase marks or samples"
+            out[phase] = None
+            continue
+        w = pe.window(_s(phases[phase][0]), _s(phases[phase][1]))
+        details[f"{phase}_window"] = w
+        if w.get("net_j") is None:
+            missing[f"energy_{phase}_j"] = w.get("reason", "not measurable")
+            out[phase] = None
+            continue
+        per_rep_s = statistics.median(t["duration_s"] for t in samples)
+        out[phase] = w["net_j"] / w["duration_s"] * per_rep_s
+        windows.append(w)
+    figures["energy_prefill_j"], figures["energy_decode_j"] = out.get("prefill"), out.get("decode")
+    n_gen = next((t["n_gen"] for t in counted if t.get("test") == "tg"), None)
+    figures["j_per_token"] = out["decode"] / n_gen if out.get("decode") is not None and n_gen else None
+    if figures["j_per_token"] is None:
+        missing["j_per_token"] = missing.get("energy_decode_j", "not measurable")
+    both = [v for v in out.values() if v is not None]
+    figures["energy_j"] = sum(both) if len(both) == 2 else None
+    if figures["energy_j"] is None:
+        missing["energy_j"] = "needs both the prefill and the decode energy"
+    details["raw"] = {}
+    return windows
+
+
 def telemetry_figures(runtime: str, counted: list[dict], agent: dict, trace: Trace | None, telemetry: dict) -> dict:
     """{"figures": summary columns, "missing": column -> reason, "details": for metrics.json}."""
     columns = TELEMETRY_COLUMNS
@@ -142,6 +175,8 @@ def telemetry_figures(runtime: str, counted: list[dict], agent: dict, trace: Tra
             "energy_prefill_j": _median([p["prefill"]["raw_j"] for p in per_trial]),
             "energy_decode_j": _median([p["decode"]["raw_j"] for p in per_trial]),
         }
+    elif runtime == "llama_cpp_cli":
+        windows = _llama_bench_energy(pe, counted, phases, figures, missing, details)
     else:
         whole = pe.window(_s(counted[0]["t_start_ns"]), _s(counted[-1]["t_end_ns"])) if counted else None
         windows = [whole] if whole else []

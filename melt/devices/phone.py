@@ -3,10 +3,20 @@ tools (getprop, uname, df), and runtimes are llama.cpp binaries from the profile
 
 from __future__ import annotations
 
+import hashlib
+import json
+import time
+from pathlib import Path
+
+from melt.devices.local import AgentExit
 from melt.devices.profile import DeviceProfile
 from melt.devices.transport import TransportError
+from melt.runtimes import llama_cpp_cli
+from melt.sources import ResolvedModel
+from melt.telemetry import sh_trace as sampler_sh
 
 SHORT_S = 60.0
+COPY_S = 3600.0
 
 FACTS = r"""
 root=$1; bin=$2; work=$3
@@ -69,6 +79,64 @@ class PhoneSession:
             {"available": True, "tools": tools} if "llama-bench" in tools else {"available": False, "error": why_not}
         )
         return {"environment": environment, "runtimes": runtimes_found, "facts": facts}
+
+    @property
+    def workdir(self) -> str:
+        return self.profile.spec.workdir or "/data/local/tmp/melt"
+
+    def _sh(self, script: str, *args: str, timeout_s: float = SHORT_S):
+        done = self.t.run(["sh", "-c", script, "sh", *args], timeout_s)
+        if done.timed_out:
+            raise TransportError(f"device {self.profile.name}: no answer within {timeout_s} s")
+        return done
+
+    def prepare_model(self, model: ResolvedModel) -> str:
+        """Pushed once into workdir/models/<sha256>/, verified on the phone (toybox sha256sum)."""
+        remote = f"{self.workdir}/models/{model.sha256}/{model.path.name}"
+        if self._sh('test -f "$1.verified"', remote).returncode != 0:
+            self._sh('mkdir -p "$(dirname "$1")"', remote)
+            self.t.push(model.path, remote, COPY_S)
+            got = self._sh('sha256sum "$1" | cut -d" " -f1', remote, timeout_s=COPY_S).stdout.strip()
+            if got != model.sha256:
+                raise TransportError(
+                    f"device {self.profile.name}: {remote} has sha256 {got or '?'}, expected {model.sha256}"
+                )
+            self._sh(': > "$1.verified"', remote)
+        return remote
+
+    def _sampler(self) -> str:
+        local = Path(sampler_sh.__file__).with_name("sampler.sh")
+        digest = hashlib.sha256(local.read_bytes()).hexdigest()[:16]
+        remote = f"{self.workdir}/agents/sampler-{digest}.sh"
+        if self._sh('test -f "$1"', remote).returncode != 0:
+            self._sh('mkdir -p "$(dirname "$1")"', remote)
+            self.t.push(local, remote, SHORT_S)
+        return remote
+
+    def run_case(self, case_dir: Path, timeout_s: float, run_id: str) -> AgentExit:
+        case = json.loads((case_dir / "case.json").read_text())
+        remote = f"{self.workdir}/runs/{run_id}/{case_dir.name}"
+        self._sh('rm -rf "$1" && mkdir -p "$1"', remote)
+        bench = f"{self.profile.spec.llama_cpp_bin}/llama-bench"
+        prefill, decode = llama_cpp_cli.commands(case, bench, case["model_path"])
+        telemetry = case.get("telemetry") or {}
+        args = [
+            remote, self._sampler(), str(telemetry.get("interval_ms", 0)), self.profile.spec.sensors.root,
+            str(telemetry.get("idle_s", 0)), str(case["protocol"].get("cooldown_s", 0)), prefill, decode,
+        ]  # fmt: skip
+        started = time.monotonic()
+        done = self.t.run(["sh", "-c", llama_cpp_cli.DRIVER, "sh", *args], timeout_s)
+        self.t.pull_dir(remote, case_dir, COPY_S)
+        battery = self.profile.spec.sensors.battery
+        agent = llama_cpp_cli.collect(case_dir, battery.model_dump(exclude_none=True) if battery else None)
+        log = "\n".join(
+            (case_dir / f).read_text(errors="replace")[-1000:]
+            for f in ("prefill.log", "decode.log")
+            if (case_dir / f).is_file()
+        )
+        (case_dir / "agent.log").write_text(log)
+        timed_out = done.timed_out or time.monotonic() - started >= timeout_s
+        return AgentExit(0 if agent["status"] == "ok" else (done.returncode or 3), timed_out, log[-2000:])
 
     def close(self) -> None:
         self.t.close()

@@ -1,0 +1,107 @@
+"""Runtime llama_cpp_cli: llama.cpp's own llama-bench on a device without Python.
+
+Device side it is two llama-bench runs driven by a POSIX sh script (prefill: ppP on an empty
+context; decode: tgN at depth P, the same work as a request's decode), bracketed by phase marks
+on the sampler's clock. Host side (here) its output becomes melt's files: trials.jsonl (one line
+per llama-bench repetition: its samples are the trials, its own warm-up run is not among them),
+agent.json (phases, build info, the error if any) and trace.csv (from the sh sampler).
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+from pathlib import Path
+
+from melt.runtimes.llama_cpp_cli_output import (
+    LlamaBenchOutputError,
+    llama_bench_command,
+    llama_bench_trials,
+    parse_llama_bench,
+)
+from melt.telemetry import sh_trace
+
+# the driver: $1 case dir, $2 sampler.sh, $3 interval_ms, $4 sensor root, $5 idle_s, $6 cooldown_s,
+# $7 prefill command, $8 decode command (each already quoted for sh by the host)
+DRIVER = r"""
+cd "$1" || exit 97
+S=$2
+stamp() { echo "$1 $(sh "$S" --now)" >> phases.txt; }
+spid=
+if [ "$3" -gt 0 ]; then sh "$S" "$1" "$3" "$4" & spid=$!; fi
+stamp idle_start; sleep "$5"; stamp idle_end
+stamp prefill_start; eval "$7" > prefill.jsonl 2> prefill.log; rc_p=$?; stamp prefill_end
+stamp decode_start; eval "$8" > decode.jsonl 2> decode.log; rc_d=$?; stamp decode_end
+stamp cooldown_start; sleep "$6"; stamp cooldown_end
+if [ -n "$spid" ]; then kill "$spid" 2>/dev/null; wait "$spid" 2>/dev/null; fi
+echo "$rc_p $rc_d" > exit_codes.txt
+[ "$rc_p" -eq 0 ] && [ "$rc_d" -eq 0 ]
+"""
+
+FLAGS = {"n_batch": "-b", "n_ubatch": "-ub", "n_gpu_layers": "-ngl", "cache_type_k": "-ctk", "cache_type_v": "-ctv"}
+
+
+def commands(case: dict, bench: str, model_path: str) -> tuple[str, str]:
+    p, w = case["params"], case["workload"]
+    extra = []
+    for key, flag in FLAGS.items():
+        if key in p:
+            extra += [flag, str(p[key])]
+    extra += ["-fa", "on" if p.get("flash_attn") else "off"]  # the same default as runtime llama_cpp
+    threads = p.get("threads", 4)
+    reps = case["protocol"]["repetitions"]
+    prefill = llama_bench_command(bench, model_path, threads, w["prompt_tokens"], 0, reps, extra)
+    decode = llama_bench_command(
+        bench, model_path, threads, 0, w["n_gen"], reps, [*extra, "-d", str(w["prompt_tokens"])]
+    )
+    return shlex.join(prefill), shlex.join(decode)
+
+
+def _phases(text: str) -> dict:
+    marks = {}
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) == 3 and parts[2].isdigit():
+            marks[parts[0]] = int(parts[2])
+    phases = {}
+    for name in ("idle", "prefill", "decode", "cooldown"):
+        if f"{name}_start" in marks and f"{name}_end" in marks:
+            phases[name] = [marks[f"{name}_start"], marks[f"{name}_end"]]
+    if "prefill" in phases and "decode" in phases:
+        phases["trials"] = [phases["prefill"][0], phases["decode"][1]]
+    return phases
+
+
+def collect(case_dir: Path, battery_pins: dict | None = None) -> dict:
+    """Turn the pulled device files into trials.jsonl, trace.csv, sensors.json and agent.json."""
+    agent: dict = {"status": "failed", "runtime": {"name": "llama_cpp_cli"}, "load": {"load_s": None}}
+    phases_file = case_dir / "phases.txt"
+    agent["phases"] = _phases(phases_file.read_text()) if phases_file.is_file() else {}
+    if (case_dir / "trace.raw.csv").is_file() and (case_dir / "sampler.json").is_file():
+        sensors = sh_trace.convert(
+            case_dir / "trace.raw.csv", case_dir / "sampler.json", case_dir / "trace.csv", battery_pins
+        )
+        (case_dir / "sensors.json").write_text(json.dumps(sensors, indent=2))
+    text = "".join((case_dir / f).read_text() for f in ("prefill.jsonl", "decode.jsonl") if (case_dir / f).is_file())
+    try:
+        records = parse_llama_bench(text)
+    except LlamaBenchOutputError as e:
+        logs = " | ".join(
+            (case_dir / f).read_text(errors="replace").strip()[-300:]
+            for f in ("prefill.log", "decode.log")
+            if (case_dir / f).is_file()
+        )
+        agent["error"] = f"llama-bench gave no results ({e}); it said: {logs or 'nothing'}"
+    else:
+        trials = llama_bench_trials(records)
+        with open(case_dir / "trials.jsonl", "w") as f:
+            for i, t in enumerate(trials):
+                f.write(json.dumps({"trial": i, "warmup": False, **t}) + "\n")
+        first = records[0]
+        agent["runtime"].update(
+            {k: first.get(k) for k in ("build_commit", "build_number", "cpu_info", "gpu_info", "model_type")}
+        )
+        agent["protocol"] = {"stopped_because": "llama-bench repetitions", "counted_trials": len(trials)}
+        agent["status"] = "ok"
+    (case_dir / "agent.json").write_text(json.dumps(agent, indent=2))
+    return agent
