@@ -26,15 +26,24 @@ def sshd(tmp_path_factory):
     server.stop()
 
 
-def ssh_profile(folder: Path, server, name: str = "lab-jetson", port: int | None = None, known_hosts=None) -> Path:
+BOARD_SENSORS = {
+    "jetson": f"sensors: {{root: {BOARDS / 'jetson-orin-nano'}, tegrastats: /usr/bin/tegrastats}}\n",
+    "raspberrypi": f"sensors: {{root: {BOARDS / 'raspberry-pi-5'}, vcgencmd: /usr/bin/vcgencmd}}\n",
+}
+
+
+def ssh_profile(
+    folder: Path, server, name: str = "lab-jetson", port: int | None = None, known_hosts=None, platform="jetson",
+    identity=None,
+) -> Path:  # fmt: skip
     path = folder / f"{name}.yaml"
     path.write_text(
-        f"name: {name}\nplatform: jetson\n"
+        f"name: {name}\nplatform: {platform}\n"
         f"transport: {{kind: ssh, host: {server.host}, port: {port or server.port}, user: {getpass.getuser()}, "
-        f"identity: {server.client_key}, known_hosts: {known_hosts or server.known_hosts}, host_key_check: strict}}\n"
+        f"identity: {identity or server.client_key}, known_hosts: {known_hosts or server.known_hosts}, "
+        "host_key_check: strict}\n"
         f"workdir: {folder / 'device work dir'}\n"  # a space in the path: quoting must hold
-        f"python: {sys.executable}\n"
-        f"sensors: {{root: {BOARDS / 'jetson-orin-nano'}, tegrastats: /usr/bin/tegrastats}}\n"
+        f"python: {sys.executable}\n" + BOARD_SENSORS[platform]
     )
     return path
 
@@ -208,3 +217,63 @@ def test_reachability_says_why(tmp_path, sshd):
     assert reachable(load_profile(str(ssh_profile(tmp_path, sshd)))) == (True, "")
     ok, why = reachable(load_profile(str(ssh_profile(tmp_path, sshd, name="lab-off", port=lab_sshd._free_port()))))
     assert not ok and "Connection refused" in why
+
+
+def test_raspberry_pi_over_ssh(tmp_path, models, sshd):
+    (tmp_path / "static.onnx").symlink_to(models["static_onnx"])
+    recipe = write_recipe(
+        tmp_path,
+        """
+        name: pi
+        models:
+          - id: static
+            runtime: onnxruntime
+            source: {path: static.onnx}
+        protocol: {warmup: 0, repetitions: 3, min_duration_s: 0.5}
+        telemetry: {interval_ms: 50, idle_s: 0.3}
+        """,
+    )
+    profile = ssh_profile(tmp_path, sshd, name="lab-pi", platform="raspberrypi")
+    proc = run_melt("run", recipe, "-d", profile, "--results", tmp_path / "r", "--run-id", "pi")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    with (tmp_path / "r" / "pi" / "summary.csv").open(newline="") as f:
+        (row,) = list(csv.DictReader(f))
+    assert row["device"] == "lab-pi" and row["power_method"] == "pmic" and row["throttled"] == "true"
+
+
+def test_refused_authentication_says_so(tmp_path, sshd):
+    stranger = lab_sshd.keygen(tmp_path / "stranger_key")
+    proc = run_melt("devices", "probe", ssh_profile(tmp_path, sshd, identity=stranger))
+    assert proc.returncode == 1 and "authentication refused" in proc.stderr and "check user and identity" in proc.stderr
+
+
+def test_full_device_disk_is_refused_before_copying(tmp_path, models, sshd):
+    """A workdir on a 1 MB tmpfs: the model does not fit, the case fails naming the shortfall."""
+    work = tmp_path / "small disk"
+    work.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(work)]).returncode != 0:
+        pytest.fail("cannot mount a tmpfs here (the lab runs as root)")
+    try:
+        big = tmp_path / "big.onnx"
+        big.write_bytes(Path(models["static_onnx"]).read_bytes() + b"\0" * 3_000_000)  # 3 MB: an ONNX model
+        recipe = write_recipe(
+            tmp_path,
+            """
+            name: full
+            models:
+              - id: big
+                runtime: onnxruntime
+                source: {path: big.onnx}
+            protocol: {warmup: 0, repetitions: 1, min_duration_s: 0}
+            telemetry: {interval_ms: 0}
+            """,
+        )
+        profile = ssh_profile(tmp_path, sshd, name="lab-full")
+        text = profile.read_text().replace(f"workdir: {tmp_path / 'device work dir'}", f"workdir: {work}")
+        profile.write_text(text)
+        proc = run_melt("run", recipe, "-d", profile, "--results", tmp_path / "r", "--run-id", "f")
+        assert proc.returncode == 1, proc.stdout + proc.stderr
+        (entry,) = json.loads((tmp_path / "r" / "f" / "run.json").read_text())["cases"].values()
+        assert entry["status"] == "failed" and "MB short" in entry["reason"] and "free space" in entry["reason"]
+    finally:
+        subprocess.run(["umount", str(work)])
