@@ -49,8 +49,12 @@ def test_probe_over_adb(phone):
     assert env["environment"]["cpu_count"] == 4  # from the recorded tree's /proc/cpuinfo
     assert env["runtimes"]["llama_cpp_cli"]["available"] is True
     assert "no Python" in env["runtimes"]["llama_cpp"]["error"]
+    sensors = env["sensors"]
+    assert sensors["power_method"] == "battery" and sensors["power_total"] == "power.total_w"
+    assert {"battery.power_w", "temp.battery_c", "cpu4.freq_mhz"} <= set(sensors["channels"])
     text = run_melt("devices", "probe", profile)
     assert text.returncode == 0 and "lab-pixel: Pixel 8" in text.stdout and "Android 14" in text.stdout
+    assert "power method battery" in text.stdout
 
 
 def test_unknown_serial_is_a_clear_error(phone, monkeypatch):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import tempfile
 import time
 from pathlib import Path
 
@@ -78,7 +79,25 @@ class PhoneSession:
         runtimes_found["llama_cpp_cli"] = (
             {"available": True, "tools": tools} if "llama-bench" in tools else {"available": False, "error": why_not}
         )
-        return {"environment": environment, "runtimes": runtimes_found, "facts": facts}
+        return {"environment": environment, "runtimes": runtimes_found, "facts": facts, "sensors": self._sensors()}
+
+    def _sensors(self) -> dict:
+        """What the sh sampler finds: run it for half a second on the phone and read what it wrote."""
+        remote = f"{self.workdir}/probe"
+        script = (
+            'rm -rf "$1" && mkdir -p "$1" && { sh "$2" "$1" 100 "$3" & p=$!; sleep 0.5; kill $p; wait $p; } 2>/dev/null'
+        )
+        self._sh(script, remote, self._sampler(), self.profile.spec.sensors.root)
+        with tempfile.TemporaryDirectory(prefix="melt-probe-") as tmp:
+            local = Path(tmp)
+            self.t.pull_dir(remote, local, SHORT_S)
+            if not (local / "trace.raw.csv").is_file():
+                return {"power_method": "none", "probes": {"sh_sampler": {"missing": ["the sh sampler wrote nothing"]}}}
+            battery = self.profile.spec.sensors.battery
+            return sampler_sh.convert(
+                local / "trace.raw.csv", local / "sampler.json", local / "trace.csv",
+                battery.model_dump(exclude_none=True) if battery else None,
+            )  # fmt: skip
 
     @property
     def workdir(self) -> str:
