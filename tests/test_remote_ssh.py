@@ -277,3 +277,27 @@ def test_full_device_disk_is_refused_before_copying(tmp_path, models, sshd):
         assert entry["status"] == "failed" and "MB short" in entry["reason"] and "free space" in entry["reason"]
     finally:
         subprocess.run(["umount", str(work)])
+
+
+def test_files_go_without_rsync_on_the_device(tmp_path, sshd):
+    """A device with no rsync: files stream through ssh (push) and come back as a tar (pull)."""
+    from melt.devices.profile import load_profile
+    from melt.devices.transport import SshTransport
+
+    t = SshTransport(load_profile(str(ssh_profile(tmp_path, sshd))).spec.transport)
+    t._rsync = False  # as found on a device without rsync
+    try:
+        src = tmp_path / "model with spaces.bin"
+        src.write_bytes(bytes(range(256)) * 1000)
+        remote = tmp_path / "device side"
+        remote.mkdir()
+        t.push(src, str(remote / "copy $(x).bin"), 30)
+        assert (remote / "copy $(x).bin").read_bytes() == src.read_bytes()
+        (remote / "sub").mkdir()
+        (remote / "sub" / "trace.csv").write_text("t_s\n1.0\n")
+        back = tmp_path / "back"
+        t.pull_dir(str(remote), back, 30)
+        assert (back / "copy $(x).bin").read_bytes() == src.read_bytes()
+        assert (back / "sub" / "trace.csv").read_text() == "t_s\n1.0\n"
+    finally:
+        t.close()
