@@ -125,8 +125,15 @@ class OrtModel(Strict):
 
 
 class LlamaCppCliWorkload(Strict):
-    prompt_tokens: axis(PositiveInt)
+    prompt_tokens: axis(PositiveInt) | None = None  # llama-bench: prefill ppP, decode tgN at depth P
+    prompts: str | None = None  # llama-completion on real prompts (JSONL), one run per trial
     n_gen: PositiveInt = 64
+
+    @model_validator(mode="after")
+    def _one_prompt_kind(self) -> LlamaCppCliWorkload:
+        if (self.prompt_tokens is None) == (self.prompts is None):
+            raise ValueError("exactly one of prompt_tokens (llama-bench) or prompts (a JSONL file, llama-completion)")
+        return self
 
 
 class LlamaCppCliParams(Strict):
@@ -325,26 +332,30 @@ def _check_llama_workload(doc: YamlDoc, i: int, model: LlamaCppModel) -> list[Pr
                         )
                     )
     if w.prompts is not None:
-        key = ("models", i, "workload", "prompts")
-        path = (doc.path.parent / w.prompts).resolve()
-        if not path.is_file():
-            return [doc.problem(key, "a JSONL file of prompts (relative to the recipe)", f"no file {path}")]
-        n_prompts = 0
-        for line_no, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                problems.append(doc.problem(key, f'{path}:{line_no}: a JSON object {{"prompt": "..."}}', str(e)))
-                continue
-            if not (isinstance(row, dict) and isinstance(row.get("prompt"), str) and row["prompt"]):
-                problems.append(
-                    doc.problem(key, f'{path}:{line_no}: a JSON object {{"prompt": "..."}}', repr(row)[:80])
-                )
-            n_prompts += 1
-        if n_prompts == 0:
-            problems.append(doc.problem(key, "at least one prompt", f"an empty file {path}"))
+        problems += _check_prompts_file(doc, i, w.prompts)
+    return problems
+
+
+def _check_prompts_file(doc: YamlDoc, i: int, prompts: str) -> list[Problem]:
+    problems = []
+    key = ("models", i, "workload", "prompts")
+    path = (doc.path.parent / prompts).resolve()
+    if not path.is_file():
+        return [doc.problem(key, "a JSONL file of prompts (relative to the recipe)", f"no file {path}")]
+    n_prompts = 0
+    for line_no, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as e:
+            problems.append(doc.problem(key, f'{path}:{line_no}: a JSON object {{"prompt": "..."}}', str(e)))
+            continue
+        if not (isinstance(row, dict) and isinstance(row.get("prompt"), str) and row["prompt"]):
+            problems.append(doc.problem(key, f'{path}:{line_no}: a JSON object {{"prompt": "..."}}', repr(row)[:80]))
+        n_prompts += 1
+    if n_prompts == 0:
+        problems.append(doc.problem(key, "at least one prompt", f"an empty file {path}"))
     return problems
 
 
@@ -365,6 +376,8 @@ def _check_models(doc: YamlDoc, spec: RecipeSpec) -> list[Problem]:
             problems.append(doc.problem(("models", i, "source", model.source.kind), expected, found + hint))
         if isinstance(model, LlamaCppModel):
             problems += _check_llama_workload(doc, i, model)
+        elif isinstance(model, LlamaCppCliModel) and model.workload.prompts is not None:
+            problems += _check_prompts_file(doc, i, model.workload.prompts)
     return problems
 
 

@@ -112,7 +112,7 @@ def test_llama_bench_on_a_phone(phone, models, tmp_path, llama_bench_bin):
     metrics = json.loads((case_dir / "metrics.json").read_text())
     s = metrics["summary"]
     assert s["prefill_tok_s"] > 0 and s["decode_tok_s"] > 0 and s["n_trials"] == 3
-    assert s["ttft_s"] is None and "llama-bench" in metrics["missing"]["ttft_s"]
+    assert s["ttft_s"] is None and "report totals" in metrics["missing"]["ttft_s"]
     assert s["power_method"] == "battery" and s["temp_max_c"] == 41.2
     with (case_dir / "trace.csv").open(newline="") as f:
         rows = list(csv.DictReader(f))
@@ -120,3 +120,36 @@ def test_llama_bench_on_a_phone(phone, models, tmp_path, llama_bench_bin):
     agent = json.loads((case_dir / "agent.json").read_text())
     assert agent["runtime"]["build_commit"] and {"idle", "prefill", "decode", "trials"} <= set(agent["phases"])
     assert metrics["telemetry"]["energy_method"].startswith("mean net power")
+
+
+def test_real_prompts_on_a_phone(phone, models, tmp_path, llama_bench_bin):
+    """runtime llama_cpp_cli with prompts: one llama-completion run per trial, read back from
+    llama.cpp's own end-of-run timing lines."""
+    home, profile = phone
+    bin_dir = home / "data/local/tmp/llama.cpp/bin"
+    (bin_dir / "llama-completion").symlink_to(llama_bench_bin.with_name("llama-completion"))
+    (tmp_path / "tiny.gguf").symlink_to(models["gguf"])
+    (tmp_path / "prompts.jsonl").write_text(
+        json.dumps({"prompt": "We hold these truths to be self-evident"}) + "\n" + json.dumps({"prompt": "Life"}) + "\n"
+    )
+    recipe = tmp_path / "prompts.yaml"
+    recipe.write_text(
+        "name: prompts\nmodels:\n  - id: tiny\n    runtime: llama_cpp_cli\n    source: {path: tiny.gguf}\n"
+        "    workload: {prompts: prompts.jsonl, n_gen: 12}\n    params: {threads: 1}\n"
+        "protocol: {warmup: 1, repetitions: 4}\ntelemetry: {interval_ms: 50, idle_s: 0.3}\n"
+    )
+    proc = run_melt("run", recipe, "-d", profile, "--results", tmp_path / "r", "--run-id", "q")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    (case_dir,) = (tmp_path / "r" / "q" / "cases").iterdir()
+    trials = {t["trial"]: t for t in map(json.loads, (case_dir / "trials.jsonl").read_text().splitlines())}
+    agent = json.loads((case_dir / "agent.json").read_text())
+    assert len(trials) + len(agent["lost_runs"]) == 5  # a run whose timing lines llama.cpp lost is said, not guessed
+    assert agent["runs_repeated_for_lost_timings"] >= 0
+    assert all(t["warmup"] is (i == 0) for i, t in trials.items())
+    by_prompt = {i % 2: t["n_prompt"] for i, t in trials.items()}
+    assert len(set(by_prompt.values())) == len(by_prompt)  # the two prompts, used in turn
+    assert all(t["n_gen"] == 12 and t["decode_tok_s"] > 0 and t["load_s"] > 0 for t in trials.values())
+    s = json.loads((case_dir / "metrics.json").read_text())["summary"]
+    counted = len([t for t in trials.values() if not t["warmup"]])
+    assert s["n_trials"] == counted >= 2 and s["prefill_tok_s"] > 0 and s["decode_tok_s"] > 0 and s["load_s"] > 0
+    assert s["power_method"] == "battery"

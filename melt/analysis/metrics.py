@@ -31,7 +31,7 @@ LLAMA_COLUMNS = {
 }
 ORT_COLUMNS = {"load_s", "latency_p50_ms", "latency_p90_ms", "latency_p99_ms", "throughput_ips"}
 CLI_COLUMNS = {"prefill_tok_s", "decode_tok_s"}
-NOT_FROM_LLAMA_BENCH = "not measured: llama-bench reports per-repetition totals (no load, per-token or memory figures)"
+NOT_FROM_LLAMA_BENCH = "not measured: llama.cpp's tools report totals (no per-token times or memory on phones)"
 CV_LIMIT_PCT = 10.0
 MIN_TRIALS_FOR_SPREAD = 3
 
@@ -79,7 +79,12 @@ def _onnx(counted: list[dict]) -> tuple[dict, dict, float | None]:
 
 
 def _llama_bench(counted: list[dict]) -> tuple[dict, dict, float | None]:
-    """llama-bench's per-repetition samples: ppP for prefill, tgN at depth P for decode."""
+    """llama-bench's per-repetition samples: ppP for prefill, tgN at depth P for decode; or
+    llama-completion runs on real prompts, from llama.cpp's own end-of-run timings."""
+    if any(t.get("mode") == "completion" for t in counted):
+        spreads = {k: spread(_values(counted, k)) for k in ("prefill_tok_s", "decode_tok_s", "load_s")}
+        figures = {k: (v or {}).get("median") for k, v in spreads.items() if k != "load_s"}
+        return figures, spreads, cv_pct(_values(counted, "decode_tok_s"))
     pp = [t["tok_s"] for t in counted if t.get("test") == "pp"]
     tg = [t["tok_s"] for t in counted if t.get("test") == "tg"]
     spreads = {"prefill_tok_s": spread(pp), "decode_tok_s": spread(tg)}
@@ -126,8 +131,9 @@ def case_metrics(case: dict, trials: list[dict], agent: dict, trace: Trace | Non
     counted_s = sum(t["duration_s"] for t in counted)
     protocol = case["protocol"]
     n_counted = len(counted)
-    if runtime == "llama_cpp_cli":  # a repetition is one pp and one tg sample; llama-bench knows no min duration
-        n_counted = len([t for t in counted if t.get("test") == "tg"])
+    if runtime == "llama_cpp_cli":  # llama-bench: a repetition is one pp and one tg sample; no min duration
+        if not any(t.get("mode") == "completion" for t in counted):
+            n_counted = len([t for t in counted if t.get("test") == "tg"])
         protocol = {**protocol, "min_duration_s": 0}
     verdict = validity(n_counted, counted_s, cv, protocol, agent.get("protocol", {}))
     observed = telemetry_figures(runtime, counted, agent, trace, case.get("telemetry", {}))

@@ -53,6 +53,18 @@ def throttle_spans(trace: Trace, t0: float, t1: float) -> list[str]:
 def _llama_bench_energy(pe, counted: list[dict], phases: dict, figures: dict, missing: dict, details: dict) -> list:
     """llama-bench does not stamp its repetitions: per repetition, energy = the mean net power over
     its run (model load and its warm-up included) x the repetition's own time. Said in metrics.json."""
+    if any(t.get("mode") == "completion" for t in counted):
+        details["energy_method"] = "each llama-completion run, from its start to its end (model load included)"
+        windows = [pe.window(_s(t["t_start_ns"]), _s(t["t_end_ns"])) for t in counted if t.get("t_start_ns")]
+        details["trials"] = windows
+        figures["energy_j"] = _median([w["net_j"] for w in windows])
+        if figures["energy_j"] is None:
+            missing["energy_j"] = windows[0].get("reason", "not measurable") if windows else "no trial marks"
+        for column in ("energy_prefill_j", "energy_decode_j", "j_per_token"):
+            figures[column] = None
+            missing[column] = "not measurable: llama-completion does not time-stamp its prefill and decode"
+        details["raw"] = {}
+        return windows
     details["energy_method"] = "mean net power over each llama-bench run x repetition time"
     out, windows = {}, []
     for phase, test in (("prefill", "pp"), ("decode", "tg")):

@@ -136,23 +136,38 @@ class PhoneSession:
         case = json.loads((case_dir / "case.json").read_text())
         remote = f"{self.workdir}/runs/{run_id}/{case_dir.name}"
         self._sh('rm -rf "$1" && mkdir -p "$1"', remote)
-        bench = f"{self.profile.spec.llama_cpp_bin}/llama-bench"
-        prefill, decode = llama_cpp_cli.commands(case, bench, case["model_path"])
         telemetry = case.get("telemetry") or {}
         args = [
             remote, self._sampler(), str(telemetry.get("interval_ms", 0)), self.profile.spec.sensors.root,
-            str(telemetry.get("idle_s", 0)), str(case["protocol"].get("cooldown_s", 0)), prefill, decode,
+            str(telemetry.get("idle_s", 0)), str(case["protocol"].get("cooldown_s", 0)),
         ]  # fmt: skip
+        bin_dir = self.profile.spec.llama_cpp_bin
+        if "prompts" in case["workload"]:  # real prompts: one llama-completion run per trial
+            prompts = [
+                json.loads(line)["prompt"]
+                for line in (case_dir / "prompts.jsonl").read_text().splitlines()
+                if line.strip()
+            ]
+            self._sh('mkdir -p "$1/prompts"', remote)
+            for k, text in enumerate(prompts):
+                local = case_dir / "prompts" / f"p{k}.txt"
+                local.parent.mkdir(exist_ok=True)
+                local.write_text(text)
+                self.t.push(local, f"{remote}/prompts/p{k}.txt", COPY_S)
+            script = llama_cpp_cli.completion_script(case, bin_dir, case["model_path"], len(prompts))
+        else:
+            prefill, decode = llama_cpp_cli.commands(case, f"{bin_dir}/llama-bench", case["model_path"])
+            script, args = llama_cpp_cli.DRIVER, [*args, prefill, decode]
         started = time.monotonic()
-        done = self.t.run(["sh", "-c", llama_cpp_cli.DRIVER, "sh", *args], timeout_s)
+        done = self.t.run(["sh", "-c", script, "sh", *args], timeout_s)
         self.t.pull_dir(remote, case_dir, COPY_S)
         battery = self.profile.spec.sensors.battery
-        agent = llama_cpp_cli.collect(case_dir, battery.model_dump(exclude_none=True) if battery else None)
-        log = "\n".join(
-            (case_dir / f).read_text(errors="replace")[-1000:]
-            for f in ("prefill.log", "decode.log")
-            if (case_dir / f).is_file()
-        )
+        pins = battery.model_dump(exclude_none=True) if battery else None
+        if "prompts" in case["workload"]:
+            agent = llama_cpp_cli.collect_completion(case_dir, case, pins)
+        else:
+            agent = llama_cpp_cli.collect(case_dir, pins)
+        log = "\n".join(p.read_text(errors="replace")[-1000:] for p in sorted(case_dir.glob("*.log")))
         (case_dir / "agent.log").write_text(log)
         timed_out = done.timed_out or time.monotonic() - started >= timeout_s
         return AgentExit(0 if agent["status"] == "ok" else (done.returncode or 3), timed_out, log[-2000:])

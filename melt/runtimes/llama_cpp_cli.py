@@ -15,9 +15,11 @@ from pathlib import Path
 
 from melt.runtimes.llama_cpp_cli_output import (
     LlamaBenchOutputError,
+    TimingsNotFound,
     llama_bench_command,
     llama_bench_trials,
     parse_llama_bench,
+    parse_timings,
 )
 from melt.telemetry import sh_trace
 
@@ -57,14 +59,23 @@ def commands(case: dict, bench: str, model_path: str) -> tuple[str, str]:
     return shlex.join(prefill), shlex.join(decode)
 
 
-def _phases(text: str) -> dict:
+def _marks(text: str) -> dict[str, int]:
+    """phases.txt: `NAME CLOCK NS` lines written by the device script."""
     marks = {}
     for line in text.splitlines():
         parts = line.split()
         if len(parts) == 3 and parts[2].isdigit():
             marks[parts[0]] = int(parts[2])
+    return marks
+
+
+def _phases(text: str) -> dict:
+    marks = _marks(text)
     phases = {}
-    for name in ("idle", "prefill", "decode", "cooldown"):
+    names = ["idle", "prefill", "decode", "cooldown"] + sorted(
+        {m.rsplit("_", 1)[0] for m in marks if m.startswith("trial_")}, key=lambda n: int(n.split("_")[1])
+    )
+    for name in names:
         if f"{name}_start" in marks and f"{name}_end" in marks:
             phases[name] = [marks[f"{name}_start"], marks[f"{name}_end"]]
     if "prefill" in phases and "decode" in phases:
@@ -103,5 +114,97 @@ def collect(case_dir: Path, battery_pins: dict | None = None) -> dict:
         )
         agent["protocol"] = {"stopped_because": "llama-bench repetitions", "counted_trials": len(trials)}
         agent["status"] = "ok"
+    (case_dir / "agent.json").write_text(json.dumps(agent, indent=2))
+    return agent
+
+
+# --- real prompts: one llama-completion run per trial -------------------------------------------
+
+RUN_ATTEMPTS = 5
+COMPLETION_HEAD = r"""cd "$1" || exit 97
+S=$2
+stamp() { echo "$1 $(sh "$S" --now)" >> phases.txt; }
+spid=
+if [ "$3" -gt 0 ]; then sh "$S" "$1" "$3" "$4" & spid=$!; fi
+stamp idle_start; sleep "$5"; stamp idle_end
+rc=0
+"""
+COMPLETION_TAIL = r"""stamp cooldown_start; sleep "$6"; stamp cooldown_end
+if [ -n "$spid" ]; then kill "$spid" 2>/dev/null; wait "$spid" 2>/dev/null; fi
+exit $rc
+"""
+
+
+def completion_script(case: dict, bin_dir: str, model_path: str, n_prompts: int) -> str:
+    """The device script: warm-ups then counted trials, each one llama-completion run on the next
+    prompt (prompts/pK.txt), greedy, exactly n_gen tokens (end-of-sequence ignored)."""
+    p, w, proto = case["params"], case["workload"], case["protocol"]
+    extra = []
+    for key, flag in FLAGS.items():
+        if key in p:
+            extra += [flag, str(p[key])]
+    extra += ["-fa", "on" if p.get("flash_attn") else "off"]
+    lines = [COMPLETION_HEAD]
+    for i in range(proto["warmup"] + proto["repetitions"]):
+        cmd = [f"{bin_dir}/llama-completion", "-m", model_path, "-t", str(p.get("threads", 4)),
+               "-f", f"prompts/p{i % n_prompts}.txt", "-n", str(w["n_gen"]), "--temp", "0", "--ignore-eos",
+               "-no-cnv", *extra]  # fmt: skip
+        # llama.cpp leaks its async logger at exit (upstream issue 22142), so a run can lose its last
+        # lines, the timings among them: such a run is repeated (up to RUN_ATTEMPTS), and counted
+        lines.append(
+            f"a=0; while [ $a -lt {RUN_ATTEMPTS} ]; do a=$((a+1)); stamp trial_{i}_start; "
+            f"{shlex.join(cmd)} < /dev/null > trial_{i}.out 2> trial_{i}.log || rc=1; stamp trial_{i}_end; "
+            f'grep -q "total time" trial_{i}.log && break; echo "trial_{i}" >> lost_runs.txt; done\n'
+        )
+    lines.append(COMPLETION_TAIL)
+    return "".join(lines)
+
+
+def collect_completion(case_dir: Path, case: dict, battery_pins: dict | None = None) -> dict:
+    """trials.jsonl from llama.cpp's end-of-run timing lines of each run."""
+    agent: dict = {"status": "failed", "runtime": {"name": "llama_cpp_cli", "tool": "llama-completion"}}
+    phases_text = (case_dir / "phases.txt").read_text() if (case_dir / "phases.txt").is_file() else ""
+    marks = _marks(phases_text)
+    agent["phases"] = _phases(phases_text)
+    if (case_dir / "trace.raw.csv").is_file() and (case_dir / "sampler.json").is_file():
+        sensors = sh_trace.convert(
+            case_dir / "trace.raw.csv", case_dir / "sampler.json", case_dir / "trace.csv", battery_pins
+        )
+        (case_dir / "sensors.json").write_text(json.dumps(sensors, indent=2))
+    proto = case["protocol"]
+    trials, errors = [], []
+    for i in range(proto["warmup"] + proto["repetitions"]):
+        log = "".join((case_dir / f"trial_{i}.{ext}").read_text(errors="replace") for ext in ("log", "out")
+                      if (case_dir / f"trial_{i}.{ext}").is_file())  # fmt: skip
+        try:
+            t = parse_timings(log)
+        except TimingsNotFound:
+            # llama.cpp's log thread can drop the last lines when a short run exits: that run is
+            # lost (and said so), not guessed
+            errors.append(
+                f"run {i}: no timing lines; it said: {log.strip().splitlines()[-1] if log.strip() else 'nothing'}"
+            )
+            continue
+        start, end = marks.get(f"trial_{i}_start"), marks.get(f"trial_{i}_end")
+        trials.append({
+            "trial": i, "warmup": i < proto["warmup"], "mode": "completion",
+            "t_start_ns": start, "t_end_ns": end, "duration_s": (end - start) / 1e9 if start and end else None,
+            "n_prompt": t.get("n_prompt_tokens"), "n_gen": (t.get("n_eval_runs") or 0) + 1,
+            "prefill_tok_s": t.get("prefill_tok_s"), "decode_tok_s": t.get("decode_tok_s"), "load_s": t.get("load_s"),
+        })  # fmt: skip
+    with open(case_dir / "trials.jsonl", "w") as f:
+        for t in trials:
+            f.write(json.dumps(t) + "\n")
+    loads = [t["load_s"] for t in trials if not t["warmup"] and t["load_s"] is not None]
+    agent["load"] = {"load_s": sorted(loads)[len(loads) // 2] if loads else None}
+    counted = [t for t in trials if not t["warmup"]]
+    lost = case_dir / "lost_runs.txt"
+    agent["runs_repeated_for_lost_timings"] = len(lost.read_text().split()) if lost.is_file() else 0
+    agent["lost_runs"] = errors
+    if counted:
+        agent["status"] = "ok"
+        agent["protocol"] = {"stopped_because": "repetitions", "counted_trials": len(counted)}
+    else:
+        agent["error"] = "no run gave timings: " + "; ".join(errors[:3])
     (case_dir / "agent.json").write_text(json.dumps(agent, indent=2))
     return agent
