@@ -124,18 +124,6 @@ class OrtModel(Strict):
     params: OrtParams = OrtParams()
 
 
-class LlamaCppCliWorkload(Strict):
-    prompt_tokens: axis(PositiveInt) | None = None  # llama-bench: prefill ppP, decode tgN at depth P
-    prompts: str | None = None  # llama-completion on real prompts (JSONL), one run per trial
-    n_gen: PositiveInt = 64
-
-    @model_validator(mode="after")
-    def _one_prompt_kind(self) -> LlamaCppCliWorkload:
-        if (self.prompt_tokens is None) == (self.prompts is None):
-            raise ValueError("exactly one of prompt_tokens (llama-bench) or prompts (a JSONL file, llama-completion)")
-        return self
-
-
 class LlamaCppCliParams(Strict):
     """llama-bench's own options: -t, -b, -ub, -ngl, -fa, -ctk, -ctv."""
 
@@ -156,7 +144,7 @@ class LlamaCppCliModel(Strict):
     runtime: Literal["llama_cpp_cli"]
     source: Source
     sha256: Sha256 | None = None
-    workload: LlamaCppCliWorkload
+    workload: LlamaCppWorkload  # prompt_tokens: llama-bench; prompts: one llama-completion run per trial
     params: LlamaCppCliParams = LlamaCppCliParams()
 
 

@@ -43,13 +43,27 @@ echo "$rc_p $rc_d" > exit_codes.txt
 FLAGS = {"n_batch": "-b", "n_ubatch": "-ub", "n_gpu_layers": "-ngl", "cache_type_k": "-ctk", "cache_type_v": "-ctv"}
 
 
-def commands(case: dict, bench: str, model_path: str) -> tuple[str, str]:
-    p, w = case["params"], case["workload"]
+def _tool_flags(p: dict) -> list[str]:
+    """The case's params as llama.cpp tool flags (llama-bench and llama-completion share them)."""
     extra = []
     for key, flag in FLAGS.items():
         if key in p:
             extra += [flag, str(p[key])]
-    extra += ["-fa", "on" if p.get("flash_attn") else "off"]  # the same default as runtime llama_cpp
+    return [*extra, "-fa", "on" if p.get("flash_attn") else "off"]  # the same default as runtime llama_cpp
+
+
+def _convert_trace(case_dir: Path, battery_pins: dict | None) -> None:
+    """The sh sampler's raw rows as trace.csv and sensors.json."""
+    if (case_dir / "trace.raw.csv").is_file() and (case_dir / "sampler.json").is_file():
+        sensors = sh_trace.convert(
+            case_dir / "trace.raw.csv", case_dir / "sampler.json", case_dir / "trace.csv", battery_pins
+        )
+        (case_dir / "sensors.json").write_text(json.dumps(sensors, indent=2))
+
+
+def commands(case: dict, bench: str, model_path: str) -> tuple[str, str]:
+    p, w = case["params"], case["workload"]
+    extra = _tool_flags(p)
     threads = p.get("threads", 4)
     reps = case["protocol"]["repetitions"]
     prefill = llama_bench_command(bench, model_path, threads, w["prompt_tokens"], 0, reps, extra)
@@ -88,11 +102,7 @@ def collect(case_dir: Path, battery_pins: dict | None = None) -> dict:
     agent: dict = {"status": "failed", "runtime": {"name": "llama_cpp_cli"}, "load": {"load_s": None}}
     phases_file = case_dir / "phases.txt"
     agent["phases"] = _phases(phases_file.read_text()) if phases_file.is_file() else {}
-    if (case_dir / "trace.raw.csv").is_file() and (case_dir / "sampler.json").is_file():
-        sensors = sh_trace.convert(
-            case_dir / "trace.raw.csv", case_dir / "sampler.json", case_dir / "trace.csv", battery_pins
-        )
-        (case_dir / "sensors.json").write_text(json.dumps(sensors, indent=2))
+    _convert_trace(case_dir, battery_pins)
     text = "".join((case_dir / f).read_text() for f in ("prefill.jsonl", "decode.jsonl") if (case_dir / f).is_file())
     try:
         records = parse_llama_bench(text)
@@ -139,11 +149,7 @@ def completion_script(case: dict, bin_dir: str, model_path: str, n_prompts: int)
     """The device script: warm-ups then counted trials, each one llama-completion run on the next
     prompt (prompts/pK.txt), greedy, exactly n_gen tokens (end-of-sequence ignored)."""
     p, w, proto = case["params"], case["workload"], case["protocol"]
-    extra = []
-    for key, flag in FLAGS.items():
-        if key in p:
-            extra += [flag, str(p[key])]
-    extra += ["-fa", "on" if p.get("flash_attn") else "off"]
+    extra = _tool_flags(p)
     lines = [COMPLETION_HEAD]
     for i in range(proto["warmup"] + proto["repetitions"]):
         cmd = [f"{bin_dir}/llama-completion", "-m", model_path, "-t", str(p.get("threads", 4)),
@@ -166,11 +172,7 @@ def collect_completion(case_dir: Path, case: dict, battery_pins: dict | None = N
     phases_text = (case_dir / "phases.txt").read_text() if (case_dir / "phases.txt").is_file() else ""
     marks = _marks(phases_text)
     agent["phases"] = _phases(phases_text)
-    if (case_dir / "trace.raw.csv").is_file() and (case_dir / "sampler.json").is_file():
-        sensors = sh_trace.convert(
-            case_dir / "trace.raw.csv", case_dir / "sampler.json", case_dir / "trace.csv", battery_pins
-        )
-        (case_dir / "sensors.json").write_text(json.dumps(sensors, indent=2))
+    _convert_trace(case_dir, battery_pins)
     proto = case["protocol"]
     trials, errors = [], []
     for i in range(proto["warmup"] + proto["repetitions"]):
