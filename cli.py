@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from melt import __version__
-from melt.errors import InputError, MeltError
+from melt.errors import InputError, MeltError, Problem
 
 DEFAULT_RESULTS = Path("results")
 
@@ -36,12 +36,21 @@ devices_option = click.option(
 )  # fmt: skip
 
 
+results_dir_option = click.option(
+    "--results",
+    "results_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=DEFAULT_RESULTS,
+    show_default=True,
+)
+
+
 @click.group(cls=MeltGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="melt")
 def cli() -> None:
     """melt: benchmark ML models on devices — speed, memory, heat, energy — with provenance.
 
-    Exit codes: 0 ok, 1 failed cases, 2 bad input.
+    Exit codes: 0 ok, 1 failed cases or a regression, 2 bad input.
     """
 
 
@@ -62,21 +71,15 @@ def validate(recipe: Path, devices: tuple[str, ...]) -> None:
 
 
 def _case_line(event: str, info: dict) -> str | None:
+    from melt.progress import figures_line
+
     if event == "case_start":
         return f"[{info['index']}/{info['total']}] {info['case'].device} {info['case'].label} ..."
     if event == "case_end":
+        where = f"{info['case'].device} {info['case'].label}"
         if info["status"] != "ok":
-            return f"    FAILED: {info['reason']}"
-        s = (info.get("metrics") or {}).get("summary", {})
-        figures = []
-        for key, fmt in (("load_s", "load {:.2f} s"), ("prefill_tok_s", "prefill {:.1f} tok/s"),
-                         ("decode_tok_s", "decode {:.1f} tok/s"), ("ttft_s", "ttft {:.3f} s"),
-                         ("latency_p50_ms", "p50 {:.3f} ms"), ("throughput_ips", "{:.1f} inf/s"),
-                         ("peak_rss_mb", "peak rss {:.0f} MB")):  # fmt: skip
-            if s.get(key) is not None:
-                figures.append(fmt.format(s[key]))
-        cv = f", cv {s['cv_pct']:.1f}%" if s.get("cv_pct") is not None else ""
-        return f"    ok: {', '.join(figures)} ({s.get('n_trials')} trials{cv}, {s.get('validity')})"
+            return f"    FAILED ({where}): {info['reason']}"
+        return f"    ok ({where}): {figures_line(info.get('metrics'))}"
     return None
 
 
@@ -110,6 +113,109 @@ def run(recipe: Path, devices: tuple[str, ...], results_dir: Path, run_id: str |
             f"finish the failed cases with: melt run {recipe} --run-id {outcome.run_dir.name} --resume",
             err=True,
         )
+        sys.exit(1)
+
+
+@cli.command()
+@click.argument("sweep_file", metavar="SWEEP", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--tag", "tags", multiple=True, metavar="TAG", help="Only the pool's devices with this tag (repeatable).")
+@click.option("--results", "results_dir", type=click.Path(file_okay=False, path_type=Path), default=DEFAULT_RESULTS,
+              show_default=True, help="Folder that holds runs.")  # fmt: skip
+@click.option("--run-id", help="Name of the run folder (default: UTC time and sweep name).")
+@click.option("--resume", is_flag=True, help="Finish the sweep --run-id: run only its missing or failed cases.")
+@click.option("--live/--no-live", default=None, help="Live table per device (default: when stdout is a terminal).")
+def sweep(sweep_file: Path, tags: tuple[str, ...], results_dir: Path, run_id: str | None, resume: bool,
+          live: bool | None) -> None:  # fmt: skip
+    """Run every recipe of SWEEP on its pool of devices, as one run: one worker per device, devices
+    in parallel, each device running one case at a time. A device that fails does not stop the
+    others; --resume finishes what is missing. Exit 1 if any case failed."""
+    from melt.progress import SweepProgress
+    from melt.run import execute
+    from melt.sweep import plan_sweep
+
+    if resume and not run_id:
+        raise InputError([], hint="--resume needs --run-id: the sweep run to finish (see `melt results list`).")
+    p = plan_sweep(sweep_file, tags)
+    with SweepProgress(live=live) as view:
+        outcome = execute(p, results_dir, run_id, resume, view)
+    if outcome.skipped:
+        click.echo(f"{len(outcome.skipped)} cases already done, kept")
+    click.echo(f"{len(outcome.ok)} ok, {len(outcome.failed)} failed")
+    click.echo(f"results: {outcome.run_dir}")
+    if outcome.failed:
+        click.echo(f"finish the failed cases with: melt sweep {sweep_file} --run-id {outcome.run_dir.name} --resume",
+                   err=True)  # fmt: skip
+        sys.exit(1)
+
+
+def _run_folder(ref: str, results_dir: Path) -> Path:
+    """A run folder given as a path, or as a run id under --results."""
+    for candidate in (Path(ref), results_dir / ref):
+        if (candidate / "run.json").is_file():
+            return candidate
+    raise InputError(
+        Problem(ref, "", "a run folder (holding run.json) or a run id under " + str(results_dir), "neither")
+    )
+
+
+@cli.command()
+@click.argument("runs", nargs=-1, metavar="[BASE_RUN] NEW_RUN")
+@click.option("--threshold", "threshold_pct", type=click.FloatRange(0, 1000), default=5.0, show_default=True,
+              help="Smallest change in % that counts, in the metric's bad or good direction.")  # fmt: skip
+@click.option("--alpha", type=click.FloatRange(0, 1, min_open=True), default=0.05, show_default=True,
+              help="Family-wise error rate over all tests of the comparison (Holm).")  # fmt: skip
+@click.option("--baseline-window", type=click.IntRange(1), metavar="N",
+              help="Compare NEW_RUN against the last N earlier runs of the same cases in the catalog "
+                   "(runs judged regressed are skipped); then BASE_RUN is not given.")  # fmt: skip
+@click.option("--junit", type=click.Path(dir_okay=False, path_type=Path), help="Write JUnit XML here.")
+@click.option("--markdown", type=click.Path(dir_okay=False, path_type=Path), help="Write a markdown table here.")
+@click.option("--all", "show_all", is_flag=True, help="Print every case and metric, not only the changes.")
+@results_dir_option
+def compare(runs: tuple[str, ...], threshold_pct: float, alpha: float, baseline_window: int | None,
+            junit: Path | None, markdown: Path | None, show_all: bool, results_dir: Path) -> None:  # fmt: skip
+    """Judge NEW_RUN against BASE_RUN case by case (matched by case_id): worse, better, not
+    significant, new, missing, failed. Exit 1 on a significant regression or a failed case.
+
+    \b
+    A change counts only when it is both beyond --threshold in the metric's direction (higher is
+    better for tok/s and inf/s; lower for latency, energy, memory) and significant: a two-sided
+    Mann-Whitney U test on the raw per-trial samples, Holm-corrected across every test of the
+    comparison so that the chance of any false alarm stays under --alpha. A rank test needs
+    enough trials: with 5 per side the smallest possible p is 0.008 and nothing survives the
+    correction; with 10 per side it is 1e-5. Recipes meant for comparison should ask for
+    protocol.repetitions >= 10 (recipes/nightly.yaml does). Load time and peak RSS are one value
+    per run: their change is shown, never judged. Runs are folders or run ids under --results;
+    the verdicts are also written to NEW_RUN/compare.json.
+    """
+    from melt.analysis.compare import compare as judge
+    from melt.analysis.compare import compare_runs, load_run
+    from melt.report.verdicts import to_junit, to_markdown, to_text
+    from melt.results.catalog import Catalog
+    from melt.results.layout import write_json
+
+    want = 1 if baseline_window else 2
+    if len(runs) != want:
+        expected = "NEW_RUN (with --baseline-window)" if baseline_window else "BASE_RUN NEW_RUN"
+        raise InputError(Problem("melt compare", "", expected, " ".join(runs) or "no runs"))
+    folders = [_run_folder(r, results_dir) for r in runs]
+    new_dir = folders[-1]
+    if baseline_window:
+        new = load_run(new_dir)
+        new_id = next(iter(new.values())).run_id if new else new_dir.name
+        with Catalog.open(results_dir) as catalog:
+            base = catalog.baseline_window(list(new), new_id, baseline_window)
+        result = judge(base, new, threshold_pct, alpha, new_run=new_id)
+        if not base:
+            click.echo(f"no earlier runs of these cases in the catalog under {results_dir}", err=True)
+    else:
+        result = compare_runs(folders[0], new_dir, threshold_pct, alpha)
+    write_json(new_dir / "compare.json", result.to_json())
+    if junit:
+        junit.write_text(to_junit(result))
+    if markdown:
+        markdown.write_text(to_markdown(result))
+    click.echo(to_text(result, show_all), nl=False)
+    if result.regressed or result.failed:
         sys.exit(1)
 
 
@@ -189,15 +295,6 @@ def results() -> None:
     """Runs on disk: list, show, export."""
 
 
-results_dir_option = click.option(
-    "--results",
-    "results_dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=DEFAULT_RESULTS,
-    show_default=True,
-)
-
-
 @results.command("list")
 @results_dir_option
 def results_list(results_dir: Path) -> None:
@@ -237,6 +334,60 @@ def results_export(run_dir: Path, fmt: str, output: Path | None) -> None:
         click.echo(f"wrote {output}")
     else:
         click.echo(text, nl=False)
+
+
+@results.command("query")
+@click.argument("sql")
+@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True)
+@results_dir_option
+def results_query(sql: str, fmt: str, results_dir: Path) -> None:
+    """Run SQL on the results catalog (DuckDB; tables runs, cases, samples). The catalog is brought
+    up to date with the files first, and rebuilt from them if missing.
+
+    \b
+    melt results query "SELECT device, label, decode_tok_s FROM cases WHERE status = 'ok'"
+    """
+    import duckdb
+
+    from melt.results.catalog import Catalog
+
+    with Catalog.open(results_dir) as catalog:
+        try:
+            frame = catalog.sql(sql)
+        except duckdb.Error as e:
+            raise InputError(Problem("SQL", "", "a query the catalog accepts", str(e).splitlines()[0])) from None
+    _print_frame(frame, fmt)
+
+
+def _print_frame(frame, fmt: str) -> None:
+    if fmt == "csv":
+        click.echo(frame.to_csv(index=False), nl=False)
+    elif fmt == "json":
+        click.echo(frame.to_json(orient="records", date_format="iso", indent=2))
+    else:
+        import pandas as pd
+
+        with pd.option_context("display.max_rows", None, "display.max_columns", None, "display.width", 200):
+            click.echo(frame.to_string(index=False) if not frame.empty else "(no rows)")
+
+
+@results.command("history")
+@click.option("--case", "case_id", help="One case_id.")
+@click.option("--device", help="Every case on this device (with --model: of this model).")
+@click.option("--model", help="Every case of this model id.")
+@click.option("--metric", help="One metric, e.g. decode_tok_s (default: all tested metrics).")
+@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True)
+@results_dir_option
+def results_history(case_id: str | None, device: str | None, model: str | None, metric: str | None, fmt: str,
+                    results_dir: Path) -> None:  # fmt: skip
+    """A case's figures run after run, from the catalog: median, p10, p90 and n of its trial samples."""
+    from melt.results.catalog import Catalog
+
+    if not (case_id or device or model):
+        raise InputError(Problem("melt results history", "", "--case, or --device and/or --model", "none"))
+    with Catalog.open(results_dir) as catalog:
+        frame = catalog.history(case_id, device, model, metric)
+    _print_frame(frame, fmt)
 
 
 def main() -> None:

@@ -8,6 +8,7 @@ the case in flight and `--resume` finishes the rest.
 from __future__ import annotations
 
 import shutil
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -16,27 +17,38 @@ from pathlib import Path
 from melt import hostinfo, sources
 from melt.analysis.metrics import case_metrics
 from melt.analysis.trace import read_trace
+from melt.devices import process
 from melt.devices.local import open_session
 from melt.devices.profile import DeviceProfile, load_profile
 from melt.devices.transport import TransportError
 from melt.errors import InputError, MeltError, Problem
 from melt.recipe import Case, Recipe, expand, load_recipe
 from melt.results.layout import RunDir, check_run_id, read_json, read_trials, write_json
+from melt.sweep import Sweep
 
 SUPPORTED_TRANSPORTS = ("local", "ssh", "adb")
 
 
 @dataclass(frozen=True)
 class Plan:
-    recipe: Recipe
+    recipes: list[Recipe]
     profiles: list[DeviceProfile]
     cases: list[Case]
+    sweep: Sweep | None = None  # several recipes over a pool of devices
+
+    @property
+    def recipe(self) -> Recipe:
+        return self.recipes[0]
+
+    @property
+    def name(self) -> str:
+        return self.sweep.name if self.sweep else self.recipe.name
+
+    def recipe_of(self, case: Case) -> Recipe:
+        return next(r for r in self.recipes if r.name == case.recipe)
 
 
-def plan(recipe_path: str | Path, devices: list[str] | tuple[str, ...] = ()) -> Plan:
-    """Validate the recipe and profiles and expand the matrix. Raises InputError; writes nothing."""
-    recipe = load_recipe(recipe_path)
-    profiles = [load_profile(d) for d in (devices or ["local"])]
+def check_profiles(profiles: list[DeviceProfile]) -> None:
     problems = []
     seen = set()
     for p in profiles:
@@ -54,12 +66,19 @@ def plan(recipe_path: str | Path, devices: list[str] | tuple[str, ...] = ()) -> 
         seen.add(p.name)
     if problems:
         raise InputError(problems)
-    return Plan(recipe, profiles, expand(recipe, [p.name for p in profiles]))
 
 
-def default_run_id(recipe: Recipe, now: datetime | None = None) -> str:
+def plan(recipe_path: str | Path, devices: list[str] | tuple[str, ...] = ()) -> Plan:
+    """Validate the recipe and profiles and expand the matrix. Raises InputError; writes nothing."""
+    recipe = load_recipe(recipe_path)
+    profiles = [load_profile(d) for d in (devices or ["local"])]
+    check_profiles(profiles)
+    return Plan([recipe], profiles, expand(recipe, [p.name for p in profiles]))
+
+
+def default_run_id(name: str, now: datetime | None = None) -> str:
     now = now or datetime.now(timezone.utc)
-    return f"{now:%Y%m%dT%H%M%SZ}-{recipe.name}"
+    return f"{now:%Y%m%dT%H%M%SZ}-{name}"
 
 
 def _now() -> str:
@@ -82,12 +101,13 @@ def _quiet(event: str, **info) -> None:
 
 
 class Execution:
-    """Carries one run from plan to results on disk."""
+    """Carries one run from plan to results on disk: one worker per device, devices in parallel,
+    each device running its cases one at a time (two cases on one device would share it)."""
 
     def __init__(self, the_plan: Plan, results: Path, run_id: str | None, resume: bool, progress: Progress):
         self.plan = the_plan
         self.progress = progress
-        run_id = check_run_id(run_id) if run_id else default_run_id(the_plan.recipe)
+        run_id = check_run_id(run_id) if run_id else default_run_id(the_plan.name)
         self.run = RunDir(Path(results) / run_id)
         self.run_id = run_id
         if resume and not self.run.exists():
@@ -100,22 +120,29 @@ class Execution:
                 hint="Use --resume to finish that run, or choose another --run-id.",
             )
         self.resume = resume
+        self.lock = threading.Lock()  # manifest and outcome are shared by the device workers
+        self.stop = threading.Event()
+        self.all_done = threading.Event()
+        self.workers_left = 0
 
     def _resolve_models(self) -> dict:
         """Before anything is written: a bad source or checksum is bad input (exit 2)."""
-        recipe = self.plan.recipe
-        return {
-            model.id: sources.resolve(
-                model.source,
-                recipe.directory,
-                model.sha256,
-                where=(str(recipe.path), f"models[{i}].source.{model.source.kind}"),
-            )
-            for i, model in enumerate(recipe.spec.models)
-        }
+        models = {}
+        for recipe in self.plan.recipes:
+            for i, model in enumerate(recipe.spec.models):
+                if model.id not in models:  # a sweep checked that one id means one model
+                    models[model.id] = sources.resolve(
+                        model.source,
+                        recipe.directory,
+                        model.sha256,
+                        where=(str(recipe.path), f"models[{i}].source.{model.source.kind}"),
+                    )
+        return models
 
-    def _manifest(self, models: dict, devices_env: dict) -> dict:
-        recipe = self.plan.recipe
+    def _recipe_json(self, recipe: Recipe) -> dict:
+        return {"name": recipe.name, "path": str(recipe.path), "sha256": recipe.sha256, "resolved": recipe.resolved()}
+
+    def _manifest(self, models: dict) -> dict:
         previous = self.run.read() if self.resume else {}
         cases = previous.get("cases", {})
         for case in self.plan.cases:
@@ -123,47 +150,61 @@ class Execution:
                 case.case_id,
                 {"status": "pending", "label": case.label, "device": case.device, "model": case.model_id},
             )
-        return {
+        sweep = self.plan.sweep
+        manifest = {
             "run_id": self.run_id,
             "status": "running",
             "started_at": previous.get("started_at", _now()),
             "ended_at": None,
             "resumed_at": ([*previous.get("resumed_at", []), _now()] if self.resume else []),
-            "recipe": {
-                "name": recipe.name,
-                "path": str(recipe.path),
-                "sha256": recipe.sha256,
-                "resolved": recipe.resolved(),
-            },
-            "devices": {p.name: {"profile": p.to_json(), **devices_env.get(p.name, {})} for p in self.plan.profiles},
-            "host": hostinfo.collect(),
-            "models": {mid: m.to_json() for mid, m in models.items()},
-            "cases": cases,
         }
+        if sweep:  # the sweep is what was asked for; each recipe is recorded too
+            manifest["recipe"] = {"name": sweep.name, "kind": "sweep", "path": str(sweep.path), "sha256": sweep.sha256}
+            manifest["sweep"] = {**manifest["recipe"], "resolved": sweep.resolved()}
+        else:
+            manifest["recipe"] = self._recipe_json(self.plan.recipe)
+        manifest["recipes"] = {r.name: self._recipe_json(r) for r in self.plan.recipes}
+        previous_devices = previous.get("devices", {})
+        manifest["devices"] = {
+            p.name: {**previous_devices.get(p.name, {}), "profile": p.to_json()} for p in self.plan.profiles
+        }
+        manifest.update(host=hostinfo.collect(), models={mid: m.to_json() for mid, m in models.items()}, cases=cases)
+        return manifest
 
     def _device_env(self, profile: DeviceProfile, session) -> dict:
         """The device's facts; an unreachable device is recorded, its cases fail, the run goes on."""
         runtimes = sorted({c.runtime for c in self.plan.cases if c.device == profile.name})
         try:
             return session.environment(runtimes)
-        except TransportError as e:
+        except (TransportError, MeltError) as e:
             return {"unreachable": str(e)}
 
     def _check_resumable(self, models: dict) -> None:
-        """One run measures one recipe and one set of model files: a changed one starts a new run."""
+        """One run measures one recipe (or sweep) and one set of model files: a changed one starts a new run."""
         previous = self.run.read()
-        recipe = self.plan.recipe
         problems = []
-        if previous["recipe"]["sha256"] != recipe.sha256:
+        asked = self.plan.sweep or self.plan.recipe
+        if previous["recipe"]["sha256"] != asked.sha256:
             problems.append(
-                Problem(str(recipe.path), "", "the recipe the run started with", "a changed recipe (sha256 differs)")
+                Problem(str(asked.path), "", "the file the run started with", "a changed file (sha256 differs)")
             )
+        for recipe in self.plan.recipes if self.plan.sweep else []:
+            before = previous.get("recipes", {}).get(recipe.name, {}).get("sha256")
+            if before and before != recipe.sha256:
+                problems.append(
+                    Problem(
+                        str(recipe.path), "", "the recipe the run started with", "a changed recipe (sha256 differs)"
+                    )
+                )
         for model_id, model in models.items():
             before = previous.get("models", {}).get(model_id, {}).get("sha256")
             if before and before != model.sha256:
                 problems.append(
                     Problem(
-                        str(recipe.path), f"models[{model_id}]", f"the model file with sha256 {before}", model.sha256
+                        str(self.plan.recipe.path),
+                        f"models[{model_id}]",
+                        f"the model file with sha256 {before}",
+                        model.sha256,
                     )
                 )
         if problems:
@@ -173,66 +214,115 @@ class Execution:
         models = self._resolve_models()
         if self.resume:
             self._check_resumable(models)
-        sessions = {p.name: open_session(p) for p in self.plan.profiles}
-        devices_env = {p.name: self._device_env(p, sessions[p.name]) for p in self.plan.profiles}
-        manifest = self._manifest(models, devices_env)
+        manifest = self._manifest(models)
         self.run.write(manifest)
         outcome = Outcome(self.run.path)
-        profiles = {p.name: p for p in self.plan.profiles}
         todo = [c for c in self.plan.cases if manifest["cases"][c.case_id]["status"] != "ok"]
         outcome.skipped = [c.case_id for c in self.plan.cases if c not in todo]
+        by_device = {p.name: [c for c in todo if c.device == p.name] for p in self.plan.profiles}
+        self.progress("run_start", run_id=self.run_id, run_dir=self.run.path, devices=by_device)
+        workers = [
+            threading.Thread(
+                target=self._device_worker,
+                args=(profile, by_device[profile.name], models, manifest, outcome),
+                name=f"melt-{profile.name}",
+                daemon=True,
+            )
+            for profile in self.plan.profiles
+            if by_device[profile.name]
+        ]
+        self.workers_left = len(workers)
+        if not workers:
+            self.all_done.set()
+        for w in workers:
+            w.start()
         try:
-            for i, case in enumerate(todo):
-                device_env = devices_env[case.device]
-                runtime_env = device_env.get("runtimes", {}).get(case.runtime, {})
-                self.progress("case_start", case=case, index=i + 1, total=len(todo))
-                entry = manifest["cases"][case.case_id]
-                entry.update(status="running", started_at=_now(), ended_at=None, reason=None)
-                self.run.write(manifest)
-                if "unreachable" in device_env:
-                    status, reason = "failed", f"device {case.device} unreachable: {device_env['unreachable']}"
-                elif not runtime_env.get("available", False):
-                    reason = (
-                        f"runtime {case.runtime} is not importable on device {case.device}: "
-                        f"{runtime_env.get('error')}; install it there"
-                    )
-                    status = "failed"
-                else:
-                    try:
-                        status, reason = self._run_case(
-                            case, models[case.model_id], sessions[case.device], profiles[case.device]
-                        )
-                    except TransportError as e:  # the link or the device went away: this case only
-                        status, reason = "failed", str(e)
-                entry.update(status=status, ended_at=_now(), reason=reason)
-                self.run.write(manifest)
-                if status == "ok":
-                    outcome.ok.append(case.case_id)
-                else:
-                    outcome.failed[case.case_id] = reason
-                self.progress(
-                    "case_end",
-                    case=case,
-                    status=status,
-                    reason=reason,
-                    metrics=self.run.metrics(case.case_id),
-                )
+            # Event.wait, not Thread.join: a join interrupted by Ctrl-C can leave is_alive() False
+            # while the thread still runs, and its agent would outlive melt.
+            while not self.all_done.wait(0.2):
+                pass
         except KeyboardInterrupt:
-            for entry in manifest["cases"].values():
-                if entry["status"] == "running":
-                    entry.update(status="failed", reason="interrupted", ended_at=_now())
-            manifest.update(status="interrupted", ended_at=_now())
-            self.run.write(manifest)
-            self.run.write_summary(manifest)
+            self.stop.set()
+            while not self.all_done.wait(0.2):  # kill what each worker waits on, until all stop
+                process.kill_all()
+            with self.lock:
+                for entry in manifest["cases"].values():
+                    if entry["status"] == "running":
+                        entry.update(status="failed", reason="interrupted", ended_at=_now())
+                manifest.update(status="interrupted", ended_at=_now())
+                self.run.write(manifest)
+                self.run.write_summary(manifest)
             raise
-        finally:
-            for session in sessions.values():
-                session.close()
         statuses = [e["status"] for e in manifest["cases"].values()]
         manifest.update(status="complete" if all(s == "ok" for s in statuses) else "partial", ended_at=_now())
         self.run.write(manifest)
         self.run.write_summary(manifest)
         return outcome
+
+    def _device_worker(self, profile: DeviceProfile, cases: list[Case], models: dict, manifest: dict, outcome) -> None:
+        """One device's cases, one at a time. A failure ends the case, never the worker."""
+        try:
+            self._device_cases(profile, cases, models, manifest, outcome)
+        finally:
+            with self.lock:
+                self.workers_left -= 1
+                if self.workers_left == 0:
+                    self.all_done.set()
+
+    def _device_cases(self, profile: DeviceProfile, cases: list[Case], models: dict, manifest: dict, outcome) -> None:
+        try:
+            session = open_session(profile)
+        except MeltError as e:
+            session, device_env = None, {"unreachable": str(e)}
+        else:
+            device_env = self._device_env(profile, session)
+        with self.lock:
+            manifest["devices"][profile.name].update(device_env)
+            self.run.write(manifest)
+        try:
+            for i, case in enumerate(cases):
+                if self.stop.is_set():
+                    return
+                self._one_case(case, i, len(cases), profile, session, device_env, models, manifest, outcome)
+        finally:
+            if session is not None:
+                session.close()
+
+    def _one_case(self, case, i, total, profile, session, device_env, models, manifest, outcome) -> None:
+        runtime_env = device_env.get("runtimes", {}).get(case.runtime, {})
+        self.progress("case_start", case=case, index=i + 1, total=total)
+        entry = manifest["cases"][case.case_id]
+        with self.lock:
+            entry.update(status="running", started_at=_now(), ended_at=None, reason=None)
+            self.run.write(manifest)
+        if "unreachable" in device_env:
+            status, reason = "failed", f"device {case.device} unreachable: {device_env['unreachable']}"
+        elif not runtime_env.get("available", False):
+            reason = (
+                f"runtime {case.runtime} is not importable on device {case.device}: "
+                f"{runtime_env.get('error')}; install it there"
+            )
+            status = "failed"
+        else:
+            try:
+                status, reason = self._run_case(case, models[case.model_id], session, profile)
+            except TransportError as e:  # the link or the device went away: this case only
+                status, reason = "failed", str(e)
+            except Exception as e:  # noqa: BLE001 - a bug in one case must not end the other devices' work
+                status, reason = "failed", f"melt error: {type(e).__name__}: {e}"
+        if self.stop.is_set():
+            status, reason = "failed", "interrupted"
+        with self.lock:
+            entry.update(status=status, ended_at=_now(), reason=reason)
+            self.run.write(manifest)
+            if status == "ok":
+                outcome.ok.append(case.case_id)
+            else:
+                outcome.failed[case.case_id] = reason
+        self.progress(
+            "case_end", case=case, status=status, reason=reason, index=i + 1, total=total,
+            metrics=self.run.metrics(case.case_id) if status == "ok" else None,
+        )  # fmt: skip
 
     def _run_case(
         self, case: Case, model: sources.ResolvedModel, session, profile: DeviceProfile
@@ -251,7 +341,7 @@ class Execution:
         }
         write_json(case_dir / "case.json", case_json)
         if "prompts" in case.workload:
-            shutil.copyfile(self.plan.recipe.directory / case.workload["prompts"], case_dir / "prompts.jsonl")
+            shutil.copyfile(self.plan.recipe_of(case).directory / case.workload["prompts"], case_dir / "prompts.jsonl")
         exit_ = session.run_case(case_dir, case.protocol["timeout_s"], self.run_id)
         agent_json = case_dir / "agent.json"
         agent = read_json(agent_json) if agent_json.is_file() else {}

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Debian packages the simulated device lab needs: a real OpenSSH server and client, rsync, and
 # iproute2 (a device in its own network namespace whose link a test can cut), busybox and mksh
-# (the shells of phones and small boards, for the POSIX sh sampler).
+# (the shells of phones and small boards, for the POSIX sh sampler), and chromium (the HTML
+# report is tested in a real headless browser; Playwright drives it, it never downloads one).
 # Installs only what is missing (root, or sudo where available).
 set -euo pipefail
 need=()
@@ -11,6 +12,7 @@ command -v rsync >/dev/null 2>&1 || need+=(rsync)
 command -v ip >/dev/null 2>&1 || [ -x /usr/sbin/ip ] || need+=(iproute2)  # network namespaces: cut a link
 command -v busybox >/dev/null 2>&1 || need+=(busybox)  # the phone's sh sampler under busybox sh
 command -v mksh >/dev/null 2>&1 || need+=(mksh)  # ... and under mksh, Android's shell
+[ -x /usr/bin/chromium ] || need+=(chromium)  # the report, opened in a real headless browser
 [ ${#need[@]} -eq 0 ] && exit 0
 SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
 echo "installing ${need[*]} for the device lab" >&2

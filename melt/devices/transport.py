@@ -16,6 +16,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
 
+from melt.devices.process import run_captured
 from melt.errors import MeltError
 
 
@@ -54,11 +55,8 @@ class Transport(ABC):
 
 
 def _run_local(cmd: list[str], timeout_s: float, input_bytes: bytes | None = None) -> Completed:
-    try:
-        proc = subprocess.run(cmd, capture_output=True, timeout=timeout_s, input=input_bytes)
-    except subprocess.TimeoutExpired as e:
-        return Completed(None, (e.stdout or b"").decode(errors="replace"), (e.stderr or b"").decode(errors="replace"))
-    return Completed(proc.returncode, proc.stdout.decode(errors="replace"), proc.stderr.decode(errors="replace"))
+    returncode, out, err = run_captured(cmd, timeout_s, input_bytes)
+    return Completed(returncode, out.decode(errors="replace"), err.decode(errors="replace"))
 
 
 class SshTransport(Transport):

@@ -1,0 +1,92 @@
+"""Per-trial samples of the figures a comparison tests: one value per counted trial (ONNX: per
+inference), from the raw files with the same definitions metrics.py summarises. A run-level figure
+(load time, peak RSS) has one value per run and is kept too, marked as such.
+
+The per-trial medians equal summary.csv's (both come from the same trial rows); inter-token
+latency is tested on each trial's median gap, the summary pools the gaps of all trials.
+"""
+
+from __future__ import annotations
+
+import statistics
+from pathlib import Path
+
+from melt.analysis.metrics import llama_trial
+from melt.results.layout import read_json, read_trials
+
+# metric -> "higher" or "lower" is better
+DIRECTION = {
+    "prefill_tok_s": "higher",
+    "decode_tok_s": "higher",
+    "ttft_s": "lower",
+    "e2e_s": "lower",
+    "itl_p50_ms": "lower",
+    "latency_p50_ms": "lower",
+    "latency_p90_ms": "lower",
+    "throughput_ips": "higher",
+    "energy_j": "lower",
+    "j_per_token": "lower",
+    "peak_rss_mb": "lower",
+    "load_s": "lower",
+}
+# one value per run: shown with its change, never tested (nothing to test a single value against)
+RUN_LEVEL = ("peak_rss_mb", "load_s", "throughput_ips", "latency_p90_ms")
+UNIT = {"tok_s": "tok/s", "s": "s", "ms": "ms", "ips": "inf/s", "j": "J", "token": "J/tok", "mb": "MB"}
+
+
+def unit_of(metric: str) -> str:
+    return UNIT.get(metric.rsplit("_", 1)[-1], "")
+
+
+def _llama(counted: list[dict]) -> dict[str, list[float]]:
+    out: dict[str, list[float]] = {k: [] for k in ("ttft_s", "prefill_tok_s", "decode_tok_s", "e2e_s", "itl_p50_ms")}
+    for t in counted:
+        row = llama_trial(t)
+        for k in ("ttft_s", "prefill_tok_s", "decode_tok_s", "e2e_s"):
+            if row[k] is not None:
+                out[k].append(row[k])
+        if row["itl_ms"]:
+            out["itl_p50_ms"].append(statistics.median(row["itl_ms"]))
+    return out
+
+
+def _llama_cli(counted: list[dict]) -> dict[str, list[float]]:
+    if any(t.get("mode") == "completion" for t in counted):
+        return {k: [t[k] for t in counted if t.get(k) is not None] for k in ("prefill_tok_s", "decode_tok_s")}
+    return {
+        "prefill_tok_s": [t["tok_s"] for t in counted if t.get("test") == "pp"],
+        "decode_tok_s": [t["tok_s"] for t in counted if t.get("test") == "tg"],
+    }
+
+
+def _energy(metrics: dict) -> dict[str, list[float]]:
+    per_trial = (metrics.get("telemetry") or {}).get("trials") or []
+    energy, per_token = [], []
+    for p in per_trial:
+        if not isinstance(p, dict) or "request" not in p:
+            continue
+        if p["request"].get("net_j") is not None:
+            energy.append(p["request"]["net_j"])
+        if p["decode"].get("net_j") is not None and p.get("n_decode_tokens"):
+            per_token.append(p["decode"]["net_j"] / p["n_decode_tokens"])
+    return {"energy_j": energy, "j_per_token": per_token}
+
+
+def case_samples(case_dir: Path) -> dict[str, list[float]]:
+    """{metric: per-trial values} for one finished case folder; empty lists are dropped."""
+    case_dir = Path(case_dir)
+    case = read_json(case_dir / "case.json")
+    counted = [t for t in read_trials(case_dir / "trials.jsonl") if not t.get("warmup")]
+    metrics = read_json(case_dir / "metrics.json") if (case_dir / "metrics.json").is_file() else {}
+    runtime = case["runtime"]
+    if runtime == "llama_cpp":
+        out = {**_llama(counted), **_energy(metrics)}
+    elif runtime == "llama_cpp_cli":
+        out = _llama_cli(counted)
+    else:
+        out = {"latency_p50_ms": [t["duration_s"] * 1e3 for t in counted]}
+    summary = metrics.get("summary", {})
+    for metric in RUN_LEVEL:
+        if summary.get(metric) is not None:
+            out[metric] = [summary[metric]]
+    return {k: v for k, v in out.items() if v}
