@@ -108,6 +108,9 @@ def run(recipe: Path, devices: tuple[str, ...], results_dir: Path, run_id: str |
         click.echo(f"{len(outcome.skipped)} cases already done, kept")
     click.echo(f"{len(outcome.ok)} ok, {len(outcome.failed)} failed")
     click.echo(f"results: {outcome.run_dir}")
+    from melt.report.html import write_report
+
+    click.echo(f"report: {write_report([outcome.run_dir])}")
     if outcome.failed:
         click.echo(
             f"finish the failed cases with: melt run {recipe} --run-id {outcome.run_dir.name} --resume",
@@ -217,6 +220,22 @@ def compare(runs: tuple[str, ...], threshold_pct: float, alpha: float, baseline_
     click.echo(to_text(result, show_all), nl=False)
     if result.regressed or result.failed:
         sys.exit(1)
+
+
+@cli.command()
+@click.argument("run_dirs", nargs=-1, required=True, metavar="RUN_DIR...",
+                type=click.Path(file_okay=False, exists=True, path_type=Path))  # fmt: skip
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
+              help="Where to write (default: RUN_DIR/report.html; several runs: report-vs-<earlier runs>.html in "
+                   "the last run's folder).")  # fmt: skip
+@click.option("--threshold", "threshold_pct", type=click.FloatRange(0, 1000), default=5.0, show_default=True,
+              help="Several runs: smallest change in % that counts, as in `melt compare`.")  # fmt: skip
+def report(run_dirs: tuple[Path, ...], output: Path | None, threshold_pct: float) -> None:
+    """Write one self-contained HTML report (offline: plotly.js embedded) of one run, or of several side
+    by side: each later run judged against the first, with `melt compare`'s verdicts."""
+    from melt.report.html import write_report
+
+    click.echo(f"report: {write_report(list(run_dirs), output, threshold_pct)}")
 
 
 @cli.group()
