@@ -145,6 +145,9 @@ def sweep(sweep_file: Path, tags: tuple[str, ...], results_dir: Path, run_id: st
         click.echo(f"{len(outcome.skipped)} cases already done, kept")
     click.echo(f"{len(outcome.ok)} ok, {len(outcome.failed)} failed")
     click.echo(f"results: {outcome.run_dir}")
+    from melt.report.html import write_report
+
+    click.echo(f"report: {write_report([outcome.run_dir])}")
     if outcome.failed:
         click.echo(f"finish the failed cases with: melt sweep {sweep_file} --run-id {outcome.run_dir.name} --resume",
                    err=True)  # fmt: skip

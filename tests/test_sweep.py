@@ -111,7 +111,8 @@ def test_sweep_runs_devices_in_parallel_one_case_at_a_time(pool):
     assert plain_ids <= set(run["cases"])
     lines = proc.stdout.splitlines()
     assert any(line.startswith("bench-a [1/2] static") and ": ok: " in line for line in lines), proc.stdout
-    assert proc.stdout.rstrip().splitlines()[-1] == f"results: {run_dir}"
+    assert proc.stdout.rstrip().splitlines()[-2:] == [f"results: {run_dir}", f"report: {run_dir / 'report.html'}"]
+    assert (run_dir / "report.html").stat().st_size > 100_000  # plotly.js embedded: opens offline
     check = subprocess.run([sys.executable, CHECK_RESULTS, run_dir], capture_output=True, text=True)
     assert check.returncode == 0, check.stdout
     assert len(read_csv(run_dir / "summary.csv")) == 5

@@ -51,7 +51,8 @@ def to_markdown(run_dir: Path) -> str:
     manifest = run.read()
     rows = _rows(run_dir)
     used = [c for c in MD_COLUMNS if any(r.get(c[0]) not in ("", None) for r in rows)]
-    out = [f"### melt run `{manifest['run_id']}` — recipe `{manifest['recipe']['name']}`", ""]
+    kind = manifest["recipe"].get("kind", "recipe")  # a sweep records itself as the run's recipe
+    out = [f"### melt run `{manifest['run_id']}` — {kind} `{manifest['recipe']['name']}`", ""]
     host = manifest.get("host", {}).get("environment", {})
     out.append(f"{len(rows)} cases ok, {len(_failed(manifest))} not ok; status {manifest.get('status')}; "
                f"host {host.get('cpu_model')} ({host.get('cpu_count')} cores)")  # fmt: skip
