@@ -244,7 +244,7 @@ def main() -> int:
               f"(built in {built_s:.0f} s)")  # fmt: skip
         print(f"report: {report_s:.2f} s ({report_s / BUDGET_S:.0%} of the {BUDGET_S:.0f} s budget), "
               f"{size_mb:.2f} MB ({size_mb / BUDGET_MB:.0%} of the {BUDGET_MB:.0f} MB budget)")  # fmt: skip
-        print(f"file: {out}")
+        print(f"file: {out}" if args.keep else "(the synthetic run is deleted; --keep DIR keeps it and the report)")
         ok = report_s < BUDGET_S and size_mb < BUDGET_MB
         print("within budget" if ok else "OVER BUDGET")
         return 0 if ok else 1

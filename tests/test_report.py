@@ -261,6 +261,8 @@ def test_two_runs_side_by_side_with_compare_verdicts(lab_runs, cli):
         if v.metric in comparison.ORDER
     ]
     assert expected and sorted(cells) == sorted(expected)
+    state = "regression" if cmp.regressed else ("failed cases" if cmp.failed else "no regression")
+    assert html.count(f'big">{state}</span>') == 2  # in the overview and over the comparison table
     failed = {v.case_id for v in cmp.verdicts if v.verdict == "failed"}
     assert len(failed) == 2 and all(f'data-case="{cid}"' in html for cid in failed)
     data = page_data(html)

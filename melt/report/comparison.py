@@ -58,6 +58,8 @@ def pair(base_dir: Path, new_dir: Path, threshold_pct: float) -> dict:
         "new": cmp.new_run or new_dir.name,
         "threshold_pct": threshold_pct,
         "regressed": cmp.regressed,
+        # the headline `melt compare` exits 1 on: a significant regression, or a failed case
+        "state": "regression" if cmp.regressed else ("failed cases" if cmp.failed else "no regression"),
         "counts": counts,
         "metrics": [(m, TITLES.get(m, m)) for m in metrics],
         "rows": list(rows.values()),
