@@ -58,14 +58,20 @@ def cli() -> None:
 @click.argument("recipe", type=click.Path(dir_okay=False, path_type=Path))
 @devices_option
 def validate(recipe: Path, devices: tuple[str, ...]) -> None:
-    """Check RECIPE (and device profiles) without running anything; exit 2 on bad input."""
+    """Check RECIPE (or a sweep file) and device profiles without running anything; exit 2 on bad input."""
     from melt.run import plan
+    from melt.sweep import is_sweep_file, plan_sweep
 
-    p = plan(recipe, devices)
-    click.echo(
-        f"{recipe}: ok: {len(p.recipe.spec.models)} models, {len(p.cases)} cases "
-        f"on {', '.join(d.name for d in p.profiles)}"
-    )
+    if is_sweep_file(recipe):
+        if devices:
+            raise InputError(Problem("-d", "", "no -d with a sweep: its pool names the devices", " ".join(devices)))
+        p = plan_sweep(recipe)
+        models = {(c.recipe, c.model_id) for c in p.cases}
+        what = f"sweep of {len(p.recipes)} recipes, {len(models)} models"
+    else:
+        p = plan(recipe, devices)
+        what = f"{len(p.recipe.spec.models)} models"
+    click.echo(f"{recipe}: ok: {what}, {len(p.cases)} cases on {', '.join(d.name for d in p.profiles)}")
     for case in p.cases:
         click.echo(f"  {case.case_id}  {case.device:<10} {case.label}")
 
@@ -104,18 +110,23 @@ def run(recipe: Path, devices: tuple[str, ...], results_dir: Path, run_id: str |
             click.echo(line)
 
     outcome = execute(p, results_dir, run_id, resume, progress)
+    _finish(outcome, f"melt run {recipe}")
+
+
+def _finish(outcome, again: str) -> None:
+    """The end of a run or sweep: counts, where the results and the report are, how to resume."""
+    from melt.report.html import write_report
+
     if outcome.skipped:
         click.echo(f"{len(outcome.skipped)} cases already done, kept")
     click.echo(f"{len(outcome.ok)} ok, {len(outcome.failed)} failed")
     click.echo(f"results: {outcome.run_dir}")
-    from melt.report.html import write_report
-
-    click.echo(f"report: {write_report([outcome.run_dir])}")
+    try:
+        click.echo(f"report: {write_report([outcome.run_dir])}")
+    except Exception as e:  # noqa: BLE001 - the results are on disk; `melt report` can try again
+        click.echo(f"report: not written: {type(e).__name__}: {e}; retry with: melt report {outcome.run_dir}", err=True)
     if outcome.failed:
-        click.echo(
-            f"finish the failed cases with: melt run {recipe} --run-id {outcome.run_dir.name} --resume",
-            err=True,
-        )
+        click.echo(f"finish the failed cases with: {again} --run-id {outcome.run_dir.name} --resume", err=True)
         sys.exit(1)
 
 
@@ -141,17 +152,7 @@ def sweep(sweep_file: Path, tags: tuple[str, ...], results_dir: Path, run_id: st
     p = plan_sweep(sweep_file, tags)
     with SweepProgress(live=live) as view:
         outcome = execute(p, results_dir, run_id, resume, view)
-    if outcome.skipped:
-        click.echo(f"{len(outcome.skipped)} cases already done, kept")
-    click.echo(f"{len(outcome.ok)} ok, {len(outcome.failed)} failed")
-    click.echo(f"results: {outcome.run_dir}")
-    from melt.report.html import write_report
-
-    click.echo(f"report: {write_report([outcome.run_dir])}")
-    if outcome.failed:
-        click.echo(f"finish the failed cases with: melt sweep {sweep_file} --run-id {outcome.run_dir.name} --resume",
-                   err=True)  # fmt: skip
-        sys.exit(1)
+    _finish(outcome, f"melt sweep {sweep_file}")
 
 
 def _run_folder(ref: str, results_dir: Path) -> Path:

@@ -265,8 +265,7 @@ class Nv:
             nv, "nvmlDeviceGetCurrentClocksThrottleReasons", None
         )
         self.fields = {
-            k: getattr(nv, f"NVML_FI_DEV_{k.upper()}", d)
-            for k, d in (("power_instant", 186), ("power_average", 185))
+            k: getattr(nv, f"NVML_FI_DEV_{k.upper()}", d) for k, d in (("power_instant", 186), ("power_average", 185))
         }
 
     def counter(self) -> tuple[float, float]:

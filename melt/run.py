@@ -184,9 +184,10 @@ class Execution:
         previous = self.run.read()
         problems = []
         asked = self.plan.sweep or self.plan.recipe
+        what = "sweep" if self.plan.sweep else "recipe"
         if previous["recipe"]["sha256"] != asked.sha256:
             problems.append(
-                Problem(str(asked.path), "", "the file the run started with", "a changed file (sha256 differs)")
+                Problem(str(asked.path), "", f"the {what} the run started with", f"a changed {what} (sha256 differs)")
             )
         for recipe in self.plan.recipes if self.plan.sweep else []:
             before = previous.get("recipes", {}).get(recipe.name, {}).get("sha256")

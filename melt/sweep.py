@@ -70,6 +70,15 @@ def _profile_ref(ref: str, base: Path) -> str:
     return ref
 
 
+def is_sweep_file(path: str | Path) -> bool:
+    """A sweep lists recipes; a recipe lists models. (Unreadable files are left to the loader.)"""
+    try:
+        doc = load(Path(path), "recipe or sweep")
+    except InputError:
+        return False
+    return "recipes" in doc.data and "models" not in doc.data
+
+
 def load_sweep(path: str | Path) -> Sweep:
     doc = load(Path(path), "sweep")
     spec = validate(SweepSpec, doc)

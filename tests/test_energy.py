@@ -56,6 +56,14 @@ def test_idle_baseline_is_subtracted():
     assert w["raw_j"] == pytest.approx(28.0) and w["net_j"] == pytest.approx(20.0)
 
 
+def test_constant_power_is_zero_net_energy_not_rounding_noise():
+    power = sampled(lambda t: 4.1, 0.0, 6.0, 0.1)  # 0.1 steps: the integral is not exact in binary
+    pe = PhaseEnergy(trace_of(power), idle=(0.0, 2.0))
+    for t0, t1 in ((2.3, 5.7), (0.1, 5.9), (3.05, 3.95)):
+        w = pe.window(t0, t1)
+        assert w["raw_j"] == pytest.approx(4.1 * (t1 - t0)) and w["net_j"] == 0.0
+
+
 def test_unknown_baseline_leaves_net_energy_empty():
     power = sampled(lambda t: 3.0, 0.0, 4.0, 0.1)
     pe = PhaseEnergy(trace_of(power), idle=None)

@@ -74,7 +74,7 @@ def e2e(tmp_path_factory, models):
 def test_run_writes_the_results_contract(e2e):
     folder, proc, run_dir = e2e
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert proc.stdout.strip().splitlines()[-1] == f"results: {run_dir}"
+    assert proc.stdout.strip().splitlines()[-2:] == [f"results: {run_dir}", f"report: {run_dir / 'report.html'}"]
     check = subprocess.run([sys.executable, str(CHECK_RESULTS), str(run_dir)], capture_output=True, text=True)
     assert check.returncode == 0, check.stdout
     rows = read_csv(run_dir / "summary.csv")

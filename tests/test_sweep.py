@@ -279,3 +279,15 @@ def test_sweep_help_runs_from_a_fresh_shell():
         [sys.executable, str(ROOT / "cli.py"), "sweep", "--help"], capture_output=True, text=True, env=dict(os.environ)
     )
     assert proc.returncode == 0 and "--resume" in proc.stdout and "--tag" in proc.stdout
+
+
+def test_a_report_that_cannot_be_written_loses_nothing(pool, cli, monkeypatch):
+    def broken(run_dirs, *args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr("melt.report.html.write_report", broken)
+    sweep = write_sweep(pool, "name: one\ndevices: [bench-a.yaml]\nrecipes: [vision.yaml]\n")
+    code, out = cli("sweep", sweep, "--results", pool / "results", "--run-id", "x", "--no-live")
+    assert code == 0, out
+    assert "report: not written: OSError: disk full; retry with: melt report" in out
+    assert json.loads((pool / "results" / "x" / "run.json").read_text())["status"] == "complete"

@@ -86,5 +86,7 @@ class PhaseEnergy:
             out["net_j"] = None
             out["reason"] = f"idle baseline unknown: {self.baseline_reason}"
         else:
-            out["net_j"] = raw - self.baseline_w * (t1 - t0)
+            net = raw - self.baseline_w * (t1 - t0)
+            # below double precision of the raw figure is rounding, not energy (constant power)
+            out["net_j"] = 0.0 if abs(net) <= 1e-9 * abs(raw) else net
         return out
