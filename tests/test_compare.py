@@ -145,3 +145,57 @@ def test_markdown_and_text_lead_with_what_changed(verdicts):
     assert all(row.count(" | ") == 8 for row in rows)  # nine columns, pipes in reasons escaped
     text = to_text(result)
     assert text.splitlines()[0].startswith("REGRESSION") and "worse" in text and "⚪" not in text
+
+
+def test_student_t_and_the_run_level_test():
+    from melt.analysis.significance import run_level_p, t_two_sided_p
+
+    assert t_two_sided_p(12.706, 1) == pytest.approx(0.05, abs=1e-4)  # textbook table values
+    assert t_two_sided_p(2.086, 20) == pytest.approx(0.05, abs=1e-4)
+    assert t_two_sided_p(2.0, 10) == pytest.approx(0.0734, abs=1e-4)
+    assert t_two_sided_p(0.0, 5) == pytest.approx(1.0)
+    assert run_level_p([70.0, 72.0], 40.0) is None  # fewer than 3 earlier runs: no run-to-run spread
+    assert run_level_p([70.0, 70.0, 70.0], 40.0) is None  # no spread at all
+    history = [73.5, 74.2, 72.8, 75.8, 72.4]  # decode tok/s medians of five identical runs here
+    assert run_level_p(history, 73.0) > 0.5
+    assert run_level_p(history, 44.0) < 1e-4
+
+
+def _runs_with_offsets(rng, n_runs, mean, run_cv, trial_cv, n_trials):
+    """Runs whose medians differ by run_cv (the machine's run-to-run noise), trials by trial_cv."""
+    runs = []
+    for i in range(n_runs):
+        level = mean * (1 + rng.gauss(0, run_cv))
+        runs.append(_case(f"r{i}", "c", {"decode_tok_s": _normal(rng, level, trial_cv, n_trials)}))
+    return runs
+
+
+def test_run_to_run_noise_fools_the_trial_test_but_not_the_run_test():
+    import statistics
+
+    rng = random.Random(11)
+    false_by_trials = false_by_runs = 0
+    for _ in range(20):  # 20 A/A comparisons on a machine whose runs differ by ~6%, trials by 1%
+        runs = _runs_with_offsets(rng, 8, 70.0, 0.06, 0.01, 10)
+        history = {"c": {"decode_tok_s": [statistics.median(r.samples["decode_tok_s"]) for r in runs[:-1]]}}
+        base, new = {"c": [runs[-2]]}, {"c": runs[-1]}
+        false_by_trials += compare(base, new).regressed or compare(base, new).counts()["better"] > 0
+        judged = compare(base, new, history=history)
+        assert judged.verdicts[0].basis == "runs"
+        false_by_runs += judged.counts()["worse"] + judged.counts()["better"]
+    assert false_by_trials >= 5  # the trial test calls run noise significant
+    assert false_by_runs == 0
+    starved = {"c": _case("s", "c", {"decode_tok_s": _normal(rng, 42.0, 0.01, 10)})}  # -40%
+    (v,) = compare(base, starved, history=history).verdicts
+    assert v.verdict == "worse" and v.basis == "runs" and "earlier runs" in v.reason
+
+
+def test_run_level_figures_are_judged_against_history():
+    rng = random.Random(2)
+    history = {"c": {"peak_rss_mb": [rng.gauss(300, 1) for _ in range(6)]}}
+    base = {"c": [_case("a", "c", {"peak_rss_mb": [300.0]})]}
+    grew = {"c": _case("b", "c", {"peak_rss_mb": [390.0]})}
+    (v,) = compare(base, grew, history=history).verdicts
+    assert v.verdict == "worse" and v.change_pct == pytest.approx(30)
+    (v,) = compare(base, grew).verdicts
+    assert v.verdict == "untested" and "3+ earlier runs" in v.reason

@@ -11,6 +11,7 @@ import yaml
 from conftest import ROOT
 
 from cli import cli as app
+from melt.sweep import plan_sweep
 
 WORKFLOW = ROOT / ".github" / "workflows" / "nightly.yml"
 
@@ -21,9 +22,13 @@ def _melt_commands(script: str, env: dict[str, str]) -> list[list[str]]:
     commands = []
     for line in script.splitlines():
         for part in re.split(r"&&|\|\||;", line):
-            words = shlex.split(part.split(">>")[0].split(" > ")[0])
+            try:
+                words = shlex.split(os_expand(part.split(">>")[0].split(" > ")[0], env))
+            except ValueError:  # a piece of a quoted python one-liner, split at its ';'
+                assert "bin/melt" not in part, part
+                continue
             if words and words[0].endswith("/melt"):
-                commands.append([os_expand(w, env) for w in words[1:]])
+                commands.append(words[1:])
     return commands
 
 
@@ -48,7 +53,7 @@ def test_every_melt_command_in_the_nightly_workflow_parses(tmp_path):
     job = workflow["jobs"]["sweep"]
     assert "self-hosted" in job["runs-on"]
     assert workflow[True]["schedule"][0]["cron"]  # YAML 1.1 reads the key `on` as True
-    env = {"MELT_RESULTS": str(tmp_path / "results"), "RUN_ID": "nightly-1-1"}
+    env = {"MELT_RESULTS": str(tmp_path / "results"), "RUN_ID": "nightly-1-1", "cases": "--case 59f7ec439cf2"}
     (tmp_path / "results" / "nightly-1-1").mkdir(parents=True)
     commands = [c for step in job["steps"] if "run" in step for c in _melt_commands(step["run"], env)]
     verbs = [c[0] for c in commands]
@@ -58,14 +63,16 @@ def test_every_melt_command_in_the_nightly_workflow_parses(tmp_path):
         assert ctx.command.name in {"sweep", "compare", "report", "export", "list"}
     compare = next(c for c in commands if c[0] == "compare")
     assert "--junit" in compare and "--markdown" in compare and "--baseline-window" in compare
+    confirm = [c for c in commands if c[0] == "sweep" and "--case" in c]
+    assert confirm, "a flagged regression is confirmed by running its cases again"
+    plan = plan_sweep(ROOT / confirm[0][1]).only(confirm[0][confirm[0].index("--case") + 1 :: 2])
+    assert [c.case_id for c in plan.cases] == ["59f7ec439cf2"]
     uploads = [s for s in job["steps"] if str(s.get("uses", "")).startswith("actions/upload-artifact")]
     assert uploads and uploads[0]["if"] == "always()"
     assert "report.html" in uploads[0]["with"]["path"] and "junit.xml" in uploads[0]["with"]["path"]
 
 
 def test_the_nightly_sweep_validates():
-    from melt.sweep import plan_sweep
-
     plan = plan_sweep(ROOT / "recipes" / "nightly-sweep.yaml")
     assert plan.name == "nightly"
     assert {p.name for p in plan.profiles} == {"local", "jetson-orin-nano", "raspberry-pi-5"}

@@ -291,3 +291,17 @@ def test_a_report_that_cannot_be_written_loses_nothing(pool, cli, monkeypatch):
     assert code == 0, out
     assert "report: not written: OSError: disk full; retry with: melt report" in out
     assert json.loads((pool / "results" / "x" / "run.json").read_text())["status"] == "complete"
+
+
+def test_case_option_runs_only_those_cases(pool, cli):
+    sweep = write_sweep(pool, "name: pick\ndevices: [bench-a.yaml, bench-b.yaml]\nrecipes: [vision.yaml]\n")
+    code, out = cli("validate", sweep)
+    assert code == 0 and "4 cases on bench-a, bench-b" in out, out
+    picked = out.splitlines()[3].split()[0]  # a bench-b case: the confirming run of a flagged case
+    code, out = cli("sweep", sweep, "--case", picked, "--results", pool / "results", "--run-id", "c", "--no-live")
+    assert code == 0, out
+    run = json.loads((pool / "results" / "c" / "run.json").read_text())
+    assert list(run["cases"]) == [picked] and run["cases"][picked]["device"] == "bench-b"
+    code, out = cli("sweep", sweep, "--case", "000000000000", "--results", pool / "results", "--run-id", "d")
+    assert code == 2 and "--case" in out and "000000000000" in out
+    assert not (pool / "results" / "d").exists()

@@ -97,3 +97,55 @@ def holm(p_values: Sequence[float | None]) -> list[float | None]:
         running = max(running, min(1.0, (m - rank) * p))
         adjusted[i] = running
     return adjusted
+
+
+def _betacf(a: float, b: float, x: float) -> float:
+    """Continued fraction of the incomplete beta function (modified Lentz)."""
+    tiny, qab, qap, qam = 1e-300, a + b, a + 1.0, a - 1.0
+    c, d = 1.0, 1.0 - qab * x / qap
+    d = 1.0 / (d if abs(d) > tiny else tiny)
+    h = d
+    for m in range(1, 300):
+        m2 = 2 * m
+        for aa in (m * (b - m) * x / ((qam + m2) * (a + m2)), -(a + m) * (qab + m) * x / ((a + m2) * (qap + m2))):
+            d = 1.0 + aa * d
+            d = 1.0 / (d if abs(d) > tiny else tiny)
+            c = 1.0 + aa / c
+            c = c if abs(c) > tiny else tiny
+            h *= d * c
+        if abs(d * c - 1.0) < 1e-14:
+            break
+    return h
+
+
+def betainc(a: float, b: float, x: float) -> float:
+    """Regularized incomplete beta I_x(a, b)."""
+    if x <= 0:
+        return 0.0
+    if x >= 1:
+        return 1.0
+    front = math.exp(math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) + a * math.log(x) + b * math.log1p(-x))
+    if x < (a + 1) / (a + b + 2):
+        return front * _betacf(a, b, x) / a
+    return 1.0 - front * _betacf(b, a, 1.0 - x) / b
+
+
+def t_two_sided_p(t: float, df: int) -> float:
+    """Two-sided p of Student's t with df degrees of freedom."""
+    return betainc(df / 2, 0.5, df / (df + t * t))
+
+
+def run_level_p(history: Sequence[float], new: float) -> float | None:
+    """Is `new` (one run's median) from the population of earlier runs' medians? A prediction
+    t-test on the log scale (changes are ratios): t = (ln new - mean) / (sd * sqrt(1 + 1/n)).
+    None with fewer than 3 earlier runs, or no spread among them."""
+    if len(history) < 3 or new <= 0 or any(h <= 0 for h in history):
+        return None
+    logs = [math.log(h) for h in history]
+    n = len(logs)
+    mean = sum(logs) / n
+    sd = math.sqrt(sum((v - mean) ** 2 for v in logs) / (n - 1))
+    if sd == 0:
+        return None
+    t = (math.log(new) - mean) / (sd * math.sqrt(1 + 1 / n))
+    return t_two_sided_p(t, n - 1)

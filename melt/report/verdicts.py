@@ -42,7 +42,12 @@ def headline(cmp: Comparison) -> str:
 
 def to_text(cmp: Comparison, everything: bool = False) -> str:
     rows = [v for v in cmp.verdicts if everything or v.verdict in NOTEWORTHY]
-    lines = [headline(cmp), f"threshold ±{cmp.threshold_pct:g}%, alpha {cmp.alpha:g} (Holm over the comparison)"]
+    bases = sorted({v.basis for v in cmp.verdicts if v.basis})
+    lines = [
+        headline(cmp),
+        f"threshold ±{cmp.threshold_pct:g}%, alpha {cmp.alpha:g} (Holm over the comparison); tested on "
+        + (" and ".join({"runs": "earlier runs", "trials": "trials"}[b] for b in bases) or "nothing"),
+    ]
     if rows:
         lines.append("")
         lines.append(
@@ -71,7 +76,8 @@ def to_markdown(cmp: Comparison) -> str:
     out = [f"### melt compare: {headline(cmp)}", ""]
     out.append(
         f"A change counts when it is beyond ±{cmp.threshold_pct:g}% in the metric's direction and significant "
-        f"(two-sided Mann-Whitney U on the trial samples, Holm-corrected, alpha {cmp.alpha:g})."
+        f"(Holm-corrected, alpha {cmp.alpha:g}): against the case's earlier runs where the catalog has 3 or "
+        "more (run-to-run noise is the yardstick), else on the trials of the two runs (Mann-Whitney U)."
     )
     out.append("")
     if notable:

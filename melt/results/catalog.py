@@ -25,6 +25,7 @@ CATALOG_NAME = "catalog.duckdb"
 CATALOG_SCHEMA = 1
 TEXT_METRICS = {"power_method": "VARCHAR", "validity": "VARCHAR", "throttled": "BOOLEAN", "n_trials": "INTEGER"}
 FINGERPRINT_FILES = ("run.json", "summary.csv", "compare.json")
+HISTORY_RUNS = 20  # earlier runs a comparison takes its run-to-run spread from
 
 RUN_COLUMNS = {
     "run_id": "VARCHAR PRIMARY KEY",
@@ -268,6 +269,37 @@ class Catalog:
                     r.run_id, r.case_id, r.device, r.model, r.label, "ok", None, samples.get((r.run_id, r.case_id), {})
                 )
             )
+        return out
+
+    def run_ids(self) -> set[str]:
+        return {r[0] for r in self.con.execute("SELECT run_id FROM runs").fetchall()}
+
+    def run_history(
+        self, case_ids: list[str], before: str | None, exclude_run: str | None, max_runs: int = HISTORY_RUNS
+    ) -> dict[str, dict[str, list[float]]]:
+        """case_id -> metric -> the medians of the last max_runs runs of that case started before
+        `before` (oldest first), leaving out runs that `melt compare` judged regressed."""
+        if not case_ids or not before:
+            return {}
+        found = self.con.execute(
+            """
+            WITH per_run AS (
+                SELECT s.run_id, s.case_id, s.metric, median(s.value) AS med, r.started_at
+                FROM samples s JOIN runs r USING (run_id) JOIN cases c USING (run_id, case_id)
+                WHERE c.status = 'ok' AND s.case_id IN (SELECT unnest(?)) AND r.started_at < ?::TIMESTAMPTZ
+                  AND r.run_id != coalesce(?, '') AND NOT coalesce(r.regressed, false)
+                GROUP BY s.run_id, s.case_id, s.metric, r.started_at
+            ), recent AS (
+                SELECT * FROM per_run
+                QUALIFY row_number() OVER (PARTITION BY case_id, metric ORDER BY started_at DESC) <= ?
+            )
+            SELECT case_id, metric, list(med ORDER BY started_at) FROM recent GROUP BY case_id, metric
+            """,
+            [case_ids, before, exclude_run, max_runs],
+        ).fetchall()
+        out: dict[str, dict[str, list[float]]] = {}
+        for case_id, metric, medians in found:
+            out.setdefault(case_id, {})[metric] = list(medians)
         return out
 
     def _samples_for(self, rows: pd.DataFrame) -> dict[tuple[str, str], dict[str, list[float]]]:
