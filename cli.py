@@ -224,8 +224,8 @@ def compare(runs: tuple[str, ...], threshold_pct: float, alpha: float, baseline_
     folders = [_run_folder(r, results_dir) for r in runs]
     new_dir = folders[-1]
     if baseline_window:
-        new = load_run(new_dir)
         manifest = RunDir(new_dir).read()
+        new = load_run(new_dir, manifest)
         with Catalog.open(new_dir.parent) as catalog:  # the catalog of the folder that holds the run
             base = catalog.baseline_window(list(new), manifest["run_id"], baseline_window)
             history = catalog.run_history(list(new), manifest.get("started_at"), manifest["run_id"])

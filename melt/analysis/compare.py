@@ -98,10 +98,11 @@ class Comparison:
         }
 
 
-def load_run(run_dir: Path) -> dict[str, CaseData]:
-    """Every case of a run folder with its status and per-trial samples (ok cases only)."""
+def load_run(run_dir: Path, manifest: dict | None = None) -> dict[str, CaseData]:
+    """Every case of a run folder with its status and per-trial samples (ok cases only);
+    `manifest` is its run.json where the caller has read it already."""
     run = RunDir(run_dir)
-    manifest = run.read()
+    manifest = manifest or run.read()
     out = {}
     for case_id, entry in manifest.get("cases", {}).items():
         samples = {}
@@ -217,13 +218,12 @@ def _order_key(case_id: str, base: dict, new: dict) -> tuple:
     return (c.device, c.label, case_id)
 
 
-def run_history(results_dir: Path | None, new_run_dir: Path, base: dict[str, list[CaseData]]) -> dict:
-    """Medians of the earlier runs of NEW's cases, from the catalog of results_dir (default: the
-    folder holding NEW), plus the baseline runs themselves where the catalog lacks them."""
+def run_history(results_dir: Path, new_manifest: dict, base: dict[str, list[CaseData]]) -> dict:
+    """Medians of the earlier runs of NEW's cases, from the catalog of results_dir, plus the
+    baseline runs themselves where the catalog lacks them."""
     from melt.results.catalog import Catalog
 
-    new_manifest = RunDir(new_run_dir).read()
-    with Catalog.open(Path(results_dir) if results_dir else Path(new_run_dir).parent) as catalog:
+    with Catalog.open(Path(results_dir)) as catalog:
         history = catalog.run_history(
             list(new_manifest.get("cases", {})), new_manifest.get("started_at"), new_manifest.get("run_id")
         )
@@ -246,9 +246,12 @@ def compare_runs(
 ) -> Comparison:
     """BASE run folder against NEW run folder; significance from the run history in the catalog of
     results_dir (default: the folder holding NEW) where it has 3+ earlier runs of a case."""
-    base = {k: [v] for k, v in load_run(base_run_dir).items()}
-    new = load_run(new_run_dir)
-    base_id = RunDir(base_run_dir).read().get("run_id", Path(base_run_dir).name)
-    new_id = RunDir(new_run_dir).read().get("run_id", Path(new_run_dir).name)
-    history = run_history(results_dir, new_run_dir, base) if use_history else {}
+    base_manifest, new_manifest = RunDir(base_run_dir).read(), RunDir(new_run_dir).read()
+    base = {k: [v] for k, v in load_run(base_run_dir, base_manifest).items()}
+    new = load_run(new_run_dir, new_manifest)
+    base_id = base_manifest.get("run_id", Path(base_run_dir).name)
+    new_id = new_manifest.get("run_id", Path(new_run_dir).name)
+    history = {}
+    if use_history:
+        history = run_history(results_dir or Path(new_run_dir).parent, new_manifest, base)
     return compare(base, new, threshold_pct, alpha, [base_id], new_id, history)

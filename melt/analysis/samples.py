@@ -79,9 +79,13 @@ def _energy(metrics: dict) -> dict[str, list[float]]:
 def case_samples(case_dir: Path) -> dict[str, list[float]]:
     """{metric: per-trial values} for one finished case folder; empty lists are dropped."""
     case_dir = Path(case_dir)
-    case = read_json(case_dir / "case.json")
-    counted = [t for t in read_trials(case_dir / "trials.jsonl") if not t.get("warmup")]
     metrics = read_json(case_dir / "metrics.json") if (case_dir / "metrics.json").is_file() else {}
+    return samples_of(read_json(case_dir / "case.json"), read_trials(case_dir / "trials.jsonl"), metrics)
+
+
+def samples_of(case: dict, trials: list[dict], metrics: dict) -> dict[str, list[float]]:
+    """{metric: per-trial values} from a case's already-read case.json, trials and metrics.json."""
+    counted = [t for t in trials if not t.get("warmup")]
     runtime = case["runtime"]
     if runtime == "llama_cpp":
         out = {**_llama(counted), **_energy(metrics)}

@@ -9,7 +9,6 @@ import os
 import re
 import shlex
 import shutil
-import subprocess
 import tarfile
 import tempfile
 from abc import ABC, abstractmethod
@@ -143,13 +142,12 @@ class SshTransport(Transport):
             done = _run_local([*self._rsync_cmd(), src, f"{local}/"], timeout_s)
         else:  # no rsync on the device: a tar stream through ssh
             cmd = ["ssh", *self.ssh_options(), self.target, shlex.join(["tar", "-C", remote, "-cf", "-", "."])]
-            try:
-                proc = subprocess.run(cmd, capture_output=True, timeout=timeout_s)
-            except subprocess.TimeoutExpired:
-                raise TransportError(f"pull {self.target}:{remote}: no answer within {timeout_s} s") from None
-            done = Completed(proc.returncode, "", proc.stderr.decode(errors="replace"))
-            if proc.returncode == 0:
-                with tarfile.open(fileobj=io.BytesIO(proc.stdout)) as tar:
+            returncode, out, err = run_captured(cmd, timeout_s)  # killable like every transport command
+            if returncode is None:
+                raise TransportError(f"pull {self.target}:{remote}: no answer within {timeout_s} s")
+            done = Completed(returncode, "", err.decode(errors="replace"))
+            if returncode == 0:
+                with tarfile.open(fileobj=io.BytesIO(out)) as tar:
                     tar.extractall(local, filter="data")
         if done.returncode != 0:
             self._check(done)

@@ -18,8 +18,8 @@ import pandas as pd
 
 from melt.analysis.compare import CaseData
 from melt.analysis.metrics import METRIC_COLUMNS
-from melt.analysis.samples import case_samples
-from melt.results.layout import RunDir, read_json
+from melt.analysis.samples import samples_of
+from melt.results.layout import RunDir, read_json, read_trials
 
 CATALOG_NAME = "catalog.duckdb"
 CATALOG_SCHEMA = 1
@@ -108,16 +108,16 @@ def _case_rows(run_path: Path, manifest: dict) -> tuple[list[dict], list[dict]]:
         row = {k: None for k in CASE_COLUMNS}
         row.update(run_id=run_id, case_id=case_id, status=entry["status"], reason=entry.get("reason"))
         row.update(device=entry.get("device"), model=entry.get("model"), label=entry.get("label"))
-        case_json = run.case_dir(case_id) / "case.json"
-        if case_json.is_file():
-            case = read_json(case_json)
+        case_dir = run.case_dir(case_id)
+        case = read_json(case_dir / "case.json") if (case_dir / "case.json").is_file() else None
+        if case:
             row.update(recipe=case.get("recipe"), runtime=case.get("runtime"))
             row["params"] = json.dumps({**case.get("workload", {}), **case.get("params", {})}, sort_keys=True)
         metrics = run.metrics(case_id) if entry["status"] == "ok" else None
-        if metrics:
+        if metrics and case:
             for m in METRIC_COLUMNS:
                 row[m] = metrics["summary"].get(m)
-            for metric, values in case_samples(run.case_dir(case_id)).items():
+            for metric, values in samples_of(case, read_trials(case_dir / "trials.jsonl"), metrics).items():
                 samples += [
                     {"run_id": run_id, "case_id": case_id, "metric": metric, "trial": i, "value": v}
                     for i, v in enumerate(values)
