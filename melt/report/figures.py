@@ -87,6 +87,14 @@ def case_name(c: CaseView) -> str:
     return c.label
 
 
+def _finished(section: Section, cases: list[CaseView], runtimes: tuple[str, ...], why_none: str) -> list[CaseView]:
+    """The section's cases: finished ones of these runtimes; with none, the section says why."""
+    chosen = [c for c in cases if c.status == "ok" and c.runtime in runtimes]
+    if not chosen:
+        section.empty = why_none
+    return chosen
+
+
 def missing_notes(cases: list[CaseView], metrics: list[str], scope: Scope) -> list[dict]:
     """Cases without a figure, grouped by reason: the report says why instead of drawing nothing."""
     by_reason: dict[str, list[str]] = {}
@@ -171,9 +179,8 @@ def _two_panels(height: int, left: str, right: str, **extra) -> dict:
 
 def throughput(cases: list[CaseView], scope: Scope) -> Section:
     section = Section("throughput", "Prefill and decode speed")
-    llm = [c for c in cases if c.status == "ok" and c.runtime in LLM_RUNTIMES]
+    llm = _finished(section, cases, LLM_RUNTIMES, "no llama.cpp cases in these runs")
     if not llm:
-        section.empty = "no llama.cpp cases in these runs"
         return section
     section.notes = missing_notes(llm, ["prefill_tok_s", "decode_tok_s"], scope)
     if not any(c.value("prefill_tok_s") is not None or c.value("decode_tok_s") is not None for c in llm):
@@ -194,9 +201,8 @@ PROMPT_PARAM = re.compile(r"\s*prompt_tokens=\S+")
 
 def ttft(cases: list[CaseView], scope: Scope) -> Section:
     section = Section("ttft", "Time to first token against prompt length")
-    llm = [c for c in cases if c.status == "ok" and c.runtime == "llama_cpp"]
+    llm = _finished(section, cases, ("llama_cpp",), "no llama.cpp cases with per-token times in these runs")
     if not llm:
-        section.empty = "no llama.cpp cases with per-token times in these runs"
         return section
     section.notes = missing_notes(llm, ["ttft_s"], scope)
     lines: dict[tuple[str, str], list[CaseView]] = {}
@@ -255,9 +261,8 @@ def _box_stats(values: np.ndarray) -> dict:
 
 def itl(cases: list[CaseView], scope: Scope) -> Section:
     section = Section("itl", "Inter-token latency")
-    llm = [c for c in cases if c.status == "ok" and c.runtime in LLM_RUNTIMES]
+    llm = _finished(section, cases, LLM_RUNTIMES, "no llama.cpp cases in these runs")
     if not llm:
-        section.empty = "no llama.cpp cases in these runs"
         return section
     data, lowest, highest = [], np.inf, 0.0
     for series, group in scope.grouped(llm).items():
@@ -303,9 +308,8 @@ def itl(cases: list[CaseView], scope: Scope) -> Section:
 
 def onnx_latency(cases: list[CaseView], scope: Scope) -> Section:
     section = Section("onnx", "ONNX latency percentiles")
-    ort = [c for c in cases if c.status == "ok" and c.runtime == "onnxruntime"]
+    ort = _finished(section, cases, ("onnxruntime",), "no ONNX cases in these runs")
     if not ort:
-        section.empty = "no ONNX cases in these runs"
         return section
     section.notes = missing_notes(ort, ["latency_p50_ms"], scope)
     many = scope.multi_run or scope.multi_device
