@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -70,6 +72,25 @@ def run_melt(*args: str, cwd: Path | None = None, timeout: float = 600) -> subpr
         timeout=timeout,
         env=dict(os.environ),
     )
+
+
+def spawn_melt(*args: str) -> subprocess.Popen:
+    """The installed `melt` in a background process, for a test to interrupt or cut mid-run."""
+    melt = Path(sys.executable).with_name("melt")
+    return subprocess.Popen([str(melt), *map(str, args)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def wait_for_cases(run_json: Path, ready, timeout_s: float, poll_s: float = 0.05) -> None:
+    """Poll run.json until ready(list of case entries) holds, or the deadline passes."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            cases = list(json.loads(run_json.read_text())["cases"].values())
+        except (OSError, ValueError, KeyError):  # not written yet, or mid-replace
+            cases = []
+        if ready(cases):
+            return
+        time.sleep(poll_s)
 
 
 @pytest.fixture(scope="session")

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import run_melt, write_recipe
+from conftest import run_melt, spawn_melt, wait_for_cases, write_recipe
 from lab import sshd as lab_sshd
 
 BOARDS = Path(__file__).resolve().parent / "lab" / "boards"
@@ -175,19 +175,14 @@ def test_link_cut_mid_case_then_resume(tmp_path, models, linked_sshd):
     )
     profile = ssh_profile(tmp_path, linked_sshd, name="lab-far")
     results = tmp_path / "r"
-    melt = Path(sys.executable).with_name("melt")
-    args = [str(melt), "run", str(recipe), "-d", str(profile), "--results", str(results), "--run-id", "c"]
-    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = spawn_melt("run", recipe, "-d", profile, "--results", results, "--run-id", "c")
     run_json = results / "c" / "run.json"
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:  # cut once the first case is done and the second is running
-        try:
-            statuses = [c["status"] for c in json.loads(run_json.read_text())["cases"].values()]
-        except (OSError, ValueError, KeyError):
-            statuses = []
-        if statuses.count("ok") == 1 and "running" in statuses:
-            break
-        time.sleep(0.1)
+
+    def second_case_running(cases: list[dict]) -> bool:  # cut once the first case is done, the second running
+        statuses = [c["status"] for c in cases]
+        return statuses.count("ok") == 1 and "running" in statuses
+
+    wait_for_cases(run_json, second_case_running, 90, poll_s=0.1)
     time.sleep(1.0)
     linked_sshd.cut()
     try:

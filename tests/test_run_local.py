@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, run_melt, write_recipe
+from conftest import ROOT, run_melt, spawn_melt, wait_for_cases, write_recipe
 
 CHECK_RESULTS = ROOT.parent / "shared" / "tools" / "check_results.py"
 
@@ -225,24 +225,9 @@ def test_interrupted_run_resumes_only_what_is_missing(workdir):
         """,
     )
     results = workdir / "results"
-    melt = Path(sys.executable).with_name("melt")
-    proc = subprocess.Popen(
-        [str(melt), "run", recipe, "--results", results, "--run-id", "r"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = spawn_melt("run", recipe, "--results", results, "--run-id", "r")
     run_json = results / "r" / "run.json"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if run_json.is_file():
-            try:
-                cases = json.loads(run_json.read_text())["cases"]
-            except ValueError:
-                cases = {}
-            if any(c["status"] == "ok" for c in cases.values()):
-                break
-        time.sleep(0.05)
+    wait_for_cases(run_json, lambda cases: any(c["status"] == "ok" for c in cases), 60)
     proc.send_signal(signal.SIGINT)
     proc.communicate(timeout=60)
     assert proc.returncode != 0

@@ -10,11 +10,10 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, run_melt, write_recipe
+from conftest import ROOT, run_melt, spawn_melt, wait_for_cases, write_recipe
 from test_run_local import CHECK_RESULTS, _agents, read_csv
 
 from melt.progress import SweepProgress
@@ -132,7 +131,7 @@ def test_device_failing_mid_sweep_fails_its_cases_only_then_resume(pool):
     flaky.write_text(FLAKY_PYTHON.format(power=power, name="bench-b", python=sys.executable))
     flaky.chmod(0o755)
     local_profile(pool, "bench-b", python=str(flaky))
-    recipe = write_recipe(
+    write_recipe(
         pool,
         """
         name: many
@@ -146,26 +145,12 @@ def test_device_failing_mid_sweep_fails_its_cases_only_then_resume(pool):
         """,
         "many.yaml",
     )
-    del recipe
     sweep = write_sweep(pool, "name: flaky\ndevices: [bench-a.yaml, bench-b.yaml]\nrecipes: [many.yaml]\n")
     results = pool / "results"
-    melt = Path(sys.executable).with_name("melt")
-    proc = subprocess.Popen(
-        [str(melt), "sweep", sweep, "--results", results, "--run-id", "f"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = spawn_melt("sweep", sweep, "--results", results, "--run-id", "f")
     run_json = results / "f" / "run.json"
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:  # pull the plug once bench-b has finished one case
-        try:
-            cases = json.loads(run_json.read_text())["cases"].values()
-        except (OSError, ValueError):
-            cases = []
-        if any(c["device"] == "bench-b" and c["status"] == "ok" for c in cases):
-            break
-        time.sleep(0.05)
+    # pull the plug once bench-b has finished one case
+    wait_for_cases(run_json, lambda cases: any(c["device"] == "bench-b" and c["status"] == "ok" for c in cases), 90)
     power.unlink()
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 1, out + err
@@ -192,23 +177,14 @@ def test_device_failing_mid_sweep_fails_its_cases_only_then_resume(pool):
 def test_interrupted_sweep_stops_every_agent_and_resumes(pool):
     sweep = write_sweep(pool, "name: stop\ndevices: [bench-a.yaml, bench-b.yaml]\nrecipes: [vision.yaml, llm.yaml]\n")
     results = pool / "results"
-    melt = Path(sys.executable).with_name("melt")
-    proc = subprocess.Popen(
-        [str(melt), "sweep", sweep, "--results", results, "--run-id", "i"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = spawn_melt("sweep", sweep, "--results", results, "--run-id", "i")
     run_json = results / "i" / "run.json"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            statuses = [c["status"] for c in json.loads(run_json.read_text())["cases"].values()]
-        except (OSError, ValueError):
-            statuses = []
-        if "ok" in statuses and statuses.count("running") == 2:  # both devices busy
-            break
-        time.sleep(0.05)
+
+    def both_devices_busy(cases: list[dict]) -> bool:
+        statuses = [c["status"] for c in cases]
+        return "ok" in statuses and statuses.count("running") == 2
+
+    wait_for_cases(run_json, both_devices_busy, 60)
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode != 0
