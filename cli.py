@@ -320,12 +320,19 @@ def devices_probe(device: str, as_json: bool) -> None:
 def _sensor_lines(sensors: dict) -> str:
     lines = [f"  sensors under {sensors.get('root', '/')}: power method {sensors.get('power_method', 'none')}"
              + (f", total power in {sensors['power_total']}" if sensors.get("power_total") else "")]  # fmt: skip
+    if sensors.get("power_rule"):
+        lines.append(f"  total power: {sensors['power_rule']}")
+    board = sensors.get("board") or {}
+    if board.get("family") or board.get("model"):
+        lines.append(f"  board: {board.get('family') or 'not identified'} ({board.get('by')})")
     for name, probe in sensors.get("probes", {}).items():
         if probe.get("error"):
             lines.append(f"    {name}: error: {probe['error']}")
         elif probe.get("channels"):
             lines.append(f"    {name}: {', '.join(probe['channels'])}")
             lines += [f"      {note}" for note in probe.get("notes", [])]
+            if probe.get("skipped"):
+                lines.append(f"      skipped, not understood: {', '.join(probe['skipped'])}")
         for missing in probe.get("missing", []):
             lines.append(f"    {name}: not found: {missing}")
     return "\n".join(lines)

@@ -16,7 +16,7 @@ TELEMETRY_COLUMNS = [
     "temp_max_c",
     "throttled",
 ]
-POWER_PROBES = ("ina3221", "tegrastats", "vcgencmd", "android_battery", "nvml", "rapl")
+POWER_PROBES = ("ina2xx", "tegrastats", "vcgencmd", "android_battery", "nvml", "rapl")
 BUSY_UTIL_PCT = 50.0  # a core counts as busy above this utilisation
 CAPPED_RATIO = 0.9  # and as held below max when its frequency is under 90% of its maximum
 
@@ -108,6 +108,7 @@ def telemetry_figures(runtime: str, counted: list[dict], agent: dict, trace: Tra
     figures: dict = {"power_method": trace.power_method}
     missing: dict = {}
     details: dict = {"samples": len(trace.t_s), "channels": list(trace.columns), "power_method": trace.power_method}
+    details["power_rule"] = trace.sensors.get("power_rule")
     details["missed_samples"] = int(sum(v or 0 for v in trace.columns.get("sampler.missed", [])))
 
     temps = [v for c in trace.channels("temp.") for _, v in trace.series(c)]
@@ -142,7 +143,11 @@ def telemetry_figures(runtime: str, counted: list[dict], agent: dict, trace: Tra
             if name in POWER_PROBES
             for m in p.get("missing", [])
         ]
-        why = "no power sensor found on this device" + (f" (looked for: {'; '.join(looked[:4])})" if looked else "")
+        rule = trace.sensors.get("power_rule") or ""
+        if trace.sensors.get("power_total") is None and rule.startswith(("profile pin:", "none: rails")):
+            why = f"no total power: {rule.split(': ', 1)[1]}"  # rails were there, but none is known to be the total
+        else:
+            why = "no power sensor found on this device" + (f" (looked for: {'; '.join(looked[:4])})" if looked else "")
         missing.update(dict.fromkeys(energy_columns, why))
         return {"figures": figures, "missing": missing, "details": details}
 

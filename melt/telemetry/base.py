@@ -17,9 +17,15 @@ class Detection:
     channels: list[str] = field(default_factory=list)
     found: list[str] = field(default_factory=list)  # what was found (paths, commands)
     missing: list[str] = field(default_factory=list)  # what was looked for and not found, and why
-    power_total: str | None = None  # the channel that is this probe's idea of total device power
-    power_method: str | None = None  # ina3221 | pmic | battery | nvml | rapl
+    # a probe that measures a whole device (battery, PMIC sum, NVML, RAPL) offers its own total as
+    # power_total ("power.total_w") with its power_method; power_rails.choose() decides among offers
+    power_total: str | None = None
+    power_method: str | None = None  # pmic | battery | nvml | rapl
     notes: list[str] = field(default_factory=list)
+    # power rails this probe reads: {"channel", "label", "labelled", "chip", "method", "probe"}
+    rails: list[dict] = field(default_factory=list)
+    # tokens of the tool's output that were not understood, each skipped alone: token -> {count, form}
+    skipped: dict = field(default_factory=dict)
 
     def to_json(self) -> dict:
         return dict(self.__dict__)
@@ -48,6 +54,11 @@ class Probe(ABC):
 
     def close(self) -> None:  # noqa: B027 - most probes hold nothing to release
         """Release what detect() started (a tool process, a library handle)."""
+
+    def summary(self) -> dict:
+        """What the probe saw over the whole run that detect() could not know (lines it could not
+        read, tokens it skipped); merged into sensors.json when sampling ends."""
+        return {}
 
 
 def read_text(path: str) -> str | None:

@@ -43,7 +43,9 @@ class TegrastatsProbe(Probe):
             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL, text=True,
         )  # fmt: skip
         self.latest: dict[str, float] = {}
-        self.malformed = 0
+        self.lines, self.malformed, self.malformed_example = 0, 0, None
+        self.skipped: dict[str, dict] = {}
+        self.dropped: dict[str, int] = {}
         self.first = threading.Event()
         threading.Thread(target=self._read, daemon=True).start()
         if not self.first.wait(TEGRASTATS_FIRST_LINE_S):
@@ -52,25 +54,43 @@ class TegrastatsProbe(Probe):
             return d
         d.found.append(binary)
         d.channels = list(self.latest)
-        if "power.total_w" in self.latest:
-            d.power_total, d.power_method = "power.total_w", "ina3221"
-            d.notes.append(f"tegrastats power.total_w: {self.total_method}")
+        d.rails = [
+            {"channel": f"power.{channel_name(rail)}_w", "label": rail, "labelled": True, "chip": None,
+             "method": "tegrastats", "probe": self.name}
+            for rail in self.first_rails
+        ]  # fmt: skip
+        d.notes.append(f"line form: {self.first_form}")
+        d.skipped = {token: dict(seen) for token, seen in self.skipped.items()}
         return d
 
     def _read(self) -> None:
         for line in self.proc.stdout:
             try:
                 sample = tegrastats.parse_line(line)
-            except tegrastats.TegraParseError:
-                self.malformed += 1  # reported in the count, never guessed
+            except tegrastats.TegraParseError as e:
+                self.malformed += 1  # counted and one example kept, never guessed
+                self.malformed_example = self.malformed_example or str(e)
                 continue
             values = dict(sample.values)
             values.update({f"power.{channel_name(rail)}_w": watts for rail, watts in sample.rails.items()})
-            total, self.total_method = tegrastats.total_power_w(sample, self.sensors.get("power_total"))
-            if total is not None:
-                values["power.total_w"] = total
+            for token in sample.skipped:  # each token not understood, with the form of the line it was in
+                self.skipped.setdefault(token, {"count": 0, "form": sample.form})["count"] += 1
+            for token in sample.dropped:
+                self.dropped[token] = self.dropped.get(token, 0) + 1
+            self.lines += 1
             self.latest = values
-            self.first.set()
+            if not self.first.is_set():
+                self.first_rails, self.first_form = list(sample.rails), sample.form
+                self.first.set()
+
+    def summary(self) -> dict:
+        return {
+            "lines": self.lines,
+            "malformed_lines": self.malformed,
+            "malformed_example": self.malformed_example,
+            "skipped": self.skipped,  # token -> {"count", "form"}: not understood, each skipped alone
+            "dropped": self.dropped,  # token -> count: understood, not a reading (offline zone, placeholder)
+        }
 
     def sample(self) -> dict[str, float]:
         return dict(self.latest)
@@ -108,6 +128,11 @@ class VcgencmdProbe(Probe):
         first = self.sample_parts(detecting=True)
         d.channels = list(first)
         self.has_pmic = "power.total_w" in first
+        d.rails = [
+            {"channel": c, "label": c[len("power.") : -len("_w")].upper(), "labelled": True, "chip": None,
+             "method": "pmic", "probe": self.name}
+            for c in first if c.startswith("power.") and c != "power.total_w"
+        ]  # fmt: skip
         if self.has_pmic:
             d.power_total, d.power_method = "power.total_w", "pmic"
             d.notes.append("power.total_w = sum of V x I over PMIC rails with both (rail power, not wall power)")

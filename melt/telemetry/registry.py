@@ -1,5 +1,6 @@
 """The probes melt knows, in the order their channels are preferred: the first probe to offer a
-channel name owns it, and the first to offer a total power gives the power method."""
+channel name owns it. Which channel is total power is decided after all of them have detected
+(power_rails.choose), where rails and device totals are also taken in this order."""
 
 from __future__ import annotations
 
@@ -7,14 +8,14 @@ from melt.telemetry.base import Probe
 from melt.telemetry.boards import AndroidBatteryProbe, TegrastatsProbe, VcgencmdProbe
 from melt.telemetry.cpufreq import CpufreqProbe
 from melt.telemetry.devfreq import DevfreqProbe
-from melt.telemetry.ina3221 import Ina3221Probe
+from melt.telemetry.ina2xx import Ina2xxProbe
 from melt.telemetry.nvml import NvmlProbe
 from melt.telemetry.procfs import ProcfsProbe
 from melt.telemetry.rapl import RaplProbe
 from melt.telemetry.thermal import ThermalProbe
 
 PROBES: list[type[Probe]] = [
-    Ina3221Probe,  # direct sysfs reads, stamped by us, come first
+    Ina2xxProbe,  # direct sysfs reads, stamped by us, come first
     ProcfsProbe,
     CpufreqProbe,
     ThermalProbe,

@@ -16,14 +16,20 @@ import os
 import signal
 import time
 
+from melt.telemetry import power_rails
 from melt.telemetry.registry import make_probes
 
 FLUSH_EVERY_S = 1.0
 
 
-def _detect(root: str, sensors: dict, pid: int | None) -> tuple[list, list[str], dict]:
-    """Probes that own at least one channel, each with the channels it owns (the first wins)."""
+TOTALS = ("power.total_w", "energy.total_j")  # derived by the sampler from the one power decision
+
+
+def _detect(root: str, sensors: dict, pid: int | None) -> tuple[list, list[str], dict, power_rails.Choice]:
+    """Probes that own at least one channel, each with the channels it owns (the first wins), and
+    the decision of which channel is total power (taken here, once, after every probe detected)."""
     probes, channels, report = [], [], {"root": root, "probes": {}}
+    rails, offers = [], []
     for probe in make_probes(root, sensors, pid):
         try:
             det = probe.detect()
@@ -31,24 +37,33 @@ def _detect(root: str, sensors: dict, pid: int | None) -> tuple[list, list[str],
             report["probes"][probe.name] = {"error": f"{type(e).__name__}: {e}"}
             continue
         report["probes"][probe.name] = det.to_json()
-        new = [c for c in det.channels if c not in channels]
-        if new:
+        new = [c for c in det.channels if c not in channels and c not in TOTALS]
+        rails += [r for r in det.rails if r["channel"] in new]  # a rail another probe owns is that probe's
+        if det.power_total:
+            note = next((n for n in det.notes if "total" in n), f"the {det.power_method} probe's own total")
+            offers.append({"probe": probe.name, "method": det.power_method, "note": note})
+        if new or det.power_total:
             probes.append((probe, set(new)))
             channels += new
         else:
             probe.close()
-        if det.power_total and "power_total" not in report:
-            report["power_total"] = det.power_total
-            report["power_method"] = det.power_method
-    report.setdefault("power_total", None)
-    report.setdefault("power_method", "none")
+    choice = power_rails.choose(rails, offers, sensors.get("power_total"), root)
+    report.update(choice.to_json())
+    if choice.kind:
+        channels.append("power.total_w")
+        if choice.kind == "probe" and "energy.total_j" in report["probes"][choice.probe].get("channels", []):
+            channels.append("energy.total_j")  # the energy counter of the probe whose power is the total
+    for probe, owned in list(probes):
+        if not owned and probe.name != choice.probe:
+            probe.close()
+            probes.remove((probe, owned))
     report["channels"] = channels
-    return probes, channels, report
+    return probes, channels, report, choice
 
 
 def detect_all(root: str = "/", sensors: dict | None = None) -> dict:
     """What `melt devices probe` shows: every probe's detection, without sampling."""
-    probes, _, report = _detect(root, sensors or {}, None)
+    probes, _, report, _ = _detect(root, sensors or {}, None)
     for probe, _owned in probes:
         probe.close()
     return report
@@ -64,10 +79,9 @@ def run(out_dir: str, interval_ms: int, root: str = "/", sensors: dict | None = 
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
-    probes, channels, report = _detect(root, {**(sensors or {}), "interval_ms": interval_ms}, pid)
+    probes, channels, report, choice = _detect(root, {**(sensors or {}), "interval_ms": interval_ms}, pid)
     report["interval_ms"] = interval_ms
-    with open(os.path.join(out_dir, "sensors.json"), "w") as f:
-        json.dump(report, f, indent=2)
+    _write_json(os.path.join(out_dir, "sensors.json"), report)
     interval = interval_ms / 1000
     rows, missed, last_flush = 0, 0, time.monotonic()
     with open(os.path.join(out_dir, "trace.csv"), "w", newline="") as f:
@@ -85,11 +99,20 @@ def run(out_dir: str, interval_ms: int, root: str = "/", sensors: dict | None = 
                     break
             t = time.monotonic()
             values: dict[str, float] = {}
+            totals: dict[str, float | None] = {}
             for probe, owned in probes:
                 try:
-                    values.update((k, v) for k, v in probe.sample().items() if k in owned)
+                    got = probe.sample()
                 except Exception:  # one bad read leaves empty cells, not a dead sampler
-                    pass
+                    continue
+                values.update((k, v) for k, v in got.items() if k in owned)
+                if probe.name == choice.probe:
+                    totals[probe.name] = got.get("power.total_w")
+                    if "energy.total_j" in got:
+                        values["energy.total_j"] = got["energy.total_j"]
+            total = choice.total_w(values, totals)
+            if total is not None:
+                values["power.total_w"] = total
             writer.writerow([f"{t:.6f}", f"{(t - due) * 1000:.3f}", missed, *(_cell(values.get(c)) for c in channels)])
             rows += 1
             # the next tick on the grid that is still ahead; skipped ticks are counted, not filled
@@ -102,7 +125,18 @@ def run(out_dir: str, interval_ms: int, root: str = "/", sensors: dict | None = 
                 last_flush = time.monotonic()
     for probe, _owned in probes:
         probe.close()
+        summary = probe.summary()
+        if summary and probe.name in report["probes"]:
+            report["probes"][probe.name]["run"] = summary
+    _write_json(os.path.join(out_dir, "sensors.json"), report)  # again, with what the probes saw while sampling
     return rows
+
+
+def _write_json(path: str, data: dict) -> None:
+    tmp = f"{path}.tmp"
+    with open(tmp, "w") as f:
+        json.dump(data, f, indent=2)
+    os.replace(tmp, path)
 
 
 def _cell(value) -> str:

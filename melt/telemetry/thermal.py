@@ -8,6 +8,9 @@ import os
 from melt.telemetry.base import Detection, Probe, channel_name, read_number, read_text
 
 PLAUSIBLE_C = (-40.0, 150.0)
+# zones that print a fixed value instead of a reading: Jetson's PMIC-Die zone reads 100 C always (the
+# PMIC has only an over-temperature alarm; tegrastats prints it as PMIC@100C, jetson_stats drops it)
+PLACEHOLDER_C = {"pmic-die": 100.0, "pmic": 100.0}
 
 
 def plausible(celsius: float | None) -> bool:
@@ -25,6 +28,11 @@ class ThermalProbe(Probe):
             celsius = _millideg(read_number(os.path.join(folder, "temp")))
             if not plausible(celsius):
                 d.missing.append(f"{folder} ({kind}): reads {celsius} C, offline or absurd: dropped")
+                continue
+            if PLACEHOLDER_C.get(kind.strip().lower()) == celsius:
+                d.missing.append(
+                    f"{folder} ({kind}): reads a fixed {celsius:g} C placeholder, not a temperature: dropped"
+                )
                 continue
             channel = f"temp.{channel_name(kind)}_c"
             if channel in self.zones.values():
