@@ -104,6 +104,7 @@ BOARD_FAMILIES: tuple[BoardFamily, ...] = (
         models=("thor",), unlabelled=(("ina238", "VIN"),),
     ),
 )  # fmt: skip
+MIN_EVIDENCE = 2  # one rail name alone (a custom board's "VIN") does not make a board a Jetson
 INPUT_RAIL_NAMES = tuple(dict.fromkeys(r.upper() for f in BOARD_FAMILIES for r in f.inputs))
 PIN_SUM = "sum"
 
@@ -168,11 +169,13 @@ def identify_board(root: str, rails: list[dict]) -> dict:
         rail_hits = sorted(labels & f.rails())
         chip_hits = sorted(chip for chip, _ in f.unlabelled if chip in chips)
         by_model = any(m in model.lower() for m in f.models) if model else False
-        scored.append((len(rail_hits) + len(chip_hits) + (10 if by_model else 0), f, rail_hits, chip_hits, by_model))
+        by_soc = f.soc in compatible
+        score = len(rail_hits) + len(chip_hits) + (1 if by_soc else 0) + (10 if by_model else 0)
+        scored.append((score, f, rail_hits, chip_hits, by_model))
     scored.sort(key=lambda s: -s[0])
     out = {"family": None, "by": None, "model": model or None, "compatible": compatible or None, "source": None}
-    if not scored or scored[0][0] == 0:
-        out["by"] = "no family's rails or model seen"
+    if not scored or scored[0][0] < MIN_EVIDENCE:
+        out["by"] = "no family's rails or model seen" if not scored or not scored[0][0] else "too little evidence"
         return out
     if len(scored) > 1 and scored[1][0] == scored[0][0]:
         out["by"] = f"ambiguous: {scored[0][1].name} and {scored[1][1].name} fit equally"
