@@ -77,7 +77,8 @@ def test_thor_the_issue_line_is_70_w_not_127():
 def test_thor_unlabelled_ina238_from_sysfs_wins_over_the_same_rail_printed_by_tegrastats():
     rails = [
         rail("VDD_GPU", "ina3221", "ina2xx"), rail("VDD_CPU_SOC_MSS", "ina3221", "ina2xx"),
-        rail("VIN_SYS_5V0", "ina3221", "ina2xx"), rail("ina238 1-0040", "ina238", "ina2xx", labelled=False, chip="ina238"),
+        rail("VIN_SYS_5V0", "ina3221", "ina2xx"),
+        rail("ina238 1-0040", "ina238", "ina2xx", labelled=False, chip="ina238"),
         rail("VIN"),
     ]  # fmt: skip
     c = choose(rails, [], None, NOWHERE)
