@@ -4,7 +4,8 @@ channel name owns it, and the first to offer a total power gives the power metho
 from __future__ import annotations
 
 from melt.telemetry.base import Probe
-from melt.telemetry.boards import AndroidBatteryProbe, TegrastatsProbe, VcgencmdProbe
+from melt.telemetry.battery import AndroidBatteryProbe
+from melt.telemetry.boards import TegrastatsProbe, VcgencmdProbe
 from melt.telemetry.cpufreq import CpufreqProbe
 from melt.telemetry.devfreq import DevfreqProbe
 from melt.telemetry.ina3221 import Ina3221Probe
