@@ -177,7 +177,13 @@ def test_convert_pinned_supply_missing_and_unusable_supplies(tmp_path):
     write_raw(tmp_path, ["t_ns", *B], [["", "4000000", "", "", "Discharging"]], {"batteries": {"battery0": "/x/bms"}})
     sensors, _, rows = converted(tmp_path, {"supply": "battery"})
     assert sensors["power_method"] == "none" and "battery.power_w" not in rows[0]
-    assert "supply battery pinned by sensors.battery.supply" in sensors["probes"]["sh_sampler"]["missing"][-1]
+    assert sensors["probes"]["sh_sampler"]["missing"][-1] == (
+        "sys/class/power_supply: battery: pinned by sensors.battery.supply, not a supply of type Battery here "
+        "(type Battery: bms)"
+    )
     sensors, _, _ = converted(tmp_path, None)
     assert sensors["power_method"] == "none"
-    assert "neither current_now nor power_now" in sensors["probes"]["sh_sampler"]["missing"][-1]
+    assert (
+        "no Battery supply of the system gives current_now or power_now (bms)"
+        in (sensors["probes"]["sh_sampler"]["missing"][-1])
+    )

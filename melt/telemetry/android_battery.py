@@ -142,52 +142,75 @@ def driver_of(path: str) -> str | None:
 
 
 def choose_supply(root: str, pinned: str | None = None) -> tuple[str | None, list[str], list[str]]:
-    """The battery supply to read: (folder or None, notes, missing), every choice said in notes.
+    """The battery supply to read under root: (folder or None, notes, missing); see pick_supply.
 
-    pinned (the profile's sensors.battery.supply) is a supply name and wins; a pinned name that is
-    not a Battery supply gives None and says what there is. Otherwise supplies of scope Device (a
-    peripheral's battery) and with present 0 are passed over, and the first by name that gives
-    current_now or power_now is used; the others are listed with what they read (two supplies of one
-    phone can report the same current with opposite signs).
+    Supplies of scope Device (a peripheral's battery: a mouse, a stylus) and with present 0 are not
+    the system's battery and are passed over, unless pinned.
     """
     where = os.path.join(root, "sys", "class", "power_supply")
     batteries = find_batteries(root)
     if not batteries:
         return None, [], [f"{where}: no supply of type Battery"]
-    names = [os.path.basename(b) for b in batteries]
     raws = {os.path.basename(b): read_supply(b) for b in batteries}
+    passed: dict[str, str] = {}
+    for name, raw in raws.items():
+        if (raw.get("scope") or "").lower() == "device":
+            passed[name] = "scope Device (powers a peripheral, not the system): passed over"
+        elif raw.get("present") == "0":
+            passed[name] = "present 0 (no battery): passed over"
+    chosen, notes, missing = pick_supply({name: [raw] for name, raw in raws.items()}, pinned, passed)
+    if chosen is None:
+        return None, notes, [f"{where}: {missing}"]
+    return os.path.join(where, chosen), notes, []
+
+
+def pick_supply(
+    readings: dict[str, list[dict]], pinned: str | None = None, passed: dict[str, str] | None = None
+) -> tuple[str | None, list[str], str | None]:
+    """Which of a device's Battery supplies is read: (name or None, notes, why none).
+
+    readings: supply name -> its readings (read_supply dicts), names in the order to prefer (by
+    name, as the kernel lists them). pinned (the profile's sensors.battery.supply) wins; else the
+    first not in passed (name -> why it is not the system's battery) whose readings give current_now
+    or power_now. The notes say which and why, and list the others with their first reading: two
+    supplies of one phone can report one current with opposite signs, and the reader should see it.
+    """
+    passed = passed or {}
     if pinned:
-        if pinned not in raws:
-            why = f"{where}/{pinned}: pinned by sensors.battery.supply, not a supply of type Battery here"
-            return None, [], [f"{why} (type Battery: {', '.join(names)})"]
+        if pinned not in readings:
+            return (
+                None,
+                [],
+                f"{pinned}: pinned by sensors.battery.supply, not a supply of type Battery here "
+                + (f"(type Battery: {', '.join(readings) or 'none'})"),
+            )
         chosen, reason = pinned, "pinned by the profile (sensors.battery.supply)"
     else:
-        notes, usable = [], []
-        for name in names:
-            raw = raws[name]
-            if (raw.get("scope") or "").lower() == "device":
-                notes.append(f"supply {name}: scope Device (powers a peripheral, not the system): passed over")
-            elif raw.get("present") == "0":
-                notes.append(f"supply {name}: present 0 (no battery): passed over")
-            elif "current_now" in raw or "power_now" in raw:
-                usable.append(name)
+        usable = [
+            name
+            for name, rows in readings.items()
+            if name not in passed and any("current_now" in r or "power_now" in r for r in rows)
+        ]
         if not usable:
-            return None, notes, [f"{where}: no Battery supply of the system gives current_now or power_now"]
+            notes = [f"supply {name}: {why}" for name, why in passed.items()]
+            return (
+                None,
+                notes,
+                f"no Battery supply of the system gives current_now or power_now ({', '.join(readings)})",
+            )
         chosen = usable[0]
         reason = "the first by name of the system's Battery supplies that give current_now or power_now"
         if len(usable) > 1:
             reason += f" ({', '.join(usable)}); pin sensors.battery.supply to choose another"
-        return os.path.join(where, chosen), [f"battery supply {chosen}: {reason}", *notes, *_others(raws, chosen)], []
-    return os.path.join(where, chosen), [f"battery supply {chosen}: {reason}", *_others(raws, chosen)], []
-
-
-def _others(raws: dict[str, dict], chosen: str) -> list[str]:
-    out = []
-    for name, raw in raws.items():
-        if name != chosen:
-            seen = ", ".join(f"{k} {raw[k]}" for k in ("current_now", "power_now", "status") if k in raw)
-            out.append(f"supply {name} (type Battery, not used): {seen or 'no readings'}")
-    return out
+    notes = [f"battery supply {chosen}: {reason}"]
+    for name, rows in readings.items():
+        if name in passed and name != chosen:
+            notes.append(f"supply {name}: {passed[name]}")
+        elif name != chosen:
+            first = next((r for r in rows if r), {})
+            seen = ", ".join(f"{k} {first[k]}" for k in ("current_now", "power_now", "status") if k in first)
+            notes.append(f"supply {name} (type Battery, not used): {seen or 'no readings'}")
+    return chosen, notes, None
 
 
 # --- numbers -----------------------------------------------------------------------------------------
@@ -311,6 +334,7 @@ class Plan:
         voltage = _scaled(
             raw, "voltage_now", self.voltage.value, VOLTAGE_UNITS, (ABI_VOLTAGE_FLOOR_V, MAX_VOLTAGE_V), notes
         )
+        voltage = None if voltage is None else abs(voltage)  # a pack's voltage has no direction
         current = _scaled(raw, "current_now", self.current.value, CURRENT_UNITS, (0.0, MAX_CURRENT_A), notes)
         power = _scaled(raw, "power_now", self.power.value, POWER_UNITS, (0.0, MAX_POWER_W), notes)
         signed = current if current is not None else power  # what carries the driver's sign

@@ -155,32 +155,13 @@ def _battery(header, rows, meta, pins, missing) -> tuple[str | None, str | None,
         k: [{key: row[i] for key, i in cols.items() if row[i] != ""} for row in rows] for k, cols in supplies.items()
     }
     pins = pins or {}
-    pinned = pins.get("supply")
     names = {k: paths[k].rstrip("/").rsplit("/", 1)[-1] for k in supplies}
-    if pinned:
-        chosen = next((k for k in supplies if names[k] == pinned), None)
-        if chosen is None:
-            missing.append(
-                f"supply {pinned} pinned by sensors.battery.supply: not among the sampler's Battery supplies "
-                f"({', '.join(names.values())})"
-            )
-            return None, None, [], {}
-        notes = [f"battery supply {pinned}: pinned by the profile (sensors.battery.supply)"]
-    else:
-        usable = [k for k in supplies if any("current_now" in r or "power_now" in r for r in readings[k])]
-        if not usable:
-            missing.append(f"{', '.join(paths.values())}: neither current_now nor power_now read in any row")
-            return None, None, [], {}
-        chosen = usable[0]
-        why = "the first by name of the system's Battery supplies that give current_now or power_now"
-        if len(usable) > 1:
-            why += f" ({', '.join(names[k] for k in usable)}); pin sensors.battery.supply to choose another"
-        notes = [f"battery supply {names[chosen]}: {why}"]
-    for k in supplies:
-        if k != chosen:
-            first = next((r for r in readings[k] if r), {})
-            seen = ", ".join(f"{key} {first[key]}" for key in ("current_now", "power_now", "status") if key in first)
-            notes.append(f"supply {names[k]} (type Battery, not used): {seen or 'no readings'}")
+    by_name = {names[k]: readings[k] for k in supplies}  # the sampler lists supplies in name order
+    name, notes, why = android_battery.pick_supply(by_name, pins.get("supply"))
+    if name is None:
+        missing.append(f"sys/class/power_supply: {why}")
+        return None, None, notes, {}
+    chosen = next(k for k in supplies if names[k] == name)
 
     window = readings[chosen]
     plan = android_battery.decide(window, **{key: pins.get(key) for key in PIN_KEYS})
