@@ -296,6 +296,9 @@ def test_values_no_unit_makes_plausible_are_not_used():
     assert r.voltage_v is None and r.temp_c is None and r.power_w is None
     notes = " ".join(r.notes)
     assert "voltage_now unit not used (none)" in notes and "implausible" in notes
+    r = normalise({"current_now": "-500000", "voltage_now": "12345678901", "status": "Discharging"})
+    assert r.voltage_v is None and r.power_w is None and r.current_a == pytest.approx(0.5)  # 12346 V: no pack
+    assert any("voltage_now 12345678901 uV" in n and "implausible" in n for n in r.notes)
     r = normalise({"current_now": "n/a", "status": "Discharging"})
     assert r.current_a is None and r.voltage_v is None
     assert any("not a number" in n for n in r.notes) and any("no voltage_now reading" in n for n in r.notes)
