@@ -64,6 +64,7 @@ def test_sh_sampler_on_the_android_tree(shell, tmp_path):
     assert meta["clock"] in ("monotonic", "realtime", "uptime")
     assert meta["zones"] == {"zone0": "cpu-0-0-usr", "zone1": "battery", "zone2": "xo-therm-adc"}
     assert meta["battery"].endswith("power_supply/bms")  # found by type among usb and bms
+    assert list(meta["batteries"]) == ["battery0"] and meta["batteries"]["battery0"] == meta["battery"]
     rows = raw_rows(tmp_path)
     assert len(rows) >= 10
     assert list(rows[0]) == ["t_ns", *meta["channels"]]
@@ -72,8 +73,9 @@ def test_sh_sampler_on_the_android_tree(shell, tmp_path):
     assert t == sorted(t) and 0.03 < (t[-1] - t[0]) / 1e9 / (len(t) - 1) < 0.2
     for r in rows:
         assert r["zone0.temp_mc"] == "41200" and r["zone1.temp_mc"] == "36000" and r["zone2.temp_mc"] == "-273000"
-        assert r["battery.current_raw"] == "-1202147" and r["battery.voltage_raw"] == "4137440"
-        assert r["battery.temp_raw"] == "360" and r["battery.status"] == "Discharging"
+        assert r["battery0.current_raw"] == "-1202147" and r["battery0.voltage_raw"] == "4137440"
+        assert r["battery0.temp_raw"] == "360" and r["battery0.status"] == "Discharging"
+        assert r["battery0.power_raw"] == ""  # this phone has no power_now
         assert r["policy4.cur_khz"] == "1171200" and r["policy4.max_khz"] == "2419200"
         assert r["policy0.cur_khz"] == "1804800"
         assert r["mem.total_kb"] == "7620000" and r["mem.available_kb"] == "5120000"

@@ -39,6 +39,9 @@ Transport = Annotated[Union[LocalTransport, SshTransport, AdbTransport], Field(d
 
 
 class Battery(Strict):
+    """Overrides of what melt decides from the kernel ABI and the readings (melt/telemetry/android_battery.py)."""
+
+    supply: Annotated[str, Field(pattern=r"^[^/]+$")] | None = None  # a /sys/class/power_supply name: bms, BAT0
     current_unit: Literal["uA", "mA", "A"] | None = None
     voltage_unit: Literal["uV", "mV", "V"] | None = None
     discharge_sign: Literal["negative", "positive"] | None = None

@@ -1,5 +1,5 @@
-"""Probes for board tools and supplies: tegrastats (Jetson), vcgencmd (Raspberry Pi), the Android
-battery. The parsing lives in tegrastats.py, vcgencmd.py and android_battery.py."""
+"""Probes for board tools: tegrastats (Jetson), vcgencmd (Raspberry Pi). The parsing lives in
+tegrastats.py and vcgencmd.py; the battery probe is in battery.py."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import shutil
 import subprocess
 import threading
 
-from melt.telemetry import android_battery, tegrastats, vcgencmd
+from melt.telemetry import tegrastats, vcgencmd
 from melt.telemetry.base import Detection, Probe, channel_name
 
 TEGRASTATS_FIRST_LINE_S = 5.0
@@ -181,36 +181,3 @@ class VcgencmdProbe(Probe):
 
     def sample(self) -> dict[str, float]:
         return self.sample_parts()
-
-
-class AndroidBatteryProbe(Probe):
-    """The phone's battery among /sys/class/power_supply/* (found by type): |I| x V while discharging."""
-
-    name = "android_battery"
-
-    def detect(self) -> Detection:
-        d = Detection(self.name)
-        batteries = android_battery.find_batteries(self.root)
-        if not batteries:
-            d.missing.append(f"{self.path('/sys/class/power_supply')}: no supply of type Battery")
-            return d
-        self.supply = batteries[0]
-        pins = self.sensors.get("battery") or {}
-        self.pins = {k: pins.get(k) for k in ("current_unit", "voltage_unit", "discharge_sign")}
-        reading = android_battery.normalise(android_battery.read_supply(self.supply), **self.pins)
-        d.found.append(self.supply)
-        d.notes += reading.notes
-        d.channels = ["battery.current_a", "battery.voltage_v", "battery.power_w", "battery.temp_c", "battery.charging"]
-        d.channels.append("power.total_w")
-        d.power_total, d.power_method = "power.total_w", "battery"
-        if reading.charging:
-            d.notes.append("the phone is charging: battery power is not device power, power.total_w stays empty")
-        return d
-
-    def sample(self) -> dict[str, float]:
-        reading = android_battery.normalise(android_battery.read_supply(self.supply), **self.pins)
-        values = {k: v for k, v in reading.values().items() if v is not None}
-        values["battery.charging"] = float(reading.charging)
-        if reading.power_w is not None:
-            values["power.total_w"] = reading.power_w
-        return values

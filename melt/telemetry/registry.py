@@ -5,7 +5,8 @@ channel name owns it. Which channel is total power is decided after all of them 
 from __future__ import annotations
 
 from melt.telemetry.base import Probe
-from melt.telemetry.boards import AndroidBatteryProbe, TegrastatsProbe, VcgencmdProbe
+from melt.telemetry.battery import AndroidBatteryProbe
+from melt.telemetry.boards import TegrastatsProbe, VcgencmdProbe
 from melt.telemetry.cpufreq import CpufreqProbe
 from melt.telemetry.devfreq import DevfreqProbe
 from melt.telemetry.ina2xx import Ina2xxProbe

@@ -197,19 +197,41 @@ policy_dir() { # P = the folder of policy $1
     if [ -n "$CPUFREQ" ]; then P="$CPUFREQ/policy$1"; else P="$ROOT/sys/devices/system/cpu/cpu$1/cpufreq"; fi
 }
 
-# the first supply of type Battery (type file, else POWER_SUPPLY_TYPE in uevent), by name order
+# V = the value of POWER_SUPPLY_$2 in the uevent file of supply folder $1, or empty
+uevent_key() {
+    V=
+    [ -r "$1/uevent" ] || return 0
+    while IFS='=' read -r _uk _uv; do
+        case $_uk in "POWER_SUPPLY_$2") V=$_uv && break ;; esac
+    done 2>/dev/null <"$1/uevent"
+}
+
+# every supply of type Battery (type file, else POWER_SUPPLY_TYPE in uevent), by name order, but
+# those of scope Device (a peripheral's battery) or present 0: the host chooses among them and says
+# why (melt/telemetry/sh_trace.py). BAT_<k> holds the folder of battery<k>.
+BATTERIES=
+BATTERIES_JSON=
 BATTERY=
+_bn=0
 for _s in "$ROOT"/sys/class/power_supply/*; do
     [ -d "$_s" ] || continue
     rd "$_s/type"
-    if [ -z "$V" ] && [ -r "$_s/uevent" ]; then
-        while IFS='=' read -r _k _v; do
-            case $_k in POWER_SUPPLY_TYPE) V=$_v && break ;; esac
-        done 2>/dev/null <"$_s/uevent"
-    fi
-    case $V in [Bb][Aa][Tt][Tt][Ee][Rr][Yy]) BATTERY=$_s && break ;; esac
+    [ -n "$V" ] || uevent_key "$_s" TYPE
+    case $V in [Bb][Aa][Tt][Tt][Ee][Rr][Yy]) ;; *) continue ;; esac
+    rd "$_s/scope"
+    [ -n "$V" ] || uevent_key "$_s" SCOPE
+    case $V in [Dd][Ee][Vv][Ii][Cc][Ee]) continue ;; esac
+    rd "$_s/present"
+    [ -n "$V" ] || uevent_key "$_s" PRESENT
+    [ "$V" = 0 ] && continue
+    eval "BAT_$_bn=\$_s"
+    [ -n "$BATTERY" ] || BATTERY=$_s
+    BATTERIES="$BATTERIES $_bn"
+    HEADER="$HEADER,battery$_bn.current_raw,battery$_bn.voltage_raw,battery$_bn.power_raw,battery$_bn.temp_raw,battery$_bn.status"
+    json "$_s"
+    BATTERIES_JSON="$BATTERIES_JSON${BATTERIES_JSON:+, }\"battery$_bn\": \"$J\""
+    _bn=$((_bn + 1))
 done
-[ -n "$BATTERY" ] && HEADER="$HEADER,battery.current_raw,battery.voltage_raw,battery.temp_raw,battery.status"
 
 # --- sampler.json: written before the first row, so a killed sampler still leaves it ---
 
@@ -234,7 +256,7 @@ fi
     printf '{\n  "clock": "%s",\n  "interval_ms": %s,\n  "sleep": "%s",\n' "$CLOCK" "$INTERVAL_MS" "$SLEEP"
     printf '  "channels": [%s],\n  "shell": "%s",\n  "int_bits": %s,\n' "$CHANNELS_JSON" "$_shell" "$INT_BITS"
     printf '  "root": "%s",\n  "pid": %s,\n  "zones": {%s},\n' "$_root" "${PID:-null}" "$ZONES_JSON"
-    printf '  "policies": {%s},\n  "battery": %s\n}\n' "$POLICIES_JSON" "$_battery"
+    printf '  "policies": {%s},\n  "battery": %s,\n  "batteries": {%s}\n}\n' "$POLICIES_JSON" "$_battery" "$BATTERIES_JSON"
 } >"$OUT/sampler.json" || exit 1
 
 # --- one row ---
@@ -302,24 +324,27 @@ sample() {
         ROW="$ROW,$V"
     done
 
-    if [ -n "$BATTERY" ]; then
-        _bi= _bv= _bt= _bs=
-        rd "$BATTERY/current_now" && int && _bi=$V
-        rd "$BATTERY/voltage_now" && int && _bv=$V
-        rd "$BATTERY/temp" && int && _bt=$V
-        rd "$BATTERY/status" && text && _bs=$V
-        if { [ -z "$_bi" ] || [ -z "$_bv" ] || [ -z "$_bt" ] || [ -z "$_bs" ]; } && [ -r "$BATTERY/uevent" ]; then
+    for _n in $BATTERIES; do
+        eval "_b=\$BAT_$_n"
+        _bi= _bv= _bp= _bt= _bs=
+        rd "$_b/current_now" && int && _bi=$V
+        rd "$_b/voltage_now" && int && _bv=$V
+        rd "$_b/power_now" && int && _bp=$V
+        rd "$_b/temp" && int && _bt=$V
+        rd "$_b/status" && text && _bs=$V
+        if { [ -z "$_bi" ] || [ -z "$_bv" ] || [ -z "$_bt" ] || [ -z "$_bs" ]; } && [ -r "$_b/uevent" ]; then
             while IFS='=' read -r _k _v; do # what the files did not give, from uevent
                 case $_k in
                 POWER_SUPPLY_CURRENT_NOW) [ -n "$_bi" ] || { V=$_v && int && _bi=$V; } ;;
                 POWER_SUPPLY_VOLTAGE_NOW) [ -n "$_bv" ] || { V=$_v && int && _bv=$V; } ;;
+                POWER_SUPPLY_POWER_NOW) [ -n "$_bp" ] || { V=$_v && int && _bp=$V; } ;;
                 POWER_SUPPLY_TEMP) [ -n "$_bt" ] || { V=$_v && int && _bt=$V; } ;;
                 POWER_SUPPLY_STATUS) [ -n "$_bs" ] || { V=$_v && text && _bs=$V; } ;;
                 esac
-            done 2>/dev/null <"$BATTERY/uevent"
+            done 2>/dev/null <"$_b/uevent"
         fi
-        ROW="$ROW,$_bi,$_bv,$_bt,$_bs"
-    fi
+        ROW="$ROW,$_bi,$_bv,$_bp,$_bt,$_bs"
+    done
 }
 
 # --- the loop: the sleep runs while the row is read, so reading time does not add to the interval ---

@@ -3,7 +3,7 @@
 sampler.sh runs where there is no Python (phones) and keeps to raw integers, as the files give
 them; this turns them into the channels the Python probes write, in the same units: CPU
 utilisation from tick deltas, memory in MB, temperatures in C (offline/absurd zones dropped as
-thermal.py does), frequencies in MHz, and the battery through android_battery.normalise. The sh
+thermal.py does), frequencies in MHz, and the battery through android_battery.decide and Plan.read. The sh
 sampler keeps no schedule, so `sampler.lag_ms` and `sampler.missed` are empty.
 
 Standard library only (and melt's own telemetry helpers).
@@ -14,26 +14,28 @@ from __future__ import annotations
 import csv
 import json
 import re
+from collections import Counter
 
 from melt.telemetry import android_battery
 from melt.telemetry.base import channel_name
 from melt.telemetry.thermal import plausible
 
 PIN_KEYS = ("current_unit", "voltage_unit", "discharge_sign")
-BATTERY_CHANNELS = [
-    "battery.current_a",
-    "battery.voltage_v",
-    "battery.power_w",
-    "battery.temp_c",
-    "battery.charging",
-    "power.total_w",
-]
+RAW_BATTERY = re.compile(r"battery(\d*)\.(current_raw|voltage_raw|power_raw|temp_raw|status)")
+ROW_NOTES = 10  # distinct per-row notes kept in sensors.json, most frequent first
+RAW_KEYS = {"current_raw": "current_now", "voltage_raw": "voltage_now", "power_raw": "power_now",
+            "temp_raw": "temp", "status": "status"}  # fmt: skip
 
 
 def convert(raw_csv_path, sampler_json_path, out_csv_path, battery_pins: dict | None = None) -> dict:
     """Write out_csv_path (trace.csv) from the sh sampler's output; return a sensors.json-like dict.
 
-    battery_pins: the device profile's sensors.battery (current_unit, voltage_unit, discharge_sign).
+    battery_pins: the device profile's sensors.battery (supply, current_unit, voltage_unit,
+    discharge_sign). The battery's units and sign rule are decided once over all rows
+    (android_battery.decide), never per row; the decision, its evidence and what each row was
+    (discharging, charging, on external power) are the returned probe's notes.
+    Raw battery columns: battery<k>.{current,voltage,power,temp}_raw and battery<k>.status per
+    supply in sampler.json "batteries" (older samplers: one supply, battery.*, in "battery").
     """
     with open(sampler_json_path, encoding="utf-8") as f:
         meta = json.load(f)
@@ -93,35 +95,13 @@ def convert(raw_csv_path, sampler_json_path, out_csv_path, battery_pins: dict | 
         columns[channel] = [c if plausible(c) else None for c in celsius]
         found.append(f"thermal_zone{number} ({kind})")
 
-    # battery: the raw values through android_battery.normalise, row by row
-    battery = meta.get("battery")
-    power_total = None
-    if "battery.current_raw" in raw:
-        pins = {k: (battery_pins or {}).get(k) for k in PIN_KEYS}
-        out: dict[str, list] = {c: [] for c in BATTERY_CHANNELS}
-        for i in range(n):
-            supply = {
-                "current_now": raw["battery.current_raw"][i],
-                "voltage_now": raw.get("battery.voltage_raw", [""] * n)[i],
-                "temp": raw.get("battery.temp_raw", [""] * n)[i],
-                "status": raw.get("battery.status", [""] * n)[i],
-            }
-            reading = android_battery.normalise({k: v for k, v in supply.items() if v != ""}, **pins)
-            if i == 0:
-                notes += reading.notes
-                if reading.charging:
-                    notes.append("the phone is charging: battery power is not device power, power.total_w stays empty")
-            out["battery.current_a"].append(reading.current_a)
-            out["battery.voltage_v"].append(reading.voltage_v)
-            out["battery.power_w"].append(reading.power_w)
-            out["battery.temp_c"].append(reading.temp_c)
-            out["battery.charging"].append(float(reading.charging))
-            out["power.total_w"].append(reading.power_w)
-        columns.update(out)
-        found.append(battery or "battery")
-        power_total = "power.total_w"
-    else:
-        missing.append("sys/class/power_supply: no supply of type Battery")
+    # battery: the supply chosen, its units and sign rule decided once over the whole window, then
+    # every row read with that plan
+    battery, power_total, battery_notes, battery_columns = _battery(header, rows, meta, battery_pins, missing)
+    notes += battery_notes
+    columns.update(battery_columns)
+    if battery:
+        found.append(battery)
 
     channels = list(columns)
     with open(out_csv_path, "w", newline="", encoding="utf-8") as f:
@@ -143,6 +123,7 @@ def convert(raw_csv_path, sampler_json_path, out_csv_path, battery_pins: dict | 
         "int_bits": meta.get("int_bits"),
         "zones": zone_types,
         "battery": battery,
+        "batteries": meta.get("batteries") or ({"battery": meta["battery"]} if meta.get("battery") else {}),
         "rows": n,
     }
     return {
@@ -155,6 +136,64 @@ def convert(raw_csv_path, sampler_json_path, out_csv_path, battery_pins: dict | 
         "channels": channels,
         "probes": {"sh_sampler": probe},
     }
+
+
+def _battery(header, rows, meta, pins, missing) -> tuple[str | None, str | None, list[str], dict[str, list]]:
+    """(supply path, power_total channel, notes, columns) of the battery part of the raw trace."""
+    supplies: dict[str, dict[str, int]] = {}
+    for i, name in enumerate(header):
+        if m := RAW_BATTERY.fullmatch(name):
+            supplies.setdefault(m.group(1), {})[RAW_KEYS[m.group(2)]] = i
+    if not supplies:
+        missing.append("sys/class/power_supply: no supply of type Battery")
+        return None, None, [], {}
+    listed = meta.get("batteries") or {}
+    paths = {
+        k: listed.get(f"battery{k}") or (meta.get("battery") if k == "" else None) or f"battery{k}" for k in supplies
+    }
+    readings = {
+        k: [{key: row[i] for key, i in cols.items() if row[i] != ""} for row in rows] for k, cols in supplies.items()
+    }
+    pins = pins or {}
+    names = {k: paths[k].rstrip("/").rsplit("/", 1)[-1] for k in supplies}
+    by_name = {names[k]: readings[k] for k in supplies}  # the sampler lists supplies in name order
+    name, notes, why = android_battery.pick_supply(by_name, pins.get("supply"))
+    if name is None:
+        missing.append(f"sys/class/power_supply: {why}")
+        return None, None, notes, {}
+    chosen = next(k for k in supplies if names[k] == name)
+
+    window = readings[chosen]
+    plan = android_battery.decide(window, **{key: pins.get(key) for key in PIN_KEYS})
+    notes += plan.notes
+    out: dict[str, list] = {
+        c: []
+        for c in ("battery.current_a", "battery.voltage_v", "battery.power_w", "battery.temp_c", "battery.charging")
+    }
+    directions: Counter = Counter()
+    row_notes: Counter = Counter()
+    for raw in window:
+        reading = plan.read(raw)
+        directions[reading.direction] += 1
+        row_notes.update(reading.notes)
+        out["battery.current_a"].append(reading.current_a)
+        out["battery.voltage_v"].append(reading.voltage_v)
+        out["battery.power_w"].append(reading.power_w)
+        out["battery.temp_c"].append(reading.temp_c)
+        out["battery.charging"].append(float(reading.charging))
+    counted = ", ".join(f"{n} {d}" for d, n in directions.most_common()) or "none"
+    notes.append(f"rows: {counted} (battery power counts only while discharging)")
+    notes += [f"{n} row(s): {note}" for note, n in row_notes.most_common(ROW_NOTES)]
+    if len(row_notes) > ROW_NOTES:
+        notes.append(f"... and {len(row_notes) - ROW_NOTES} other row note(s)")
+    # a channel the plan cannot give (no current_now, say) is left out, not written empty
+    keep = {"battery.charging", *(["battery.power_w"] if plan.gives_power else [])}
+    columns = {c: v for c, v in out.items() if c in keep or any(x is not None for x in v)}
+    power_total = None
+    if plan.gives_power:
+        columns["power.total_w"] = out["battery.power_w"]
+        power_total = "power.total_w"
+    return paths[chosen], power_total, notes, columns
 
 
 def _read_raw(path) -> tuple[list[str], list[list[str]]]:
