@@ -249,8 +249,17 @@ def _timings_unread(t: dict) -> str | None:
     return why
 
 
-def _last_line(log: str) -> str:
-    return log.strip().splitlines()[-1] if log.strip() else "nothing"
+def _run_output(case_dir: Path, i: int) -> tuple[str, str]:
+    """Run i's (text, its last words). text: the run's stdout (the generated text), then its stderr
+    (llama.cpp's log, the timings at its end), each ending a line, so a log cut mid-line stays cut
+    (parse_timings does not read it) instead of running on into the text. Last words: the last line of its
+    stderr, else of its stdout, else "nothing"."""
+    out, log = (
+        (case_dir / f"trial_{i}.{ext}").read_text(errors="replace") if (case_dir / f"trial_{i}.{ext}").is_file() else ""
+        for ext in ("out", "log")
+    )
+    said = (log.strip() or out.strip()).splitlines()[-1:] or ["nothing"]
+    return (out + "\n" if out and not out.endswith("\n") else out) + log, said[0]
 
 
 def collect_completion(
@@ -271,8 +280,7 @@ def collect_completion(
     proto = case["protocol"]
     trials, failed = [], []
     for i in range(proto["warmup"] + proto["repetitions"]):
-        log = "".join((case_dir / f"trial_{i}.{ext}").read_text(errors="replace") for ext in ("log", "out")
-                      if (case_dir / f"trial_{i}.{ext}").is_file())  # fmt: skip
+        log, said = _run_output(case_dir, i)
         warmup = i < proto["warmup"]
         try:
             t = parse_timings(log)
@@ -280,7 +288,7 @@ def collect_completion(
             # llama.cpp's log thread can drop the last lines when a short run exits: that run is
             # lost (and said so), not guessed
             failed.append({"trial": i, "warmup": warmup, "unparsed": [],
-                           "reason": f"run {i}: no timing lines; it said: {_last_line(log)}"})  # fmt: skip
+                           "reason": f"run {i}: no timing lines; it said: {said}"})  # fmt: skip
             continue
         why = _timings_unread(t)
         if why:
