@@ -108,3 +108,54 @@ def test_onnx_and_cli_cases_say_nothing_of_llama_perf():
         {"load": {"load_s": 0.1}},
     )
     assert not any(k.startswith("llama_perf") for k in m["missing"])
+
+
+# The real llama-cpp-python: its counters measure the trial; a context made with no_perf on (as llama.cpp's
+# own default, and so llama-cpp-python versions that keep it, make it) gives zeros and so no figure.
+
+
+def real_trial(models, tmp_path, monkeypatch, no_perf: bool = False, without_perf_api: bool = False) -> dict:
+    from melt.runtimes import llama_cpp as runtime
+
+    if no_perf:
+        kwargs = runtime.Runner._llama_kwargs
+        monkeypatch.setattr(runtime.Runner, "_llama_kwargs", lambda self: {**kwargs(self), "no_perf": True})
+    case = {"model_path": str(models["gguf"]), "workload": {"prompt_tokens": 16, "n_gen": 8},
+            "params": {"threads": 1, "n_ctx": 64}}  # fmt: skip
+    runner = runtime.Runner(case, str(tmp_path))
+    runner.load()
+    if without_perf_api:  # a llama-cpp-python from before llama.cpp's perf API: the same library, less those two
+        lib = runner.lib
+
+        class Older:
+            def __getattr__(self, name):
+                if name in ("llama_perf_context", "llama_perf_context_reset"):
+                    raise AttributeError(name)
+                return getattr(lib, name)
+
+        runner.lib = Older()
+    try:
+        runner.trial(0)  # llama.cpp's first evaluation also sets its load time: a warm-up, as the agent does
+        return runner.trial(1)
+    finally:
+        runner.close()
+
+
+def test_real_counters_measure_the_trial(models, tmp_path, monkeypatch):
+    t = real_trial(models, tmp_path, monkeypatch)
+    assert t["llama_perf"]["n_p_eval"] == 16 and t["llama_perf"]["n_eval"] == 7
+    prefill, decode, why = llama_perf_rates(t)
+    assert prefill > 0 and decode > 0 and why == {}
+
+
+def test_real_no_perf_context_gives_no_figure(models, tmp_path, monkeypatch):
+    t = real_trial(models, tmp_path, monkeypatch, no_perf=True)
+    assert t["llama_perf"]["t_p_eval_ms"] == 0 and t["llama_perf"]["t_eval_ms"] == 0  # what such versions report
+    prefill, decode, why = llama_perf_rates(t)
+    assert prefill is None and decode is None and "timed nothing" in why["llama_perf_decode_tok_s"]
+
+
+def test_real_llama_cpp_python_without_the_perf_api(models, tmp_path, monkeypatch):
+    t = real_trial(models, tmp_path, monkeypatch, without_perf_api=True)
+    assert t["llama_perf"] is None and "no llama_perf_context" in t["llama_perf_missing"]
+    assert llama_trial(t)["llama_perf_why"]["llama_perf_prefill_tok_s"] == t["llama_perf_missing"]

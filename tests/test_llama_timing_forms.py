@@ -4,8 +4,9 @@ with each decimal mark a locale gives printf (and cut short at every character),
 The formats are llama.cpp's own (format string, function), by era:
 - llama_print_timings, spring 2023: "%8.2f ms / %5d runs (%8.2f ms per run)", no prompt eval, total alone;
 - llama_print_timings, April 2023: adds "prompt eval time = %8.2f ms / %5d tokens (%8.2f ms per token)";
-- llama_print_timings, mid-2023 to September 2024: "%10.2f", "(%8.2f ms per token, %8.2f tokens per second)",
-  "total time = %10.2f ms / %5d tokens";
+- llama_print_timings, mid-2023: "(%8.2f ms per token, %8.2f tokens per second)" after "%8.2f ms" times (the
+  issue's line, "prompt eval time =   160,40 ms / ...", is of this form);
+- llama_print_timings, later to September 2024: "%10.2f" times, "total time = %10.2f ms / %5d tokens";
 - llama_perf_sampler_print / llama_perf_context_print (src/llama-context.cpp), September 2024 on;
 - common_perf_print (common/sampling.cpp of the llama.cpp vendored by llama-cpp-python 0.3.36).
 printf under a locale changes only the decimal mark of %f (no grouping without the ' flag), which is what
@@ -57,6 +58,16 @@ ERAS = {
             ("%s:      sample time = %8.2f ms / %5d runs   (%8.2f ms per run)", "sample"),
             ("%s: prompt eval time = %8.2f ms / %5d tokens (%8.2f ms per token)", "prompt eval"),
             ("%s:        eval time = %8.2f ms / %5d runs   (%8.2f ms per run)", "eval"),
+            ("%s:       total time = %8.2f ms", "total"),
+        ],
+    ),
+    "2023-06": (  # the issue's line is of this era: "prompt eval time =   160,40 ms / ..."
+        "llama_print_timings",
+        [
+            ("%s:        load time = %8.2f ms", "load"),
+            (f"%s:      sample time = %8.2f ms / %5d runs   {TPS}", "sample"),
+            (f"%s: prompt eval time = %8.2f ms / %5d tokens {TPS}", "prompt eval"),
+            (f"%s:        eval time = %8.2f ms / %5d runs   {TPS}", "eval"),
             ("%s:       total time = %8.2f ms", "total"),
         ],
     ),
