@@ -225,17 +225,17 @@ def completion_script(case: dict, bin_dir: str, model_path: str, n_prompts: int,
 
 # A completion run's figures need these lines read: "prompt eval time = X ms / N tokens" and
 # "eval time = X ms / N runs", with X and N above 0 (load time is kept when there; it is not needed).
-# (line, seconds key, count key, rate key)
+# (line, seconds key, count key): parse_timings derives prefill_tok_s and decode_tok_s from these
 COMPLETION_NEEDS = [
-    ("prompt eval time", "prompt_eval_s", "n_prompt_tokens", "prefill_tok_s"),
-    ("eval time", "eval_s", "n_eval_runs", "decode_tok_s"),
+    ("prompt eval time", "prompt_eval_s", "n_prompt_tokens"),
+    ("eval time", "eval_s", "n_eval_runs"),
 ]
 
 
 def _timings_unread(t: dict) -> str | None:
     """Why a run's timings (parse_timings) do not give its prefill and decode figures; None when they do."""
     whys = []
-    for line, seconds, count, _rate in COMPLETION_NEEDS:
+    for line, seconds, count in COMPLETION_NEEDS:
         if t.get(seconds) is None or t.get(count) is None:
             whys.append(f"no readable {line!r} line")
         elif t[count] <= 0 or t[seconds] <= 0:
