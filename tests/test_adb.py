@@ -12,6 +12,7 @@ from conftest import run_melt
 
 from melt.devices.profile import load_profile
 from melt.devices.transport import AdbTransport, TransportError
+from melt.runtimes.llama_cpp_cli_output import parse_timings
 
 LAB = Path(__file__).resolve().parent / "lab"
 
@@ -120,6 +121,10 @@ def test_llama_bench_on_a_phone(phone, models, tmp_path, llama_bench_bin):
     agent = json.loads((case_dir / "agent.json").read_text())
     assert agent["runtime"]["build_commit"] and {"idle", "prefill", "decode", "trials"} <= set(agent["phases"])
     assert metrics["telemetry"]["energy_method"].startswith("mean net power")
+    # the real llama-bench's help says <on|off|auto>: melt passed "-fa off" and llama-bench says it ran so
+    fa = agent["runtime"]["flash_attn"]
+    assert fa["form"] == "on|off" and fa["args"] == ["-fa", "off"] and fa["reported"] == ["off"]
+    assert agent["runtime"]["env"] == {"LC_ALL": "C"}
 
 
 def test_real_prompts_on_a_phone(phone, models, tmp_path, llama_bench_bin):
@@ -143,13 +148,236 @@ def test_real_prompts_on_a_phone(phone, models, tmp_path, llama_bench_bin):
     (case_dir,) = (tmp_path / "r" / "q" / "cases").iterdir()
     trials = {t["trial"]: t for t in map(json.loads, (case_dir / "trials.jsonl").read_text().splitlines())}
     agent = json.loads((case_dir / "agent.json").read_text())
-    assert len(trials) + len(agent["lost_runs"]) == 5  # a run whose timing lines llama.cpp lost is said, not guessed
+    assert len(trials) + len(agent["failed_runs"]) == 5  # a run whose timing lines llama.cpp lost is said, not guessed
     assert agent["runs_repeated_for_lost_timings"] >= 0
     assert all(t["warmup"] is (i == 0) for i, t in trials.items())
     by_prompt = {i % 2: t["n_prompt"] for i, t in trials.items()}
     assert len(set(by_prompt.values())) == len(by_prompt)  # the two prompts, used in turn
     assert all(t["n_gen"] == 12 and t["decode_tok_s"] > 0 and t["load_s"] > 0 for t in trials.values())
+    assert all(t["decimal_mark"] == "." and t["timings_format"] == "common_perf_print" for t in trials.values())
     s = json.loads((case_dir / "metrics.json").read_text())["summary"]
     counted = len([t for t in trials.values() if not t["warmup"]])
     assert s["n_trials"] == counted >= 2 and s["prefill_tok_s"] > 0 and s["decode_tok_s"] > 0 and s["load_s"] > 0
     assert s["power_method"] == "battery"
+
+
+LLAMA_LAB = LAB / "llama_cpp"
+
+
+def run_recipe(tmp_path, profile, body: str, run_id: str):
+    recipe = tmp_path / f"{run_id}.yaml"
+    recipe.write_text(body)
+    proc = run_melt("run", recipe, "-d", profile, "--results", tmp_path / "r", "--run-id", run_id)
+    (case_dir,) = (tmp_path / "r" / run_id / "cases").iterdir()
+    return proc, case_dir
+
+
+def write_script(path: Path, text: str) -> None:
+    if path.exists() or path.is_symlink():
+        path.unlink()
+    path.write_text(text)
+    path.chmod(0o755)
+
+
+ISSUE_FIGURES = {"prefill_tok_s": 5 / 0.16040, "decode_tok_s": 11 / 1.23456, "load_s": 1.93361}
+
+
+def test_issue_comma_timings_read_right_through_melt_run(phone, models, tmp_path):
+    """melt issue 10: a board's llama.cpp printed its timings with a comma decimal mark; melt read nothing and
+    recorded the runs as ok with n_gen 1. The stand-in llama-completion replays that block (the issue's own
+    prompt eval line, tests/lab/llama_cpp) for every run; its --help is a 2024 build's (-fa as a bare flag)."""
+    home, profile = phone
+    bin_dir = home / "data/local/tmp/llama.cpp/bin"
+    write_script(
+        bin_dir / "llama-completion",
+        "#!/bin/sh\n"
+        'case "$1" in -h|--help) echo "  -fa,   --flash-attn             enable Flash Attention (default: disabled)";'
+        " exit 0;; esac\n"
+        'echo "Once upon a time"\n'
+        f"cat '{LLAMA_LAB / 'issue10-comma-timings.log'}' >&2\n",
+    )
+    (tmp_path / "tiny.gguf").symlink_to(models["gguf"])
+    (tmp_path / "prompts.jsonl").write_text(json.dumps({"prompt": "Life"}) + "\n")
+    proc, case_dir = run_recipe(
+        tmp_path, profile,
+        "name: issue\nmodels:\n  - id: tiny\n    runtime: llama_cpp_cli\n    source: {path: tiny.gguf}\n"
+        "    workload: {prompts: prompts.jsonl, n_gen: 12}\n    params: {threads: 1}\n"
+        "protocol: {warmup: 1, repetitions: 3}\n",
+        "issue",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    s = json.loads((case_dir / "metrics.json").read_text())["summary"]
+    for key, value in ISSUE_FIGURES.items():
+        assert s[key] == pytest.approx(value, rel=1e-12), key
+    assert s["n_trials"] == 3
+    trials = [json.loads(line) for line in (case_dir / "trials.jsonl").read_text().splitlines()]
+    assert [(t["n_prompt"], t["n_gen"], t["decimal_mark"]) for t in trials] == [(5, 12, ",")] * 4
+    agent = json.loads((case_dir / "agent.json").read_text())
+    assert agent["runtime"]["flash_attn"]["form"] == "flag" and agent["runtime"]["flash_attn"]["args"] == []
+    import csv
+
+    with (tmp_path / "r" / "issue" / "summary.csv").open(newline="") as f:
+        (row,) = csv.DictReader(f)
+    for key, value in ISSUE_FIGURES.items():  # the summary row carries the figures (6 significant digits)
+        assert float(row[key]) == pytest.approx(value, rel=1e-5), key
+
+
+def test_a_run_whose_timings_cannot_be_read_fails_with_them(phone, models, tmp_path):
+    """The same block with its eval line garbled (thousands grouped, which printf never does): no trial is
+    counted with an invented n_gen; the case fails and says which line could not be read."""
+    home, profile = phone
+    garbled = (LLAMA_LAB / "issue10-comma-timings.log").read_text().replace("  1234,56 ms", "1.234,56 ms")
+    (tmp_path / "garbled.log").write_text(garbled)
+    write_script(
+        home / "data/local/tmp/llama.cpp/bin/llama-completion",
+        f"#!/bin/sh\ncase \"$1\" in --help) exit 0;; esac\ncat '{tmp_path / 'garbled.log'}' >&2\n",
+    )
+    (tmp_path / "tiny.gguf").symlink_to(models["gguf"])
+    (tmp_path / "prompts.jsonl").write_text(json.dumps({"prompt": "Life"}) + "\n")
+    proc, case_dir = run_recipe(
+        tmp_path, profile,
+        "name: bad\nmodels:\n  - id: tiny\n    runtime: llama_cpp_cli\n    source: {path: tiny.gguf}\n"
+        "    workload: {prompts: prompts.jsonl, n_gen: 12}\n    params: {threads: 1}\n"
+        "protocol: {warmup: 0, repetitions: 2}\n",
+        "bad",
+    )  # fmt: skip
+    assert proc.returncode == 1
+    run = json.loads((tmp_path / "r" / "bad" / "run.json").read_text())
+    (entry,) = run["cases"].values()
+    assert entry["status"] == "failed" and "no readable 'eval time' line" in entry["reason"]
+    assert "1.234,56 ms /    11 runs" in entry["reason"]
+    assert (case_dir / "trials.jsonl").read_text() == "" and not (case_dir / "metrics.json").exists()
+
+
+@pytest.fixture(scope="session")
+def comma_locale(tmp_path_factory) -> dict:
+    """A de_DE.UTF-8 locale compiled into a folder of its own (LOCPATH), whose LC_NUMERIC decimal mark is ','."""
+    import shutil
+    import subprocess
+
+    folder = tmp_path_factory.mktemp("locales")
+    if not shutil.which("localedef") or not Path("/usr/share/i18n/locales/de_DE").is_file():
+        pytest.fail("no localedef or de_DE locale source: run scripts/lab_packages.sh (Debian package locales)")
+    subprocess.run(["localedef", "-i", "de_DE", "-f", "UTF-8", str(folder / "de_DE.UTF-8")], check=True)
+    return {"LOCPATH": str(folder), "LC_ALL": "de_DE.UTF-8"}
+
+
+def test_real_llama_completion_on_a_comma_locale_phone_prints_dots_under_melt(
+    phone, models, tmp_path, llama_bench_bin, comma_locale, monkeypatch
+):
+    """The real llama-completion calls setlocale(LC_ALL, "") (common/console.cpp): on a phone whose locale
+    is de_DE it prints "0,25 ms". melt runs it under LC_ALL=C, so what comes back has the C locale's '.'."""
+    import subprocess
+
+    home, profile = phone
+    completion = llama_bench_bin.with_name("llama-completion")
+    prompt = tmp_path / "p.txt"
+    prompt.write_text("We hold these truths")
+    for _ in range(5):  # llama.cpp's log thread can lose a short run's last lines (upstream issue 22142)
+        control = subprocess.run(
+            [str(completion), "-m", str(models["gguf"]), "-t", "1", "-f", str(prompt), "-n", "4", "--temp", "0",
+             "--ignore-eos", "-no-cnv"],
+            capture_output=True, text=True, stdin=subprocess.DEVNULL, env={**os.environ, **comma_locale},
+        )  # fmt: skip
+        if "total time" in control.stderr:
+            break
+    assert parse_timings(control.stderr)["decimal_mark"] == ","  # the locale is real: without LC_ALL=C, commas
+    for key, value in comma_locale.items():
+        monkeypatch.setenv(key, value)  # the phone's shell (and so every command melt runs there) has de_DE
+    (home / "data/local/tmp/llama.cpp/bin/llama-completion").symlink_to(completion)
+    (tmp_path / "tiny.gguf").symlink_to(models["gguf"])
+    (tmp_path / "prompts.jsonl").write_text(json.dumps({"prompt": "We hold these truths"}) + "\n")
+    proc, case_dir = run_recipe(
+        tmp_path, profile,
+        "name: de\nmodels:\n  - id: tiny\n    runtime: llama_cpp_cli\n    source: {path: tiny.gguf}\n"
+        "    workload: {prompts: prompts.jsonl, n_gen: 8}\n    params: {threads: 1}\n"
+        "protocol: {warmup: 0, repetitions: 3}\n",
+        "de",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    trials = [json.loads(line) for line in (case_dir / "trials.jsonl").read_text().splitlines()]
+    assert trials and all(t["decimal_mark"] == "." and t["n_gen"] == 8 for t in trials)
+    for log in case_dir.glob("trial_*.log"):
+        assert parse_timings(log.read_text())["decimal_mark"] == "."
+    agent = json.loads((case_dir / "agent.json").read_text())
+    assert agent["runtime"]["env"] == {"LC_ALL": "C"}
+
+
+OLD_BENCH = """#!/bin/sh
+# llama-bench as builds before the flash-attention-auto change (August 2025) behave, around the real one:
+# --help prints HELP; -fa's value is read as istream >> bool reads it ("1" is on, anything else off, "on"
+# included); the JSON says flash_attn true/false.
+for a do case "$a" in -h|--help) cat '{help}'; exit 0;; esac; done
+fa=
+for a do
+  shift
+  if [ -n "$fa" ]; then if [ "$a" = 1 ]; then a=on; else a=off; fi; fa=; fi
+  [ "$a" = -fa ] && fa=1
+  set -- "$@" "$a"
+done
+'{real}' "$@" | sed -e 's/"flash_attn": 1,/"flash_attn": true,/' -e 's/"flash_attn": 0,/"flash_attn": false,/'
+"""
+
+
+@pytest.mark.parametrize(
+    "bench, args, ok",
+    [
+        ("real", ["-fa", "on"], True),  # current llama-bench: its help says <on|off|auto>
+        ("old", ["-fa", "1"], True),  # an old one: its recorded help says <0|1>
+        ("old, with a new help", ["-fa", "on"], False),  # told "on", an old one runs without: caught
+    ],
+)
+def test_flash_attn_as_each_llama_bench_takes_it(phone, models, tmp_path, llama_bench_bin, bench, args, ok):
+    import subprocess
+
+    home, profile = phone
+    path = home / "data/local/tmp/llama.cpp/bin/llama-bench"
+    if bench == "real":
+        path.unlink()
+        path.symlink_to(llama_bench_bin)
+    else:
+        help_file = LLAMA_LAB / "llama-bench-help-20e30b25.txt"
+        if bench != "old":
+            help_file = tmp_path / "new-help.txt"
+            help_file.write_text(
+                subprocess.run([str(llama_bench_bin), "--help"], capture_output=True, text=True).stdout
+            )
+        write_script(path, OLD_BENCH.format(help=help_file, real=llama_bench_bin))
+    (tmp_path / "tiny.gguf").symlink_to(models["gguf"])
+    proc, case_dir = run_recipe(
+        tmp_path, profile,
+        "name: fa\nmodels:\n  - id: tiny\n    runtime: llama_cpp_cli\n    source: {path: tiny.gguf}\n"
+        "    workload: {prompt_tokens: [16], n_gen: 4}\n    params: {threads: 1, flash_attn: true}\n"
+        "protocol: {warmup: 0, repetitions: 2}\n",
+        "fa",
+    )  # fmt: skip
+    agent = json.loads((case_dir / "agent.json").read_text())
+    fa = agent["runtime"]["flash_attn"]
+    assert fa["asked"] == "on" and fa["args"] == args
+    if ok:
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        assert fa["reported"] == ["on"] and agent["status"] == "ok"
+    else:
+        assert proc.returncode == 1 and fa["reported"] == ["off"]
+        run = json.loads((tmp_path / "r" / "fa" / "run.json").read_text())
+        (entry,) = run["cases"].values()
+        assert "ran with flash_attn off but the case asks on" in entry["reason"] and "-fa on" in entry["reason"]
+
+
+def test_flash_attn_on_with_a_build_that_has_none_fails_before_running(phone, models, tmp_path):
+    home, profile = phone
+    bench = home / "data/local/tmp/llama.cpp/bin/llama-bench"
+    write_script(bench, "#!/bin/sh\necho 'usage: llama-bench [options]'; echo '  -t, --threads <n>'\n")
+    (tmp_path / "tiny.gguf").symlink_to(models["gguf"])
+    proc, case_dir = run_recipe(
+        tmp_path, profile,
+        "name: nofa\nmodels:\n  - id: tiny\n    runtime: llama_cpp_cli\n    source: {path: tiny.gguf}\n"
+        "    workload: {prompt_tokens: [16], n_gen: 4}\n    params: {threads: 1, flash_attn: true}\n"
+        "protocol: {warmup: 0, repetitions: 2}\n",
+        "nofa",
+    )  # fmt: skip
+    assert proc.returncode == 1
+    run = json.loads((tmp_path / "r" / "nofa" / "run.json").read_text())
+    (entry,) = run["cases"].values()
+    assert "llama-bench: this build has no -fa option" in entry["reason"]
+    assert not (case_dir / "trials.jsonl").exists()  # nothing ran

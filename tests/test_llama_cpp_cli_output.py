@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -72,8 +73,9 @@ OLD_EXPECTED = {
 }
 
 
-def assert_timings(got: dict, expected: dict) -> None:
-    numbers = {k: v for k, v in got.items() if k not in ("unparsed", "format")}
+def assert_timings(got: dict, expected: dict, mark: str = ".") -> None:
+    assert got.get("decimal_mark") == mark
+    numbers = {k: v for k, v in got.items() if k not in ("unparsed", "format", "decimal_mark")}
     assert set(numbers) == set(expected)
     for key, value in expected.items():
         if isinstance(value, int):
@@ -200,7 +202,7 @@ def test_last_complete_block_when_the_second_is_cut_short():
 def test_garbled_line_goes_to_unparsed_and_is_not_guessed():
     lines = NEW_FORM.splitlines()
     lines[3] = "llama_perf_context_print:        eval time =  124973.60 ms /   12"  # cut mid-number
-    got = parse_timings("\n".join(lines))
+    got = parse_timings("\n".join(lines) + "\n")
     assert "eval_s" not in got and "n_eval_runs" not in got and "decode_tok_s" not in got
     assert got["unparsed"] == ["llama_perf_context_print:        eval time =  124973.60 ms /   12"]
     assert got["load_s"] == pytest.approx(4.45058)
@@ -221,6 +223,80 @@ def test_garbled_line_goes_to_unparsed_and_is_not_guessed():
 def test_unreadable_timing_lines(bad):
     got = parse_timings(bad + "\n")
     assert got == {"unparsed": [bad]}
+
+
+# The issue's line (melt issue 10): llama.cpp on a board with a comma-decimal locale.
+ISSUE_LINE = "llama_print_timings: prompt eval time =   160,40 ms /     5 tokens (   32,08 ms per token,    31,17 tokens per second)"  # noqa: E501
+
+
+def test_issue_line_reads_with_the_comma_mark():
+    got = parse_timings(ISSUE_LINE + "\n")
+    assert got["prompt_eval_s"] == pytest.approx(0.16040, rel=1e-12) and got["n_prompt_tokens"] == 5
+    assert got["prefill_tok_s"] == pytest.approx(5 / 0.16040, rel=1e-12)
+    assert got["decimal_mark"] == "," and got["format"] == "llama_print_timings" and got["unparsed"] == []
+
+
+def to_comma(block: str) -> str:
+    """A block as printf writes it under a comma-decimal LC_NUMERIC: every decimal point becomes a comma."""
+    return re.sub(r"(?<=[0-9])\.(?=[0-9])", ",", block)
+
+
+@pytest.mark.parametrize("block, expected", [(NEW_FORM, NEW_EXPECTED), (OLD_FORM, OLD_EXPECTED)])
+def test_sample_blocks_under_a_comma_locale_read_the_same(block, expected):
+    got = parse_timings(to_comma(block))
+    assert_timings(got, expected, mark=",")
+    assert got["unparsed"] == []
+
+
+def test_common_perf_print_block_under_a_comma_locale():
+    got = parse_timings(to_comma(COMMON_FORM))
+    assert got["decimal_mark"] == "," and got["unparsed"] == []
+    assert got["unaccounted_s"] == pytest.approx(0.075) and got["sampling_total_s"] == pytest.approx(0.025)
+    assert got["decode_tok_s"] == pytest.approx(63.0)
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        # printf's %f never groups thousands: these are not llama.cpp's and are not read as 1234.56
+        "llama_perf_context_print:        load time =   1.234,56 ms",
+        "llama_perf_context_print:        load time =   1,234.56 ms",
+        "llama_perf_context_print:        load time =   1 234,56 ms",
+        # one line is one printf under one locale: both marks in it is not llama.cpp's output
+        "llama_print_timings: prompt eval time =   160,40 ms /     5 tokens (   32.08 ms per token,    31,17 tokens per second)",  # noqa: E501
+        "llama_perf_context_print: prompt eval time =    160.40 ms /     5 tokens (   32,08 ms per token,    31.17 tokens per second)",  # noqa: E501
+        "common_perf_print: unaccounted time =       0,22 ms /  23.3 %      (total - sampling - prompt eval - eval) / (total)",  # noqa: E501
+        "llama_print_timings: prompt eval time =   160,40 ms /     5 tokens (   32,08 ms per token,    31,17 tokens per",  # noqa: E501
+    ],
+)
+def test_grouped_or_mixed_numbers_are_not_read(bad):
+    assert parse_timings(bad + "\n") == {"unparsed": [bad]}
+
+
+def test_lines_of_both_marks_in_one_block_say_mixed():
+    lines = NEW_FORM.splitlines()
+    got = parse_timings("\n".join([*lines[:3], to_comma(lines[3]), lines[4]]) + "\n")
+    assert got["decimal_mark"] == "mixed"
+    assert got["eval_s"] == pytest.approx(124.9736) and got["load_s"] == pytest.approx(4.45058)
+
+
+@pytest.mark.parametrize(
+    "cut", ["       total time =  129561.47 ms / ", "       total time =  129561.47 ms /   135 tokens"]
+)
+def test_a_last_line_without_its_newline_was_cut_and_is_not_read(cut):
+    """llama.cpp ends each log line with a newline; a text whose last line has none was cut mid-write, even
+    where what is left looks whole."""
+    text = "".join(NEW_FORM.splitlines(keepends=True)[:4]) + "llama_perf_context_print: " + cut
+    got = parse_timings(text)
+    assert got["unparsed"] == ["llama_perf_context_print: " + cut.rstrip()]
+    assert "total_s" not in got and got["eval_s"] == pytest.approx(124.9736)
+
+
+@pytest.mark.parametrize("cut", range(1, 10))
+def test_graphs_reused_cut_before_its_printf_width_is_not_read(cut):
+    line = "llama_perf_context_print:    graphs reused =         42"
+    got = parse_timings(NEW_FORM + line[: len(line) - 10 + cut] + "\n")
+    assert "n_graphs_reused" not in got and got["unparsed"] == [line[: len(line) - 10 + cut].strip()]
 
 
 def test_garbled_line_in_a_full_block_keeps_the_rest():

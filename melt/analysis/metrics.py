@@ -36,32 +36,80 @@ CV_LIMIT_PCT = 10.0
 MIN_TRIALS_FOR_SPREAD = 3
 
 
+def llama_perf_rates(t: dict) -> tuple[float | None, float | None, dict]:
+    """What llama.cpp itself says of one llama_cpp trial ("llama.cpp says" figures), from its llama_perf
+    counters (llama_perf_context_data, src/llama-context.cpp): (prefill tok/s, decode tok/s, {figure: why it
+    is empty}). A figure is empty, never 0, when:
+    - the trial has no llama_perf (a llama-cpp-python without llama_perf_context; its reason is kept);
+    - its times are 0: llama.cpp timed nothing. A context made with no_perf=true counts tokens but not time
+      (llama_context_default_params sets no_perf true; llama-cpp-python versions that pass it through give
+      zeros);
+    - its counts are not the work melt did (n_p_eval != n_prompt, n_eval != n_gen - 1): llama.cpp counts a
+      1-token batch as eval, and reports max(1, n), so its rate would be of other work."""
+    perf = t.get("llama_perf")
+    if not isinstance(perf, dict):
+        why = t.get("llama_perf_missing") or "the trial has no llama_perf counters"
+        return None, None, {"llama_perf_prefill_tok_s": why, "llama_perf_decode_tok_s": why}
+    why: dict = {}
+    rates: dict = {}
+    for key, ms, n, expected in (
+        ("llama_perf_prefill_tok_s", "t_p_eval_ms", "n_p_eval", t.get("n_prompt")),
+        ("llama_perf_decode_tok_s", "t_eval_ms", "n_eval", t["n_gen"] - 1 if t.get("n_gen") else None),
+    ):
+        t_ms, count = perf.get(ms), perf.get(n)
+        if t_ms is None or count is None:
+            why[key] = f"llama_perf has no {ms} / {n}"
+        elif not t_ms > 0:
+            why[key] = f"llama_perf_context says {ms} = {t_ms}: llama.cpp timed nothing (a context with no_perf on)"
+        elif expected is not None and count != expected:
+            why[key] = f"llama_perf_context counted {n} = {count} where melt ran {expected}: not the same work"
+        else:
+            rates[key] = count / t_ms * 1e3
+    return rates.get("llama_perf_prefill_tok_s"), rates.get("llama_perf_decode_tok_s"), why
+
+
 def llama_trial(t: dict) -> dict:
-    """Per-trial figures of one llama.cpp trial."""
+    """Per-trial figures of one llama.cpp trial. llama_perf_*_tok_s: llama_perf_rates (None where empty, the
+    reasons under llama_perf_why)."""
     tok = t["token_ns"]
     prefill_s = (t["t_prefill_end_ns"] - t["t_tokenized_ns"]) / 1e9
     decode_s = (tok[-1] - tok[0]) / 1e9
-    perf = t.get("llama_perf", {})
+    perf_prefill, perf_decode, perf_why = llama_perf_rates(t)
     return {
         "ttft_s": (tok[0] - t["t_start_ns"]) / 1e9,
         "prefill_tok_s": t["n_prompt"] / prefill_s if prefill_s > 0 else None,
         "decode_tok_s": (len(tok) - 1) / decode_s if len(tok) > 1 and decode_s > 0 else None,
         "e2e_s": (tok[-1] - t["t_start_ns"]) / 1e9,
         "itl_ms": [(b - a) / 1e6 for a, b in zip(tok, tok[1:], strict=False)],
-        "llama_perf_prefill_tok_s": perf["n_p_eval"] / perf["t_p_eval_ms"] * 1e3 if perf.get("t_p_eval_ms") else None,
-        "llama_perf_decode_tok_s": perf["n_eval"] / perf["t_eval_ms"] * 1e3 if perf.get("t_eval_ms") else None,
+        "llama_perf_prefill_tok_s": perf_prefill,
+        "llama_perf_decode_tok_s": perf_decode,
+        "llama_perf_why": perf_why,
     }
+
+
+LLAMA_PERF_KEYS = ("llama_perf_prefill_tok_s", "llama_perf_decode_tok_s")
 
 
 def _values(rows: list[dict], key: str) -> list[float]:
     return [r[key] for r in rows if r.get(key) is not None]
 
 
+def llama_perf_missing(rows: list[dict]) -> dict:
+    """{llama_perf figure: why} for each "llama.cpp says" figure no counted trial gave (rows: llama_trial's);
+    the distinct per-trial reasons, joined."""
+    missing = {}
+    for key in LLAMA_PERF_KEYS:
+        if not _values(rows, key):
+            whys = list(dict.fromkeys(r["llama_perf_why"].get(key, "") for r in rows)) or ["no counted trials"]
+            missing[key] = "; ".join(w for w in whys if w) or "not measured"
+    return missing
+
+
 def _llama(counted: list[dict]) -> tuple[dict, dict, float | None]:
     rows = [llama_trial(t) for t in counted]
     spreads = {k: spread(_values(rows, k)) for k in ("ttft_s", "prefill_tok_s", "decode_tok_s", "e2e_s")}
-    spreads["llama_perf_prefill_tok_s"] = spread(_values(rows, "llama_perf_prefill_tok_s"))
-    spreads["llama_perf_decode_tok_s"] = spread(_values(rows, "llama_perf_decode_tok_s"))
+    for key in LLAMA_PERF_KEYS:
+        spreads[key] = spread(_values(rows, key))
     gaps = [g for r in rows for g in r["itl_ms"]]
     spreads["itl_ms"] = spread(gaps)
     figures = {k: (spreads[k] or {}).get("median") for k in ("ttft_s", "prefill_tok_s", "decode_tok_s", "e2e_s")}
@@ -161,6 +209,8 @@ def case_metrics(case: dict, trials: list[dict], agent: dict, trace: Trace | Non
                 missing[column] = "not measurable: too few counted trials or tokens" if counted else "no counted trials"
             else:
                 missing[column] = f"not applicable to runtime {runtime}"
+    if runtime == "llama_cpp":  # the "llama.cpp says" figures (spread only): why each is empty, where it is
+        missing.update(llama_perf_missing([llama_trial(t) for t in counted]))
     summary["power_method"] = figures.get("power_method", "none")
     summary["n_trials"] = n_counted
     summary["cv_pct"] = cv

@@ -1,5 +1,9 @@
 """A phone over ADB: no Python there, so facts come from a POSIX sh script and the device's own
-tools (getprop, uname, df), and runtimes are llama.cpp binaries from the profile's llama_cpp_bin."""
+tools (getprop, uname, df), and runtimes are llama.cpp binaries from the profile's llama_cpp_bin.
+
+Every command melt runs there starts with llama_cpp_cli.SH_ENV (LC_ALL=C): the device's locale must not
+change how its tools print numbers. How each llama.cpp binary takes -fa is read once a session from
+its own --help (llama_cpp_cli_output.flash_attn_form)."""
 
 from __future__ import annotations
 
@@ -13,6 +17,7 @@ from melt.devices.local import AgentExit
 from melt.devices.profile import DeviceProfile
 from melt.devices.transport import TransportError
 from melt.runtimes import llama_cpp_cli
+from melt.runtimes.llama_cpp_cli_output import FlashAttnUnsupported, flash_attn_args, flash_attn_form
 from melt.sources import ResolvedModel
 from melt.telemetry import sh_trace as sampler_sh
 
@@ -43,12 +48,13 @@ class PhoneSession:
     def __init__(self, profile: DeviceProfile, transport):
         self.profile = profile
         self.t = transport
+        self._help: dict[str, str] = {}  # tool path -> its --help text, asked once a session
 
     def environment(self, runtimes: list[str], timeout_s: float = SHORT_S) -> dict:
         spec = self.profile.spec
         work = spec.workdir or "/data/local/tmp/melt"
         args = [spec.sensors.root.rstrip("/"), spec.llama_cpp_bin or "", work]
-        done = self.t.run(["sh", "-c", FACTS, "sh", *args], timeout_s)
+        done = self.t.run(["sh", "-c", llama_cpp_cli.SH_ENV + FACTS, "sh", *args], timeout_s)
         if done.timed_out or done.returncode != 0:
             raise TransportError(f"device {self.profile.name}: the facts script failed: {done.stderr.strip()[-300:]}")
         facts = dict(line.split("\t", 1) for line in done.stdout.splitlines() if "\t" in line)
@@ -104,7 +110,7 @@ class PhoneSession:
         return self.profile.spec.workdir or "/data/local/tmp/melt"
 
     def _sh(self, script: str, *args: str, timeout_s: float = SHORT_S):
-        done = self.t.run(["sh", "-c", script, "sh", *args], timeout_s)
+        done = self.t.run(["sh", "-c", llama_cpp_cli.SH_ENV + script, "sh", *args], timeout_s)
         if done.timed_out:
             raise TransportError(f"device {self.profile.name}: no answer within {timeout_s} s")
         return done
@@ -132,8 +138,29 @@ class PhoneSession:
             self.t.push(local, remote, SHORT_S)
         return remote
 
+    def _flash_attn(self, tool: str, on: bool) -> dict:
+        """How to ask `tool` (a path on the phone) for flash attention on or off, from its --help (asked once
+        a session): {"asked", "form", "help_line", "args"}. Raises FlashAttnUnsupported (with the tool named)
+        when its help does not say how, or the build has none and it is asked for."""
+        if tool not in self._help:
+            self._help[tool] = self._sh('"$1" --help 2>&1', tool).stdout
+        try:
+            form = flash_attn_form(self._help[tool])
+            args = flash_attn_args(form, on)
+        except FlashAttnUnsupported as e:
+            raise FlashAttnUnsupported(f"{tool}: {e}") from None
+        return {"asked": "on" if on else "off", "form": form["form"], "help_line": form["line"], "args": args}
+
     def run_case(self, case_dir: Path, timeout_s: float, run_id: str) -> AgentExit:
         case = json.loads((case_dir / "case.json").read_text())
+        real_prompts = "prompts" in case["workload"]  # one llama-completion run per trial, else llama-bench
+        tool = f"{self.profile.spec.llama_cpp_bin}/{'llama-completion' if real_prompts else 'llama-bench'}"
+        try:
+            fa = self._flash_attn(tool, llama_cpp_cli.flash_attn_asked(case["params"]))
+        except FlashAttnUnsupported as e:
+            agent = {"status": "failed", "runtime": llama_cpp_cli.runtime_info(Path(tool).name, None), "error": str(e)}
+            (case_dir / "agent.json").write_text(json.dumps(agent, indent=2))
+            return AgentExit(3, False, str(e))
         remote = f"{self.workdir}/runs/{run_id}/{case_dir.name}"
         self._sh('rm -rf "$1" && mkdir -p "$1"', remote)
         telemetry = case.get("telemetry") or {}
@@ -142,7 +169,7 @@ class PhoneSession:
             str(telemetry.get("idle_s", 0)), str(case["protocol"].get("cooldown_s", 0)),
         ]  # fmt: skip
         bin_dir = self.profile.spec.llama_cpp_bin
-        if "prompts" in case["workload"]:  # real prompts: one llama-completion run per trial
+        if real_prompts:
             prompts = [
                 json.loads(line)["prompt"]
                 for line in (case_dir / "prompts.jsonl").read_text().splitlines()
@@ -154,19 +181,19 @@ class PhoneSession:
                 local.parent.mkdir(exist_ok=True)
                 local.write_text(text)
                 self.t.push(local, f"{remote}/prompts/p{k}.txt", COPY_S)
-            script = llama_cpp_cli.completion_script(case, bin_dir, case["model_path"], len(prompts))
+            script = llama_cpp_cli.completion_script(case, bin_dir, case["model_path"], len(prompts), fa["args"])
         else:
-            prefill, decode = llama_cpp_cli.commands(case, f"{bin_dir}/llama-bench", case["model_path"])
+            prefill, decode = llama_cpp_cli.commands(case, tool, case["model_path"], fa["args"])
             script, args = llama_cpp_cli.DRIVER, [*args, prefill, decode]
         started = time.monotonic()
         done = self.t.run(["sh", "-c", script, "sh", *args], timeout_s)
         self.t.pull_dir(remote, case_dir, COPY_S)
         battery = self.profile.spec.sensors.battery
         pins = battery.model_dump(exclude_none=True) if battery else None
-        if "prompts" in case["workload"]:
-            agent = llama_cpp_cli.collect_completion(case_dir, case, pins)
+        if real_prompts:
+            agent = llama_cpp_cli.collect_completion(case_dir, case, pins, fa)
         else:
-            agent = llama_cpp_cli.collect(case_dir, pins)
+            agent = llama_cpp_cli.collect(case_dir, pins, fa)
         log = "\n".join(p.read_text(errors="replace")[-1000:] for p in sorted(case_dir.glob("*.log")))
         (case_dir / "agent.log").write_text(log)
         timed_out = done.timed_out or time.monotonic() - started >= timeout_s

@@ -190,7 +190,8 @@ class Runner:
         text = self.prompts[index % len(self.prompts)]
         want = self.workload.get("prompt_tokens")
         lib.llama_memory_clear(lib.llama_get_memory(ctx), True)
-        lib.llama_perf_context_reset(ctx)
+        if hasattr(lib, "llama_perf_context_reset"):
+            lib.llama_perf_context_reset(ctx)
 
         t_start = time.monotonic_ns()
         tokens = self._tokenize(text)
@@ -225,7 +226,6 @@ class Runner:
             token = self._argmax()
             token_ns.append(time.monotonic_ns())
             generated.append(token)
-        perf = lib.llama_perf_context(ctx)
         return {
             "duration_s": (token_ns[-1] - t_start) / 1e9,
             "n_prompt": n_prompt,
@@ -235,12 +235,24 @@ class Runner:
             "t_prefill_end_ns": t_prefill_end,
             "token_ns": token_ns,
             "tokens": generated,
+            **self._llama_perf(),
+        }
+
+    def _llama_perf(self) -> dict:
+        """llama.cpp's own counters for the trial, as it reports them (raw; analysis.metrics.llama_perf_rates
+        decides what they are worth: zeros from a context with no_perf on give no figure). A llama-cpp-python
+        without llama_perf_context (before llama.cpp's perf API, September 2024) gives llama_perf None and
+        the reason."""
+        if not hasattr(self.lib, "llama_perf_context"):
+            return {"llama_perf": None, "llama_perf_missing": "this llama-cpp-python has no llama_perf_context"}
+        perf = self.lib.llama_perf_context(self.ctx)
+        return {
             "llama_perf": {
                 "t_p_eval_ms": perf.t_p_eval_ms,
                 "t_eval_ms": perf.t_eval_ms,
                 "n_p_eval": perf.n_p_eval,
                 "n_eval": perf.n_eval,
-            },
+            }
         }
 
     def close(self) -> dict:

@@ -4,7 +4,14 @@ Device side it is two llama-bench runs driven by a POSIX sh script (prefill: ppP
 context; decode: tgN at depth P, the same work as a request's decode), bracketed by phase marks
 on the sampler's clock. Host side (here) its output becomes melt's files: trials.jsonl (one line
 per llama-bench repetition: its samples are the trials, its own warm-up run is not among them),
-agent.json (phases, build info, the error if any) and trace.csv (from the sh sampler).
+agent.json (phases, build info, the tools' environment and -fa form, the error if any) and
+trace.csv (from the sh sampler).
+
+Every llama.cpp tool runs under LC_ALL=C (DEVICE_ENV): llama-cli / llama-completion call
+setlocale(LC_ALL, "") (common/console.cpp) and then print their timings with the locale's decimal
+mark. The -fa spelling is the one the binary's own --help gives (llama_cpp_cli_output.flash_attn_form),
+and llama-bench's reported flash_attn must be what was asked, else the case fails: its figures would
+be for another configuration than the case names.
 """
 
 from __future__ import annotations
@@ -20,12 +27,20 @@ from melt.runtimes.llama_cpp_cli_output import (
     llama_bench_trials,
     parse_llama_bench,
     parse_timings,
+    reported_flash_attn,
 )
 from melt.telemetry import sh_trace
 
+# The environment every llama.cpp tool runs in on a device: printf's decimal mark is then '.' whatever the
+# device's locale (see the module docstring). SH_ENV is the same as the first line of a device script.
+DEVICE_ENV = {"LC_ALL": "C"}
+SH_ENV = "".join(f"export {k}={v}\n" for k, v in DEVICE_ENV.items())
+
 # the driver: $1 case dir, $2 sampler.sh, $3 interval_ms, $4 sensor root, $5 idle_s, $6 cooldown_s,
 # $7 prefill command, $8 decode command (each already quoted for sh by the host)
-DRIVER = r"""
+DRIVER = (
+    SH_ENV
+    + r"""
 cd "$1" || exit 97
 S=$2
 stamp() { echo "$1 $(sh "$S" --now)" >> phases.txt; }
@@ -39,17 +54,24 @@ if [ -n "$spid" ]; then kill "$spid" 2>/dev/null; wait "$spid" 2>/dev/null; fi
 echo "$rc_p $rc_d" > exit_codes.txt
 [ "$rc_p" -eq 0 ] && [ "$rc_d" -eq 0 ]
 """
+)
 
 FLAGS = {"n_batch": "-b", "n_ubatch": "-ub", "n_gpu_layers": "-ngl", "cache_type_k": "-ctk", "cache_type_v": "-ctv"}
 
 
-def _tool_flags(p: dict) -> list[str]:
-    """The case's params as llama.cpp tool flags (llama-bench and llama-completion share them)."""
+def flash_attn_asked(p: dict) -> bool:
+    """Whether the case asks for flash attention: off unless set, the same default as runtime llama_cpp."""
+    return bool(p.get("flash_attn", False))
+
+
+def _tool_flags(p: dict, fa_args: list[str]) -> list[str]:
+    """The case's params as llama.cpp tool flags (llama-bench and llama-completion share them); fa_args is
+    the -fa spelling this binary takes (llama_cpp_cli_output.flash_attn_args)."""
     extra = []
     for key, flag in FLAGS.items():
         if key in p:
             extra += [flag, str(p[key])]
-    return [*extra, "-fa", "on" if p.get("flash_attn") else "off"]  # the same default as runtime llama_cpp
+    return [*extra, *fa_args]
 
 
 def _convert_trace(case_dir: Path, battery_pins: dict | None) -> None:
@@ -61,9 +83,10 @@ def _convert_trace(case_dir: Path, battery_pins: dict | None) -> None:
         (case_dir / "sensors.json").write_text(json.dumps(sensors, indent=2))
 
 
-def commands(case: dict, bench: str, model_path: str) -> tuple[str, str]:
+def commands(case: dict, bench: str, model_path: str, fa_args: list[str]) -> tuple[str, str]:
+    """The prefill and decode llama-bench command lines, each quoted for sh."""
     p, w = case["params"], case["workload"]
-    extra = _tool_flags(p)
+    extra = _tool_flags(p, fa_args)
     threads = p.get("threads", 4)
     reps = case["protocol"]["repetitions"]
     prefill = llama_bench_command(bench, model_path, threads, w["prompt_tokens"], 0, reps, extra)
@@ -97,9 +120,36 @@ def _phases(text: str) -> dict:
     return phases
 
 
-def collect(case_dir: Path, battery_pins: dict | None = None) -> dict:
-    """Turn the pulled device files into trials.jsonl, trace.csv, sensors.json and agent.json."""
-    agent: dict = {"status": "failed", "runtime": {"name": "llama_cpp_cli"}, "load": {"load_s": None}}
+def runtime_info(tool: str, flash_attn: dict | None) -> dict:
+    """agent.json's runtime entry: the tool, the environment it ran in, and how -fa was passed."""
+    return {"name": "llama_cpp_cli", "tool": tool, "env": dict(DEVICE_ENV), "flash_attn": flash_attn}
+
+
+def _flash_attn_mismatch(records: list[dict], flash_attn: dict | None) -> str | None:
+    """Why llama-bench's records do not show the flash attention the case asked for; None when they do.
+    A record without the field (builds before flash attention) says nothing, and then none was asked."""
+    if not flash_attn:
+        return None
+    try:
+        reported = sorted({r for r in map(reported_flash_attn, records) if r is not None})
+    except LlamaBenchOutputError as e:
+        return str(e)
+    flash_attn["reported"] = reported or None
+    wrong = [r for r in reported if r != flash_attn["asked"]]
+    if not wrong:
+        return None
+    return (
+        f"llama-bench ran with flash_attn {', '.join(wrong)} but the case asks {flash_attn['asked']} "
+        f"(melt passed {' '.join(flash_attn['args']) or 'no -fa'}, as its help line "
+        f"{flash_attn.get('help_line')!r} reads): these figures are not the case's"
+    )
+
+
+def collect(case_dir: Path, battery_pins: dict | None = None, flash_attn: dict | None = None) -> dict:
+    """Turn the pulled device files into trials.jsonl, trace.csv, sensors.json and agent.json. flash_attn:
+    {"asked": "on"|"off", "form", "help_line", "args"} as the session passed it; the records' own flash_attn
+    is added as "reported" and must match, else the case fails (its trials are still written)."""
+    agent: dict = {"status": "failed", "runtime": runtime_info("llama-bench", flash_attn), "load": {"load_s": None}}
     phases_file = case_dir / "phases.txt"
     agent["phases"] = _phases(phases_file.read_text()) if phases_file.is_file() else {}
     _convert_trace(case_dir, battery_pins)
@@ -123,7 +173,11 @@ def collect(case_dir: Path, battery_pins: dict | None = None) -> dict:
             {k: first.get(k) for k in ("build_commit", "build_number", "cpu_info", "gpu_info", "model_type")}
         )
         agent["protocol"] = {"stopped_because": "llama-bench repetitions", "counted_trials": len(trials)}
-        agent["status"] = "ok"
+        mismatch = _flash_attn_mismatch(records, flash_attn)
+        if mismatch:
+            agent["error"] = mismatch
+        else:
+            agent["status"] = "ok"
     (case_dir / "agent.json").write_text(json.dumps(agent, indent=2))
     return agent
 
@@ -131,7 +185,9 @@ def collect(case_dir: Path, battery_pins: dict | None = None) -> dict:
 # --- real prompts: one llama-completion run per trial -------------------------------------------
 
 RUN_ATTEMPTS = 5
-COMPLETION_HEAD = r"""cd "$1" || exit 97
+COMPLETION_HEAD = (
+    SH_ENV
+    + r"""cd "$1" || exit 97
 S=$2
 stamp() { echo "$1 $(sh "$S" --now)" >> phases.txt; }
 spid=
@@ -139,17 +195,18 @@ if [ "$3" -gt 0 ]; then sh "$S" "$1" "$3" "$4" & spid=$!; fi
 stamp idle_start; sleep "$5"; stamp idle_end
 rc=0
 """
+)
 COMPLETION_TAIL = r"""stamp cooldown_start; sleep "$6"; stamp cooldown_end
 if [ -n "$spid" ]; then kill "$spid" 2>/dev/null; wait "$spid" 2>/dev/null; fi
 exit $rc
 """
 
 
-def completion_script(case: dict, bin_dir: str, model_path: str, n_prompts: int) -> str:
+def completion_script(case: dict, bin_dir: str, model_path: str, n_prompts: int, fa_args: list[str]) -> str:
     """The device script: warm-ups then counted trials, each one llama-completion run on the next
     prompt (prompts/pK.txt), greedy, exactly n_gen tokens (end-of-sequence ignored)."""
     p, w, proto = case["params"], case["workload"], case["protocol"]
-    extra = _tool_flags(p)
+    extra = _tool_flags(p, fa_args)
     lines = [COMPLETION_HEAD]
     for i in range(proto["warmup"] + proto["repetitions"]):
         cmd = [f"{bin_dir}/llama-completion", "-m", model_path, "-t", str(p.get("threads", 4)),
@@ -166,33 +223,84 @@ def completion_script(case: dict, bin_dir: str, model_path: str, n_prompts: int)
     return "".join(lines)
 
 
-def collect_completion(case_dir: Path, case: dict, battery_pins: dict | None = None) -> dict:
-    """trials.jsonl from llama.cpp's end-of-run timing lines of each run."""
-    agent: dict = {"status": "failed", "runtime": {"name": "llama_cpp_cli", "tool": "llama-completion"}}
+# A completion run's figures need these lines read: "prompt eval time = X ms / N tokens" and
+# "eval time = X ms / N runs", with X and N above 0 (load time is kept when there; it is not needed).
+# (line, seconds key, count key): parse_timings derives prefill_tok_s and decode_tok_s from these
+COMPLETION_NEEDS = [
+    ("prompt eval time", "prompt_eval_s", "n_prompt_tokens"),
+    ("eval time", "eval_s", "n_eval_runs"),
+]
+
+
+def _timings_unread(t: dict) -> str | None:
+    """Why a run's timings (parse_timings) do not give its prefill and decode figures; None when they do."""
+    whys = []
+    for line, seconds, count in COMPLETION_NEEDS:
+        if t.get(seconds) is None or t.get(count) is None:
+            whys.append(f"no readable {line!r} line")
+        elif t[count] <= 0 or t[seconds] <= 0:
+            # 0.00 ms is below llama.cpp's 2-decimal resolution; 0 tokens is no work: neither is a rate
+            whys.append(f"{line!r} reads {t[seconds] * 1e3:.2f} ms for {t[count]}: no rate")
+    if not whys:
+        return None
+    why = "; ".join(whys)
+    if t.get("unparsed"):
+        why += "; lines that look like timings but could not be read: " + " | ".join(t["unparsed"])
+    return why
+
+
+def _run_output(case_dir: Path, i: int) -> tuple[str, str]:
+    """Run i's (text, its last words). text: the run's stdout (the generated text), then its stderr
+    (llama.cpp's log, the timings at its end), each ending a line, so a log cut mid-line stays cut
+    (parse_timings does not read it) instead of running on into the text. Last words: the last line of its
+    stderr, else of its stdout, else "nothing"."""
+    out, log = (
+        (case_dir / f"trial_{i}.{ext}").read_text(errors="replace") if (case_dir / f"trial_{i}.{ext}").is_file() else ""
+        for ext in ("out", "log")
+    )
+    said = (log.strip() or out.strip()).splitlines()[-1:] or ["nothing"]
+    return (out + "\n" if out and not out.endswith("\n") else out) + log, said[0]
+
+
+def collect_completion(
+    case_dir: Path, case: dict, battery_pins: dict | None = None, flash_attn: dict | None = None
+) -> dict:
+    """trials.jsonl from llama.cpp's end-of-run timing lines of each run (parse_timings: either decimal
+    mark). A run whose timings give no prefill and decode figure is failed, with the lines that could not be
+    read in its reason, and left out of trials.jsonl; agent.json lists each as failed_runs [{trial, warmup,
+    reason, unparsed}]. The case is ok when at least one counted run was read, else failed with the first
+    reasons. n_gen is llama.cpp's eval runs + 1 (the first token comes from the prompt's logits)."""
+    agent: dict = {"status": "failed", "runtime": runtime_info("llama-completion", flash_attn)}
+    if flash_attn:
+        flash_attn["reported"] = None  # llama-completion's output does not say which it used
     phases_text = (case_dir / "phases.txt").read_text() if (case_dir / "phases.txt").is_file() else ""
     marks = _marks(phases_text)
     agent["phases"] = _phases(phases_text)
     _convert_trace(case_dir, battery_pins)
     proto = case["protocol"]
-    trials, errors = [], []
+    trials, failed = [], []
     for i in range(proto["warmup"] + proto["repetitions"]):
-        log = "".join((case_dir / f"trial_{i}.{ext}").read_text(errors="replace") for ext in ("log", "out")
-                      if (case_dir / f"trial_{i}.{ext}").is_file())  # fmt: skip
+        log, said = _run_output(case_dir, i)
+        warmup = i < proto["warmup"]
         try:
             t = parse_timings(log)
         except TimingsNotFound:
             # llama.cpp's log thread can drop the last lines when a short run exits: that run is
             # lost (and said so), not guessed
-            errors.append(
-                f"run {i}: no timing lines; it said: {log.strip().splitlines()[-1] if log.strip() else 'nothing'}"
-            )
+            failed.append({"trial": i, "warmup": warmup, "unparsed": [],
+                           "reason": f"run {i}: no timing lines; it said: {said}"})  # fmt: skip
+            continue
+        why = _timings_unread(t)
+        if why:
+            failed.append({"trial": i, "warmup": warmup, "unparsed": t["unparsed"], "reason": f"run {i}: {why}"})
             continue
         start, end = marks.get(f"trial_{i}_start"), marks.get(f"trial_{i}_end")
         trials.append({
-            "trial": i, "warmup": i < proto["warmup"], "mode": "completion",
+            "trial": i, "warmup": warmup, "mode": "completion",
             "t_start_ns": start, "t_end_ns": end, "duration_s": (end - start) / 1e9 if start and end else None,
-            "n_prompt": t.get("n_prompt_tokens"), "n_gen": (t.get("n_eval_runs") or 0) + 1,
-            "prefill_tok_s": t.get("prefill_tok_s"), "decode_tok_s": t.get("decode_tok_s"), "load_s": t.get("load_s"),
+            "n_prompt": t["n_prompt_tokens"], "n_gen": t["n_eval_runs"] + 1,
+            "prefill_tok_s": t["prefill_tok_s"], "decode_tok_s": t["decode_tok_s"], "load_s": t.get("load_s"),
+            "timings_format": t["format"], "decimal_mark": t.get("decimal_mark"),
         })  # fmt: skip
     with open(case_dir / "trials.jsonl", "w") as f:
         for t in trials:
@@ -202,11 +310,12 @@ def collect_completion(case_dir: Path, case: dict, battery_pins: dict | None = N
     counted = [t for t in trials if not t["warmup"]]
     lost = case_dir / "lost_runs.txt"
     agent["runs_repeated_for_lost_timings"] = len(lost.read_text().split()) if lost.is_file() else 0
-    agent["lost_runs"] = errors
+    agent["failed_runs"] = failed
     if counted:
         agent["status"] = "ok"
         agent["protocol"] = {"stopped_because": "repetitions", "counted_trials": len(counted)}
     else:
-        agent["error"] = "no run gave timings: " + "; ".join(errors[:3])
+        reasons = [f["reason"] for f in failed if not f["warmup"]] or [f["reason"] for f in failed]
+        agent["error"] = "no counted run gave readable timings: " + "; ".join(reasons[:3])
     (case_dir / "agent.json").write_text(json.dumps(agent, indent=2))
     return agent
