@@ -67,7 +67,8 @@ def run_melt(model: str, threads: int, n_prompt: int, n_gen: int, reps: int, fla
     return {
         "prefill_tok_s": metrics["summary"]["prefill_tok_s"],
         "decode_tok_s": metrics["summary"]["decode_tok_s"],
-        "llama_perf_decode_tok_s": metrics["spread"]["llama_perf_decode_tok_s"]["median"],
+        # empty (None) where llama.cpp's own counters were zero or absent: metrics.json says why
+        "llama_perf_decode_tok_s": (metrics["spread"].get("llama_perf_decode_tok_s") or {}).get("median"),
         "decode_cv_pct": metrics["summary"]["cv_pct"],
     }
 
@@ -111,8 +112,9 @@ def main(argv: list[str] | None = None) -> int:
                 "melt_llama_perf_decode": m["llama_perf_decode_tok_s"],
             }
             rows.append(row)
-            print(f"round {i + 1}: " + ", ".join(f"{k} {v:.1f}" for k, v in row.items()), flush=True)
-    med = {k: statistics.median(r[k] for r in rows) for k in rows[0]}
+            shown = ", ".join(f"{k} {v:.1f}" if v is not None else f"{k} (empty)" for k, v in row.items())
+            print(f"round {i + 1}: {shown}", flush=True)
+    med = {k: statistics.median(vs) if (vs := [r[k] for r in rows if r[k] is not None]) else None for k in rows[0]}
     prefill_ratio = med["melt_prefill"] / med["bench_pp"]
     decode_ratio = med["melt_decode"] / med["bench_tg_at_depth"]
     print(f"model {Path(model).name}, threads {args.threads}, p {args.n_prompt}, n {args.n_gen}, fa {args.flash_attn}")
