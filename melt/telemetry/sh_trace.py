@@ -133,6 +133,10 @@ def convert(raw_csv_path, sampler_json_path, out_csv_path, battery_pins: dict | 
         "interval_ms": meta.get("interval_ms"),
         "power_method": "battery" if power_total else "none",
         "power_total": power_total,
+        # the sh sampler reads no rails: the battery's own total is the only candidate (power_rails rule 5)
+        "power_rule": "device total: the battery's output while it discharges"
+        if power_total
+        else "none: no battery supply gives power here",
         "channels": channels,
         "probes": {"sh_sampler": probe},
     }
