@@ -207,9 +207,10 @@ class InputInfo:
             return ": one number that means something (a rate, a threshold, a count)"
         if self.dtype == "str":
             return ": melt cannot make up text"
-        unknown = [u for u in self.uses if u.role == "unknown"]
-        if self.kind == "bool" and unknown:
-            return f" feeding {unknown[0].describe()}, which melt does not know"
+        if self.kind != "int":  # random floats or bools turned into indices, divisors or custom-op integers
+            odd = [u for u in self.uses if u.role in (INDEX, NONZERO, "unknown")]
+            if odd:
+                return f" feeding {odd[0].describe()}, where melt cannot tell which of its values are valid"
         return None
 
     def needs_range(self) -> str | None:
@@ -249,7 +250,8 @@ class InputInfo:
 
 
 def dims_text(shape: list | None) -> str:
-    return "[?]" if shape is None else "[" + ", ".join("?" if d is None else str(d) for d in shape) + "]"
+    """'[batch, 16]'; '?' for a dimension of unknown size; 'of any shape' where the rank is unknown."""
+    return "of any shape" if shape is None else "[" + ", ".join("?" if d is None else str(d) for d in shape) + "]"
 
 
 class ModelUnreadable(ValueError):
@@ -262,7 +264,7 @@ def _type_string(type_proto) -> str:
         from onnx import helper
 
         name = helper.tensor_dtype_to_string(type_proto.tensor_type.elem_type).replace("TensorProto.", "").lower()
-        return f"tensor({ {'float': 'float', 'double': 'double'}.get(name, name) })"
+        return f"tensor({name})"  # as ONNX Runtime spells it: tensor(float), tensor(int64), ...
     if which == "sequence_type":
         return f"seq({_type_string(type_proto.sequence_type.elem_type)})"
     if which == "optional_type":
@@ -306,10 +308,10 @@ class _Scope:
             for pos, name in enumerate(node.input):
                 if name:
                     self.consumers.setdefault(name, []).append((node, pos))
-            if node.op_type == "Constant" and node.domain in ("", "ai.onnx"):
-                for a in node.attribute:
-                    if a.name == "value" and node.output:
-                        self.constants[node.output[0]] = a.t
+            if node.op_type == "Constant" and node.domain in ("", "ai.onnx") and node.output:
+                tensor = _constant_tensor(node)
+                if tensor is not None:
+                    self.constants[node.output[0]] = tensor
         self.subgraphs: list[tuple[object, _Scope]] = []
         for node in graph.node:
             for a in node.attribute:
@@ -353,6 +355,22 @@ class _Scope:
         return None, ""
 
 
+def _constant_tensor(node):
+    """The tensor a Constant node holds (value, or value_int(s)/value_float(s): Operators.md, Constant-13)."""
+    import numpy as np
+    from onnx import numpy_helper
+
+    for a in node.attribute:
+        if a.name == "value":
+            return a.t
+        forms = {"value_int": (a.i, np.int64), "value_ints": (list(a.ints), np.int64),
+                 "value_float": (a.f, np.float32), "value_floats": (list(a.floats), np.float32)}  # fmt: skip
+        if a.name in forms:
+            value, dtype = forms[a.name]
+            return numpy_helper.from_array(np.array(value, dtype=dtype), node.output[0])
+    return None
+
+
 def _scalar_of(tensor) -> object | None:
     from onnx import numpy_helper
 
@@ -372,22 +390,23 @@ class _Schemas:
     def __init__(self, model):
         self.opsets = {(o.domain or ""): o.version for o in model.opset_import}
         self.local = {(f.domain, f.name) for f in model.functions}
+        self.known: dict[tuple[str, str], tuple[list[str], bool] | None] = {}
 
-    @functools.cache  # noqa: B019 - one instance per inspected model
     def operands(self, domain: str, op_type: str) -> tuple[list[str], bool] | None:
         """(names of formal inputs, whether the last is variadic); None for an operator onnx does not know."""
         from onnx import defs
 
         domain = "" if domain == "ai.onnx" else domain
-        if (domain, op_type) in self.local:
-            return None
-        try:
-            schema = defs.get_schema(op_type, self.opsets.get(domain, 1), domain)
-        except Exception:  # noqa: BLE001 - SchemaError: a custom domain or an op newer than this onnx
-            return None
-        formals = list(schema.inputs)
-        variadic = bool(formals) and formals[-1].option == defs.OpSchema.FormalParameterOption.Variadic
-        return [f.name for f in formals], variadic
+        if (domain, op_type) not in self.known:
+            try:
+                if (domain, op_type) in self.local:  # a model-local function: its meaning is not in the spec
+                    raise defs.SchemaError(op_type)
+                formals = list(defs.get_schema(op_type, self.opsets.get(domain, 1), domain).inputs)
+                variadic = bool(formals) and formals[-1].option == defs.OpSchema.FormalParameterOption.Variadic
+                self.known[(domain, op_type)] = ([f.name for f in formals], variadic)
+            except defs.SchemaError:  # a custom domain, or an operator newer than this onnx package
+                self.known[(domain, op_type)] = None
+        return self.known[(domain, op_type)]
 
     def operand_name(self, node, pos: int) -> str | None:
         known = self.operands(node.domain or "", node.op_type)

@@ -310,6 +310,40 @@ def test_a_constant_compared_on_the_way_is_offered_as_an_example(tmp_path):
     )
 
 
+def test_a_constant_node_in_any_form_gives_the_example(tmp_path):
+    k16 = helper.make_node("Constant", [], ["k16"], value_int=8000)
+    path = graph(
+        tmp_path / "g.onnx",
+        [k16, node("Equal", ["sr", "k16"], ["is8"]),
+         node("If", ["is8"], ["y"], then_branch=_branches("y")[0], else_branch=_branches("y")[1])],
+        [vi("x", F32, [2]), vi("sr", I64, [])], [vi("y", F32, None)],
+    )  # fmt: skip
+    assert "(e.g. 8000)" in problems_of(path, {"x": {"shape": [2]}})["sr"]
+
+
+def test_a_float_turned_into_indices_needs_a_value(tmp_path):
+    """Random floats cast to integers could land anywhere: no random data for them."""
+    path = graph(
+        tmp_path / "g.onnx",
+        [node("Cast", ["pos"], ["i"], to=I64), node("Gather", ["emb", "i"], ["y"])],
+        [vi("pos", F32, [3])],
+        [vi("y", F32, None)],
+        [const("emb", np.zeros((4, 2)), np.float32)],
+    )
+    msg = problems_of(path, {})["pos"]
+    assert "workload.inputs.pos.value" in msg and "feeding Gather.indices via Cast" in msg
+    assert run_feeds(path, list(planned(path, {"pos": {"value": [0.0, 3.0, 1.0]}}).values()))[0][0].shape == (3, 2)
+
+
+def test_an_input_of_unknown_rank_takes_the_recipes_shape(tmp_path):
+    """ONNX Runtime reports [] for an input of unknown rank, as for a scalar: the host's plan tells them apart."""
+    path = graph(tmp_path / "g.onnx", [node("Identity", ["x"], ["y"])], [vi("x", F32, None)], [vi("y", F32, None)])
+    assert "x is float32 of any shape; the recipe fixes its open dimensions" in problems_of(path, {})["x"]
+    feeds = planned(path, {"x": {"shape": [2, 5]}})
+    assert feeds["x"]["declared"] is None and feeds["x"]["fill"] == "random"
+    assert run_feeds(path, list(feeds.values()))[0][0].shape == (2, 5)
+
+
 def test_an_input_read_only_for_its_shape_carries_data(tmp_path):
     path = graph(
         tmp_path / "g.onnx",

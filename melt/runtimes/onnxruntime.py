@@ -93,14 +93,16 @@ def build_inputs(metas: list, feeds: list | None) -> dict:
             raise InputMismatch(f"input {_describe(meta)}: the feed is {feed['dtype']}; melt cannot feed {meta.type}")
         if feed["fill"] == "value":
             value = np.array(feed["value"], dtype=str if dtype == "str" else dtype)
-        elif feed.get("needs_value") or not meta.shape or dtype == "str":
+        elif feed.get("needs_value") or dtype == "str" or (not meta.shape and feed.get("declared", []) == []):
+            # a scalar (ONNX Runtime also reports [] for an input of unknown rank: the host's declared says which)
             raise InputMismatch(
                 f"input {_describe(meta)} needs a value ({feed.get('why', 'a scalar or a string')}); "
                 "melt never draws random numbers for it"
             )
         else:
             value = _random(feed, dtype)
-        if not _fits(list(meta.shape), list(value.shape)):
+        declared = list(meta.shape) if feed.get("declared", []) is not None else list(value.shape)
+        if not _fits(declared, list(value.shape)):
             raise InputMismatch(f"input {meta.name}: shape {list(value.shape)} does not fit {_describe(meta)}")
         arrays[meta.name] = value
     return arrays
@@ -109,7 +111,6 @@ def build_inputs(metas: list, feeds: list | None) -> dict:
 class Runner:
     def __init__(self, case: dict, case_dir: str):
         self.model_path = case["model_path"]
-        self.workload = case["workload"]
         self.params = case["params"]
         self.planned = case.get("feeds")
 
