@@ -231,7 +231,7 @@ class InputInfo:
     def safe_range(self) -> tuple[int, int, str]:
         """[low, high) of random integers the graph takes, and why."""
         low, high, why = 0, DEFAULT_INT_HIGH, "integers that only carry data"
-        extents = [u for u in self.uses if u.role == INDEX]
+        extents = [u for u in self.uses if u.role == INDEX and u.extent is not None]
         if extents:
             tightest = min(extents, key=lambda u: u.extent)
             high = tightest.extent

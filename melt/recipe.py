@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import Field, model_validator
+from pydantic import Field, model_serializer, model_validator
 
 from melt import sources
 from melt.errors import InputError, Problem
@@ -102,6 +102,14 @@ class OrtInput(Strict):
         if self.value is None and self.shape is None and self.range is None:
             raise ValueError("value (a fixed value), or shape and/or range (random data)")
         return self
+
+    @model_serializer(mode="wrap")
+    def _without_unset_range(self, handler) -> dict:
+        """range only where given: an input as it was before range existed keeps its case_id."""
+        data = handler(self)
+        if data.get("range") is None:
+            data.pop("range", None)
+        return data
 
 
 class OrtWorkload(Strict):

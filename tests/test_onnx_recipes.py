@@ -6,12 +6,15 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 from conftest import write_recipe
-from tiny_models import write_tiny_vad_branching_onnx
+from onnx import TensorProto, helper, numpy_helper
+from tiny_models import write_graph, write_tiny_vad_branching_onnx
 
 from melt import sources
-from melt.recipe import Source
+from melt.errors import InputError
+from melt.recipe import Source, expand, load_recipe
 
 QUICK = """
 protocol: {warmup: 0, repetitions: 2, min_duration_s: 0}
@@ -154,3 +157,33 @@ def test_real_silero_vad_with_sr_runs(cli, tmp_path):
     feeds = {f["name"]: f for f in case["feeds"]}
     assert feeds["sr"]["fill"] == "value" and feeds["sr"]["value"] == 16000 and feeds["sr"]["needs_value"]
     assert feeds["state"]["fill"] == "random" and feeds["state"]["declared"] == [2, None, 128]
+
+
+def test_inputs_without_a_range_keep_their_case_ids(branching):
+    """range is new: a recipe that does not use it must keep the case_ids (and so the history) it had."""
+    plain = write_recipe(branching, vad_recipe("{path: vad.onnx}", TINY_INPUTS + "        sr: {value: 16000}\n"))
+    (case,) = expand(load_recipe(plain), ["local"])
+    assert case.workload["inputs"] == {
+        "input": {"shape": [1, 512], "value": None},
+        "state": {"shape": [2, 1, 16], "value": None},
+        "sr": {"shape": None, "value": 16000},
+    }  # as before range existed: the identity hashed into case_id
+
+
+def test_a_range_is_part_of_the_case(tmp_path):
+    """Token ids into an embedding: random within the vocabulary, or within the recipe's range, which is
+    then part of the case (another range, another case)."""
+    write_graph(
+        tmp_path / "emb.onnx",
+        [helper.make_node("Gather", ["emb", "ids"], ["y"])],
+        [helper.make_tensor_value_info("ids", TensorProto.INT64, [1, "seq"])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, "seq", 4])],
+        [numpy_helper.from_array(np.zeros((30, 4), np.float32), "emb")],
+    )
+    text = vad_recipe("{path: emb.onnx}", "        ids: {shape: [1, 8]}\n")
+    plain = expand(load_recipe(write_recipe(tmp_path, text)), ["local"])[0]
+    ranged = expand(load_recipe(write_recipe(tmp_path, text.replace("[1, 8]}", "[1, 8], range: [0, 10]}"))), ["local"])
+    assert ranged[0].workload["inputs"]["ids"]["range"] == [0, 10] and ranged[0].case_id != plain.case_id
+    assert "range" not in plain.workload["inputs"]["ids"]
+    with pytest.raises(InputError, match=r"models\[0\]\.workload\.inputs\.ids: expected a range inside \[0, 30\)"):
+        load_recipe(write_recipe(tmp_path, text.replace("[1, 8]}", "[1, 8], range: [0, 40]}")))
