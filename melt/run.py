@@ -154,17 +154,17 @@ class Execution:
         """Before anything is written: the feed of every ONNX model input, or bad input (exit 2).
         Keyed by (recipe name, model id): in a sweep, two recipes may feed one model differently."""
         feeds, problems = {}, []
-        for recipe in self.plan.recipes:
-            for i, model in enumerate(recipe.spec.models):
-                if not isinstance(model, OrtModel):
-                    continue
-                from melt.onnx_feeds import model_feeds  # imports onnx: only when there is an ONNX model
-
-                planned, found = model_feeds(models[model.id].path, ort_inputs(model), model.workload.seed)
-                for p in found:
-                    key = f"models[{i}].workload.inputs.{p.name}" if p.name else f"models[{i}].source"
-                    problems.append(Problem(str(recipe.path), key, p.expected, p.found))
-                feeds[(recipe.name, model.id)] = planned
+        onnx_models = [
+            (r, i, m) for r in self.plan.recipes for i, m in enumerate(r.spec.models) if isinstance(m, OrtModel)
+        ]
+        if onnx_models:
+            from melt.onnx_feeds import model_feeds  # imports onnx: only when there is an ONNX model
+        for recipe, i, model in onnx_models:
+            planned, found = model_feeds(models[model.id].path, ort_inputs(model), model.workload.seed)
+            for p in found:
+                key = f"models[{i}].workload.inputs.{p.name}" if p.name else f"models[{i}].source"
+                problems.append(Problem(str(recipe.path), key, p.expected, p.found))
+            feeds[(recipe.name, model.id)] = planned
         if problems:
             raise InputError(problems)
         return feeds
