@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import Field, model_validator
+from pydantic import Field, model_serializer, model_validator
 
 from melt import sources
 from melt.errors import InputError, Problem
@@ -89,14 +89,27 @@ class LlamaCppModel(Strict):
 
 
 class OrtInput(Strict):
-    shape: list[Annotated[int, Field(ge=0)]] | None = None  # for inputs with dynamic dimensions
-    value: int | float | bool | list[Any] | None = None  # for scalar / constant inputs (e.g. a sample rate)
+    """One model input: a fixed value, or random data (melt/onnx_feeds.py says which inputs may be random)."""
+
+    shape: list[Annotated[int, Field(ge=0)]] | None = None  # random data of this shape (open dimensions)
+    value: int | float | bool | str | list[Any] | None = None  # a fixed value: scalars, shapes, strings, ...
+    range: Annotated[list[int], Field(min_length=2, max_length=2)] | None = None  # random integers in [low, high)
 
     @model_validator(mode="after")
-    def _shape_or_value(self) -> OrtInput:
-        if (self.shape is None) == (self.value is None):
-            raise ValueError("exactly one of shape (random data of that shape) or value (a fixed value)")
+    def _value_or_random(self) -> OrtInput:
+        if self.value is not None and (self.shape is not None or self.range is not None):
+            raise ValueError("either value (a fixed value) or shape and/or range (random data), not both")
+        if self.value is None and self.shape is None and self.range is None:
+            raise ValueError("value (a fixed value), or shape and/or range (random data)")
         return self
+
+    @model_serializer(mode="wrap")
+    def _without_unset_range(self, handler) -> dict:
+        """range only where given: an input as it was before range existed keeps its case_id."""
+        data = handler(self)
+        if data.get("range") is None:
+            data.pop("range", None)
+        return data
 
 
 class OrtWorkload(Strict):
@@ -347,6 +360,30 @@ def _check_prompts_file(doc: YamlDoc, i: int, prompts: str) -> list[Problem]:
     return problems
 
 
+def ort_inputs(model: OrtModel) -> dict[str, dict]:
+    """The recipe's workload.inputs as plain dicts (shape, value, range), for melt/onnx_feeds.py."""
+    return {name: spec.model_dump(mode="json") for name, spec in model.workload.inputs.items()}
+
+
+def _check_ort_inputs(doc: YamlDoc, i: int, model: OrtModel) -> list[Problem]:
+    """The inputs against the model's graph, where the file is here already; `melt run` checks the
+    others once their source is resolved (a url to download, a python source to assemble)."""
+    from melt.onnx_feeds import model_feeds  # imports onnx: only when there is an ONNX model
+
+    path = sources.locate(model.source, doc.path.parent)
+    if path is None:
+        return []
+    _, found = model_feeds(path, ort_inputs(model), model.workload.seed)
+    return [
+        doc.problem(
+            ("models", i, "workload", "inputs", p.name) if p.name else ("models", i, "source", model.source.kind),
+            p.expected,
+            p.found,
+        )
+        for p in found
+    ]
+
+
 def _check_models(doc: YamlDoc, spec: RecipeSpec) -> list[Problem]:
     problems = []
     seen: dict[str, int] = {}
@@ -364,6 +401,8 @@ def _check_models(doc: YamlDoc, spec: RecipeSpec) -> list[Problem]:
             problems.append(doc.problem(("models", i, "source", model.source.kind), expected, found + hint))
         if isinstance(model, LlamaCppModel):
             problems += _check_llama_workload(doc, i, model)
+        elif isinstance(model, OrtModel) and not problem:
+            problems += _check_ort_inputs(doc, i, model)
         elif isinstance(model, LlamaCppCliModel) and model.workload.prompts is not None:
             problems += _check_prompts_file(doc, i, model.workload.prompts)
     return problems

@@ -22,7 +22,7 @@ from melt.devices.local import open_session
 from melt.devices.profile import DeviceProfile, load_profile
 from melt.devices.transport import TransportError
 from melt.errors import InputError, MeltError, Problem
-from melt.recipe import Case, Recipe, expand, load_recipe
+from melt.recipe import Case, OrtModel, Recipe, expand, load_recipe, ort_inputs
 from melt.results.layout import RunDir, check_run_id, read_json, read_trials, write_json
 from melt.sweep import Sweep
 
@@ -134,6 +134,7 @@ class Execution:
         self.stop = threading.Event()
         self.all_done = threading.Event()
         self.workers_left = 0
+        self.feeds: dict = {}  # (recipe, model id) -> the planned feed of every ONNX input (case.json)
 
     def _resolve_models(self) -> dict:
         """Before anything is written: a bad source or checksum is bad input (exit 2)."""
@@ -148,6 +149,25 @@ class Execution:
                         where=(str(recipe.path), f"models[{i}].source.{model.source.kind}"),
                     )
         return models
+
+    def _plan_feeds(self, models: dict) -> dict:
+        """Before anything is written: the feed of every ONNX model input, or bad input (exit 2).
+        Keyed by (recipe name, model id): in a sweep, two recipes may feed one model differently."""
+        feeds, problems = {}, []
+        onnx_models = [
+            (r, i, m) for r in self.plan.recipes for i, m in enumerate(r.spec.models) if isinstance(m, OrtModel)
+        ]
+        if onnx_models:
+            from melt.onnx_feeds import model_feeds  # imports onnx: only when there is an ONNX model
+        for recipe, i, model in onnx_models:
+            planned, found = model_feeds(models[model.id].path, ort_inputs(model), model.workload.seed)
+            for p in found:
+                key = f"models[{i}].workload.inputs.{p.name}" if p.name else f"models[{i}].source"
+                problems.append(Problem(str(recipe.path), key, p.expected, p.found))
+            feeds[(recipe.name, model.id)] = planned
+        if problems:
+            raise InputError(problems)
+        return feeds
 
     def _recipe_json(self, recipe: Recipe) -> dict:
         return {"name": recipe.name, "path": str(recipe.path), "sha256": recipe.sha256, "resolved": recipe.resolved()}
@@ -223,6 +243,7 @@ class Execution:
 
     def execute(self) -> Outcome:
         models = self._resolve_models()
+        self.feeds = self._plan_feeds(models)
         if self.resume:
             self._check_resumable(models)
         manifest = self._manifest(models)
@@ -350,6 +371,8 @@ class Execution:
             "sensors_root": profile.spec.sensors.root,
             "sensors": profile.spec.sensors.model_dump(mode="json", exclude_none=True),
         }
+        if (case.recipe, case.model_id) in self.feeds:
+            case_json["feeds"] = self.feeds[(case.recipe, case.model_id)]  # every input: value or random spec
         write_json(case_dir / "case.json", case_json)
         if "prompts" in case.workload:
             shutil.copyfile(self.plan.recipe_of(case).directory / case.workload["prompts"], case_dir / "prompts.jsonl")

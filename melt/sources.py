@@ -106,6 +106,23 @@ def check(source: Source, base: Path) -> tuple[str, str, str] | None:
     return None
 
 
+def locate(source: Source, base: Path) -> Path | None:
+    """The model file where it is already on this machine, found without downloading, assembling
+    or hashing anything (for `melt validate`); None for a python source or a url not yet downloaded."""
+    if check(source, base):
+        return None
+    kind, ref = source.kind, source.ref
+    if kind == "path":
+        return (base / os.path.expanduser(ref)).resolve()
+    if kind == "package_file":
+        module, rest = _split(ref, kind)
+        return _package_dir(module.split(".")[0]) / rest
+    if kind == "url":
+        cached = _download_target(ref, cache_dir() / "downloads")
+        return cached if cached.is_file() else None
+    return None
+
+
 def _problem(where: tuple[str, str], expected: str, found: str, hint: str = "") -> SourceError:
     return SourceError(Problem(where[0], where[1], expected, found), hint)
 
@@ -144,13 +161,17 @@ def sha256_file(file: Path) -> str:
     return h.hexdigest()
 
 
+def _download_target(url: str, downloads: Path) -> Path:
+    name = os.path.basename(url.split("?", 1)[0]) or "model.bin"
+    return downloads / hashlib.sha256(url.encode()).hexdigest()[:16] / name
+
+
 def _download(
     url: str, want_sha256: str | None, downloads: Path, where: tuple[str, str], timeout_s: float = 60.0
 ) -> Path:
     """Download once into downloads/<sha256-of-url>/<name>; verify; keep only complete files."""
-    name = os.path.basename(url.split("?", 1)[0]) or "model.bin"
-    folder = downloads / hashlib.sha256(url.encode()).hexdigest()[:16]
-    target = folder / name
+    target = _download_target(url, downloads)
+    folder = target.parent
     if target.is_file():
         return target
     folder.mkdir(parents=True, exist_ok=True)

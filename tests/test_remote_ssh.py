@@ -12,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 
+import onnx
 import pytest
 from conftest import run_melt, spawn_melt, wait_for_cases, write_recipe
 from lab import sshd as lab_sshd
@@ -250,7 +251,9 @@ def test_full_device_disk_is_refused_before_copying(tmp_path, models, sshd):
         pytest.fail("cannot mount a tmpfs here (the lab runs as root)")
     try:
         big = tmp_path / "big.onnx"
-        big.write_bytes(Path(models["static_onnx"]).read_bytes() + b"\0" * 3_000_000)  # 3 MB: an ONNX model
+        model = onnx.load(models["static_onnx"])
+        model.doc_string = "padding " * 375_000  # 3 MB, and still a model melt can read (it checks the inputs)
+        onnx.save(model, big)
         recipe = write_recipe(
             tmp_path,
             """

@@ -191,9 +191,6 @@ def test_failed_case_is_recorded_and_the_run_goes_on(workdir):
             runtime: onnxruntime
             source: {path: tiny_static.onnx}
             params: {execution_provider: [NoSuchExecutionProvider, CPUExecutionProvider]}
-          - id: vad-missing-shape
-            runtime: onnxruntime
-            source: {path: tiny_vad.onnx}
         protocol: {warmup: 0, repetitions: 3, min_duration_s: 0}
         telemetry: {interval_ms: 50, idle_s: 0.2}
         """,
@@ -205,7 +202,6 @@ def test_failed_case_is_recorded_and_the_run_goes_on(workdir):
     statuses = sorted((c["label"], c["status"], c["reason"] or "") for c in run["cases"].values())
     assert statuses[0][1] == "ok"
     assert "not available here; available: [" in statuses[1][2] and "'CPUExecutionProvider'" in statuses[1][2]
-    assert "input input has dynamic dimensions" in statuses[2][2] and "workload.inputs.input.shape" in statuses[2][2]
     assert run["status"] == "partial"
     assert len(read_csv(workdir / "results" / "f" / "summary.csv")) == 1
 

@@ -3,7 +3,15 @@
 from __future__ import annotations
 
 import numpy as np
-from tiny_models import BOS_ID, EOS_ID, write_tiny_gguf, write_tiny_onnx, write_tiny_static_onnx
+import pytest
+from tiny_models import (
+    BOS_ID,
+    EOS_ID,
+    write_tiny_gguf,
+    write_tiny_onnx,
+    write_tiny_static_onnx,
+    write_tiny_vad_branching_onnx,
+)
 
 SENTENCE = b"We hold these truths to be self-evident"
 
@@ -96,3 +104,29 @@ def test_tiny_static_onnx(tmp_path):
     (y,) = sess.run(None, {"x": x})
     assert y.shape == (1, 4, 1, 1)
     assert np.isfinite(y).all()
+
+
+@pytest.mark.parametrize("frame_8k", [256, None], ids=["8k-takes-256-samples", "8k-takes-any-length"])
+def test_tiny_branching_vad_picks_its_branch_by_sr(tmp_path, frame_8k):
+    """The bug melt guards against: a random sr runs another branch, which fails far from sr or
+    silently measures something else."""
+    import onnxruntime as ort
+
+    path = write_tiny_vad_branching_onnx(tmp_path / "vad.onnx", frame_8k)
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    assert {i.name: (i.shape, i.type) for i in sess.get_inputs()}["sr"] == ([], "tensor(int64)")
+    rng = np.random.default_rng(0)
+    feeds = {
+        "input": rng.standard_normal((1, 512)).astype(np.float32),
+        "state": rng.standard_normal((2, 1, 16)).astype(np.float32),
+    }
+    out_16k, _ = sess.run(None, {**feeds, "sr": np.array(16000, dtype=np.int64)})
+    assert out_16k.shape == (1, 1) and np.isfinite(out_16k).all()
+    if frame_8k:
+        with pytest.raises(Exception, match="MatMul") as failure:
+            sess.run(None, {**feeds, "sr": np.array(28, dtype=np.int64)})
+        assert "sr" not in str(failure.value).replace("stateN", "")  # no word of sr where it fails
+        sess.run(None, {**feeds, "input": feeds["input"][:, :256], "sr": np.array(8000, dtype=np.int64)})
+    else:
+        out_other, _ = sess.run(None, {**feeds, "sr": np.array(28, dtype=np.int64)})
+        assert not np.allclose(out_other, out_16k)  # silently another computation

@@ -8,6 +8,9 @@ anything:
 * :func:`write_tiny_onnx` writes an ONNX graph with Silero VAD's interface (``input``, ``state``, ``sr``
   -> ``output``, ``stateN``) with dynamic batch / sample dimensions.
 * :func:`write_tiny_static_onnx` writes an ONNX graph with a single fully static input ``x``.
+* :func:`write_tiny_vad_branching_onnx` writes a Silero-VAD-like graph whose ``sr`` picks an If branch,
+  as the real Silero VAD's does.
+* :func:`write_graph` writes any small graph the tests build node by node.
 
 All outputs are deterministic (fixed numpy seeds, fixed metadata).
 """
@@ -173,13 +176,17 @@ ONNX_OPSET = 17
 ONNX_IR_VERSION = 8  # opset 17 <-> IR 8; loadable by any onnxruntime >= 1.13
 
 
-def _finish_onnx(graph, path: pathlib.Path) -> pathlib.Path:
+def _finish_onnx(
+    graph, path: pathlib.Path, opset: int = ONNX_OPSET, domains: dict | None = None, check: bool = True
+) -> pathlib.Path:
     import onnx
     from onnx import helper
 
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", ONNX_OPSET)], producer_name="melt-tests")
-    model.ir_version = ONNX_IR_VERSION
-    onnx.checker.check_model(model, full_check=True)
+    opsets = [helper.make_opsetid("", opset)] + [helper.make_opsetid(d, v) for d, v in (domains or {}).items()]
+    model = helper.make_model(graph, opset_imports=opsets, producer_name="melt-tests")
+    model.ir_version = ONNX_IR_VERSION if opset <= ONNX_OPSET else 10  # opset 18-21 <-> IR 8-10
+    if check:  # a custom-domain op has no schema for the checker to hold it to
+        onnx.checker.check_model(model, full_check=True)
     path = pathlib.Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     onnx.save(model, str(path))
@@ -258,3 +265,104 @@ def write_tiny_static_onnx(path: pathlib.Path) -> pathlib.Path:
         initializer=[conv_w, conv_b],
     )
     return _finish_onnx(graph, path)
+
+
+def write_graph(
+    path: pathlib.Path,
+    nodes: list,
+    inputs: list,
+    outputs: list,
+    initializers: list | None = None,
+    opset: int = ONNX_OPSET,
+    domains: dict | None = None,
+    check: bool = True,
+) -> pathlib.Path:
+    """Write a graph built from onnx.helper nodes and value infos (tests build small graphs node by node).
+
+    domains: extra opset imports, e.g. {"com.example": 1} for a custom op (then check=False).
+    """
+    from onnx import helper
+
+    graph = helper.make_graph(nodes, pathlib.Path(path).stem, inputs, outputs, initializer=initializers or [])
+    return _finish_onnx(graph, path, opset, domains, check)
+
+
+def _vad_branch(prefix: str, scale: float, frame: int | None):
+    """One sample-rate branch of the branching VAD: reads the outer `input` and `state` (captured).
+
+    frame None: any number of samples (energy feature); frame N: an N-sample frame projected by a
+    [N, 1] weight, so another length fails inside MatMul, far from `sr` (as Silero's LSTM does).
+    """
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(3 if frame else 4)
+    inits = [
+        numpy_helper.from_array((rng.standard_normal((16, 16)) * 0.1).astype(np.float32), f"{prefix}w_state"),
+        numpy_helper.from_array((rng.standard_normal((16, 1)) * 0.1).astype(np.float32), f"{prefix}w_out"),
+        numpy_helper.from_array(np.array(scale, dtype=np.float32), f"{prefix}scale"),
+    ]
+    if frame:
+        inits.append(
+            numpy_helper.from_array((rng.standard_normal((frame, 1)) * 0.1).astype(np.float32), f"{prefix}w_in")
+        )
+        feature = [helper.make_node("MatMul", ["input", f"{prefix}w_in"], [f"{prefix}energy"])]
+    else:
+        feature = [
+            helper.make_node("Abs", ["input"], [f"{prefix}abs"]),
+            helper.make_node("ReduceMean", [f"{prefix}abs"], [f"{prefix}energy"], axes=[1], keepdims=1),
+        ]
+    nodes = feature + [
+        helper.make_node("Mul", [f"{prefix}energy", f"{prefix}scale"], [f"{prefix}feat"]),
+        helper.make_node("MatMul", ["state", f"{prefix}w_state"], [f"{prefix}st_mm"]),
+        helper.make_node("Add", [f"{prefix}st_mm", f"{prefix}feat"], [f"{prefix}st_pre"]),
+        helper.make_node("Tanh", [f"{prefix}st_pre"], [f"{prefix}stateN"]),
+        helper.make_node("ReduceMean", [f"{prefix}stateN"], [f"{prefix}st_mean"], axes=[0], keepdims=0),
+        helper.make_node("MatMul", [f"{prefix}st_mean", f"{prefix}w_out"], [f"{prefix}logit"]),
+        helper.make_node("Sigmoid", [f"{prefix}logit"], [f"{prefix}output"]),
+    ]
+    return helper.make_graph(
+        nodes,
+        f"{prefix}branch",
+        [],
+        [
+            helper.make_tensor_value_info(f"{prefix}output", TensorProto.FLOAT, ["batch", 1]),
+            helper.make_tensor_value_info(f"{prefix}stateN", TensorProto.FLOAT, [2, "batch", 16]),
+        ],
+        initializer=inits,
+    )
+
+
+def write_tiny_vad_branching_onnx(path: pathlib.Path, frame_8k: int | None = 256) -> pathlib.Path:
+    """Silero VAD's interface (``input`` [batch, samples], ``state`` [2, batch, 16], ``sr`` int64 scalar)
+    with Silero's control flow: ``If(Equal(sr, 16000))`` picks the 16 kHz branch, else the 8 kHz one.
+
+    frame_8k: 256 makes the 8 kHz branch take 256-sample frames only (a 512-sample input fails there,
+    in a MatMul, with no word of ``sr``: the real model fails in its LSTM); None makes it take any
+    length (another sample rate silently measures the other branch).
+    """
+    from onnx import TensorProto, helper, numpy_helper
+
+    nodes = [
+        helper.make_node("Equal", ["sr", "sr_16k"], ["is_16k"]),
+        helper.make_node(
+            "If",
+            ["is_16k"],
+            ["output", "stateN"],
+            then_branch=_vad_branch("k16_", 1.0, None),
+            else_branch=_vad_branch("k8_", 2.0, frame_8k),
+        ),
+    ]
+    return write_graph(
+        path,
+        nodes,
+        [
+            helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", "samples"]),
+            helper.make_tensor_value_info("state", TensorProto.FLOAT, [2, "batch", 16]),
+            helper.make_tensor_value_info("sr", TensorProto.INT64, []),
+        ],
+        [
+            helper.make_tensor_value_info("output", TensorProto.FLOAT, ["batch", 1]),
+            helper.make_tensor_value_info("stateN", TensorProto.FLOAT, [2, "batch", 16]),
+        ],
+        [numpy_helper.from_array(np.array(16000, dtype=np.int64), "sr_16k")],
+    )

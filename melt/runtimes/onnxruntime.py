@@ -1,5 +1,5 @@
-"""ONNX Runtime: one trial is one inference on fixed-seed random inputs built from the model's
-input metadata; the recipe gives shapes for dynamic dimensions and values for scalar inputs."""
+"""ONNX Runtime: one trial is one inference on the inputs the host planned (case.json `feeds`):
+the recipe's values, or fixed-seed random data for inputs that only carry data."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ GRAPH_OPT = {
     "extended": "ORT_ENABLE_EXTENDED",
     "all": "ORT_ENABLE_ALL",
 }
-DTYPES = {
+DTYPES = {  # ONNX Runtime's type strings -> numpy dtype names ("str": numpy str arrays)
     "tensor(float)": "float32",
     "tensor(float16)": "float16",
     "tensor(double)": "float64",
@@ -19,8 +19,12 @@ DTYPES = {
     "tensor(int32)": "int32",
     "tensor(int16)": "int16",
     "tensor(int8)": "int8",
+    "tensor(uint64)": "uint64",
+    "tensor(uint32)": "uint32",
+    "tensor(uint16)": "uint16",
     "tensor(uint8)": "uint8",
     "tensor(bool)": "bool",
+    "tensor(string)": "str",
 }
 
 
@@ -36,68 +40,79 @@ def info() -> dict:
 
 
 class InputMismatch(ValueError):
-    """The recipe's inputs do not fit the model's (names, ranks, fixed dimensions)."""
+    """The planned feeds do not fit the model's inputs (names, types, ranks, fixed dimensions), or a
+    feed would draw random numbers for an input that needs a value."""
 
 
 def _describe(meta) -> str:
     return f"{meta.name} {meta.type} {list(meta.shape)}"
 
 
-def build_inputs(metas: list, specs: dict, seed: int) -> dict:
-    """Arrays for every model input: random (fixed seed) of the recipe's shape or the static shape,
-    or the recipe's value. Raises InputMismatch naming the input and what the model wants."""
+def _fits(declared: list, shape: list) -> bool:
+    return len(declared) == len(shape) and all(not isinstance(d, int) or d == s for d, s in zip(declared, shape))
+
+
+def _random(feed: dict, dtype: str):
     import numpy as np
 
-    rng = np.random.default_rng(seed)
-    names = {m.name for m in metas}
-    unknown = sorted(set(specs) - names)
+    rng = np.random.default_rng(feed["seed"])
+    shape, dist = feed["shape"], feed.get("distribution")
+    if dist == "normal" and dtype.startswith("float"):
+        return (rng.standard_normal(shape) * feed["std"] + feed["mean"]).astype(dtype)
+    if dist == "integers" and dtype not in ("bool", "str") and not dtype.startswith("float"):
+        return rng.integers(feed["low"], feed["high"], shape, dtype=dtype)
+    if dist == "bernoulli" and dtype == "bool":
+        return rng.random(shape) < feed["p"]
+    raise InputMismatch(f"input {feed['name']}: no random {dist!r} data for {dtype}")
+
+
+def build_inputs(metas: list, feeds: list | None) -> dict:
+    """Arrays for every model input, exactly as the host planned them (case.json `feeds`, written by
+    melt/onnx_feeds.py): the recipe's value, or fixed-seed random data of the recorded distribution.
+
+    metas: the session's input metadata (name, type, shape). Raises InputMismatch when a feed is
+    missing, does not fit the model's type, rank or fixed dimensions, or would draw random numbers
+    for an input that needs a value (a scalar, a string, or one the host marked needs_value):
+    the host refuses those already; this is the device's own check.
+    """
+    import numpy as np
+
+    if feeds is None:
+        raise InputMismatch("case.json has no feeds: the host plans every input (melt/onnx_feeds.py)")
+    by_name = {f["name"]: f for f in feeds}
+    unknown = sorted(set(by_name) - {m.name for m in metas})
     if unknown:
-        raise InputMismatch(
-            f"recipe inputs {unknown} are not model inputs; the model has: " + "; ".join(map(_describe, metas))
-        )
-    feeds = {}
+        raise InputMismatch(f"feeds {unknown} are not model inputs; the model has: " + "; ".join(map(_describe, metas)))
+    arrays = {}
     for meta in metas:
+        feed = by_name.get(meta.name)
+        if feed is None:
+            raise InputMismatch(f"input {_describe(meta)} has no feed in case.json")
         dtype = DTYPES.get(meta.type)
-        if dtype is None:
-            raise InputMismatch(f"input {meta.name} has type {meta.type}, which melt cannot generate")
-        spec = specs.get(meta.name, {})
-        if spec.get("value") is not None:
-            value = np.asarray(spec["value"], dtype=dtype)
-            if len(meta.shape) != value.ndim and not (value.ndim == 0 and len(meta.shape) == 1):
-                raise InputMismatch(
-                    f"input {meta.name}: value has rank {value.ndim}, the model wants {_describe(meta)}"
-                )
-            feeds[meta.name] = value.reshape([1]) if value.ndim == 0 and len(meta.shape) == 1 else value
-            continue
-        shape = spec.get("shape")
-        if shape is None:
-            if not all(isinstance(d, int) for d in meta.shape):
-                raise InputMismatch(
-                    f"input {meta.name} has dynamic dimensions {list(meta.shape)}: "
-                    f"give workload.inputs.{meta.name}.shape"
-                )
-            shape = list(meta.shape)
-        if len(shape) != len(meta.shape):
+        if dtype is None or dtype != feed["dtype"]:
+            raise InputMismatch(f"input {_describe(meta)}: the feed is {feed['dtype']}; melt cannot feed {meta.type}")
+        if feed["fill"] == "value":
+            value = np.array(feed["value"], dtype=str if dtype == "str" else dtype)
+        elif feed.get("needs_value") or dtype == "str" or (not meta.shape and feed.get("declared", []) == []):
+            # a scalar (ONNX Runtime also reports [] for an input of unknown rank: the host's declared says which)
             raise InputMismatch(
-                f"input {meta.name}: shape {shape} has rank {len(shape)}, the model wants {_describe(meta)}"
+                f"input {_describe(meta)} needs a value ({feed.get('why', 'a scalar or a string')}); "
+                "melt never draws random numbers for it"
             )
-        for want, got in zip(meta.shape, shape, strict=False):
-            if isinstance(want, int) and want > 0 and want != got:
-                raise InputMismatch(f"input {meta.name}: shape {shape} does not fit the model's {list(meta.shape)}")
-        if dtype.startswith("float"):
-            feeds[meta.name] = rng.standard_normal(shape).astype(dtype)
-        elif dtype == "bool":
-            feeds[meta.name] = rng.integers(0, 2, shape).astype(bool)
         else:
-            feeds[meta.name] = rng.integers(0, 100, shape).astype(dtype)
-    return feeds
+            value = _random(feed, dtype)
+        declared = list(meta.shape) if feed.get("declared", []) is not None else list(value.shape)
+        if not _fits(declared, list(value.shape)):
+            raise InputMismatch(f"input {meta.name}: shape {list(value.shape)} does not fit {_describe(meta)}")
+        arrays[meta.name] = value
+    return arrays
 
 
 class Runner:
     def __init__(self, case: dict, case_dir: str):
         self.model_path = case["model_path"]
-        self.workload = case["workload"]
         self.params = case["params"]
+        self.planned = case.get("feeds")
 
     def load(self) -> dict:
         import onnxruntime as ort
@@ -122,7 +137,7 @@ class Runner:
         self.session = ort.InferenceSession(self.model_path, sess_options=options, providers=[provider])
         t1 = time.monotonic_ns()
         metas = self.session.get_inputs()
-        self.feeds = build_inputs(metas, self.workload.get("inputs", {}), self.workload.get("seed", 0))
+        self.feeds = build_inputs(metas, self.planned)
         self.output_names = [o.name for o in self.session.get_outputs()]
         return {
             "load_s": (t1 - t0) / 1e9,
