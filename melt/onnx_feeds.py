@@ -35,12 +35,43 @@ class InputProblem:
 
 
 def model_feeds(path: str | Path, inputs: dict[str, dict], seed: int) -> tuple[list[dict], list[InputProblem]]:
-    """Inspect the ONNX file at path and plan its feeds (see plan_feeds); an unreadable file is a problem."""
+    """Inspect the ONNX file at path and plan its feeds (see plan_feeds). A file the onnx package cannot
+    read (an ONNX Runtime `.ort` model) is planned from ONNX Runtime's input metadata instead, without
+    the graph: then every non-float input needs a value (or, for integers, a range). A file neither
+    reads is a problem."""
     try:
         infos = inspect(path)
     except ModelUnreadable as e:
-        return [], [InputProblem(None, "an ONNX model that the onnx package reads", f"{path}: {e}")]
+        infos = _ort_infos(path)
+        if infos is None:
+            return [], [InputProblem(None, "an ONNX model that the onnx package or ONNX Runtime reads", f"{path}: {e}")]
     return plan_feeds(infos, inputs, seed)
+
+
+def _ort_infos(path: str | Path) -> list[InputInfo] | None:
+    """Inputs from ONNX Runtime's metadata, for a model the onnx package cannot read (None if ORT can't
+    either). With no graph to follow, an input's uses are unknown: nothing but floats is drawn at random
+    without the recipe's value or range."""
+    from melt.onnx_graph import Use
+    from melt.runtimes.onnxruntime import DTYPES
+
+    try:
+        import onnxruntime as ort
+
+        metas = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).get_inputs()
+    except Exception:  # not a model at all: the caller reports the onnx package's reason
+        return None
+    unknown = Use("unknown", "an operator melt cannot see (the .ort format hides the graph from the onnx package)")
+    return [
+        InputInfo(
+            m.name,
+            m.type,
+            DTYPES.get(m.type),
+            [d if isinstance(d, int) else (d or None) for d in m.shape],
+            [] if DTYPES.get(m.type, "").startswith("float") else [unknown],
+        )  # fmt: skip
+        for m in metas
+    ]
 
 
 def plan_feeds(infos: list[InputInfo], inputs: dict[str, dict], seed: int) -> tuple[list[dict], list[InputProblem]]:

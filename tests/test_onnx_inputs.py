@@ -678,3 +678,31 @@ def test_the_device_refuses_random_scalars_missing_feeds_and_wrong_types(tmp_pat
 
     with pytest.raises(InputMismatch, match="no feeds"):
         build_inputs([], None)
+
+
+def test_an_ort_format_model_is_planned_from_onnx_runtime_without_its_graph(tmp_path):
+    """A model in ONNX Runtime's own .ort format (which the onnx package cannot read) still runs: floats
+    get random data, and every other input needs the recipe's value or range, since no graph says what
+    its values steer."""
+    import subprocess
+    import sys
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])
+    ids = helper.make_tensor_value_info("ids", TensorProto.INT64, [1, 4])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])
+    nodes = [helper.make_node("Cast", ["ids"], ["f"], to=TensorProto.FLOAT), helper.make_node("Add", ["x", "f"], ["y"])]
+    source = write_graph(tmp_path / "m.onnx", nodes, [x, ids], [y])
+    subprocess.run(
+        [sys.executable, "-m", "onnxruntime.tools.convert_onnx_models_to_ort", str(source), "--output_dir", str(tmp_path)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    ort_model = tmp_path / "m.ort"
+    with pytest.raises(Exception):  # noqa: B017 - whatever the onnx package raises, it cannot read it
+        inspect(ort_model)
+    feeds, problems = model_feeds(ort_model, {}, seed=0)
+    assert [p.name for p in problems] == ["ids"] and ".ort" in problems[0].found + problems[0].expected
+    feeds, problems = model_feeds(ort_model, {"ids": {"range": [0, 10]}}, seed=0)
+    assert problems == []
+    by_name = {f["name"]: f for f in feeds}
+    assert by_name["x"]["fill"] == "random" and by_name["x"]["distribution"] == "normal"
+    assert by_name["ids"]["distribution"] == "integers" and (by_name["ids"]["low"], by_name["ids"]["high"]) == (0, 10)
