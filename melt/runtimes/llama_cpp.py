@@ -45,6 +45,9 @@ def prompt_text() -> str:
     return resources.files("melt.runtimes").joinpath(PROMPT_TEXT).read_text(encoding="utf-8")
 
 
+_REGISTERED_LOG_CALLBACKS: list = []  # the callback llama.cpp holds now, kept alive for as long as it may call
+
+
 class LlamaLog:
     """Keeps llama.cpp's warnings and errors (they say why a context cannot be created, for
     example). llama-cpp-python 0.3.x maps ggml's log levels with an outdated table and drops
@@ -63,7 +66,9 @@ class LlamaLog:
             if level != self.CONT:
                 self._last = level
 
-        self._callback = _callback  # ctypes callbacks must outlive their registration
+        # llama.cpp keeps the pointer until another callback replaces it, so the ctypes callback must
+        # outlive this object: a freed one crashes the next model load in the same process
+        _REGISTERED_LOG_CALLBACKS[:] = [_callback]
         lib.llama_log_set(_callback, ctypes.c_void_p(0))
 
     def why(self) -> str:
