@@ -103,3 +103,35 @@ def llama_bench_bin() -> Path:
         env = dict(os.environ, LLAMA_BENCH_DIR=str(out))
         subprocess.run([str(ROOT / "benchmarks" / "build_llama_bench.sh")], check=True, env=env, capture_output=True)
     return binary
+
+
+def read_trace(case_dir: Path) -> dict[str, list[float]]:
+    """trace.csv as columns of the values read (empty cells left out)."""
+    import csv
+
+    with (case_dir / "trace.csv").open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    return {k: [float(r[k]) for r in rows if r[k] != ""] for k in rows[0]}
+
+
+def run_static_case(
+    folder: Path, models: dict, device: Path, repetitions: int = 3, min_duration_s: float = 0.5, idle_s: float = 0.3
+) -> Path:
+    """`melt run` of the tiny static ONNX model on one device (sampling at 50 ms); its one case folder."""
+    (folder / "static.onnx").symlink_to(models["static_onnx"])
+    recipe = write_recipe(
+        folder,
+        f"""
+        name: static
+        models:
+          - id: static
+            runtime: onnxruntime
+            source: {{path: static.onnx}}
+        protocol: {{warmup: 1, repetitions: {repetitions}, min_duration_s: {min_duration_s}}}
+        telemetry: {{interval_ms: 50, idle_s: {idle_s}}}
+        """,
+    )
+    proc = run_melt("run", recipe, "-d", device, "--results", folder / "results", "--run-id", "static")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    (case_dir,) = (folder / "results" / "static" / "cases").iterdir()
+    return case_dir

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from battery_trees import DEVICES, write_profile, write_tree
-from conftest import run_melt, write_recipe
+from conftest import read_trace, run_melt, run_static_case
 
 from melt.telemetry.battery import AndroidBatteryProbe
 
@@ -37,33 +37,11 @@ def test_probe_says_what_was_decided_and_why(tmp_path, name):
     assert "readings looked at (1)" in notes  # the evidence is kept with the decision
 
 
-def read_trace(case_dir: Path) -> dict[str, list[float]]:
-    with (case_dir / "trace.csv").open(newline="") as f:
-        rows = list(csv.DictReader(f))
-    return {k: [float(r[k]) for r in rows if r[k] != ""] for k in rows[0]}
-
-
 @pytest.mark.parametrize("name", ["phone-few-ma", "laptop-3s", "laptop-power-now", "handheld-4s-ma-pinned"])
 def test_run_reads_the_battery_right(tmp_path, models, name):
     device = DEVICES[name]
-    (tmp_path / "static.onnx").symlink_to(models["static_onnx"])
-    recipe = write_recipe(
-        tmp_path,
-        """
-        name: battery
-        models:
-          - id: static
-            runtime: onnxruntime
-            source: {path: static.onnx}
-        protocol: {warmup: 1, repetitions: 3, min_duration_s: 0.5}
-        telemetry: {interval_ms: 50, idle_s: 0.5}
-        """,
-    )
-    profile = device_profile(tmp_path, name)
-    proc = run_melt("run", recipe, "-d", profile, "--results", tmp_path / "results", "--run-id", "b")
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    run_dir = tmp_path / "results" / "b"
-    (case_dir,) = (run_dir / "cases").iterdir()
+    case_dir = run_static_case(tmp_path, models, device_profile(tmp_path, name), idle_s=0.5)
+    run_dir = case_dir.parents[1]
     trace = read_trace(case_dir)
     assert len(trace["t_s"]) >= 10
     expected = {

@@ -10,7 +10,7 @@ import statistics
 from pathlib import Path
 
 import pytest
-from conftest import run_melt, write_recipe
+from conftest import read_trace, run_melt, run_static_case, write_recipe
 
 BOARDS = Path(__file__).resolve().parent / "lab" / "boards"
 
@@ -59,32 +59,12 @@ def test_probe_finds_the_board_sensors(tmp_path, board):
     assert f"power method {method}" in text.stdout and "not found:" in text.stdout
 
 
-def read_trace(case_dir: Path) -> dict[str, list[float]]:
-    with (case_dir / "trace.csv").open(newline="") as f:
-        rows = list(csv.DictReader(f))
-    return {k: [float(r[k]) for r in rows if r[k] != ""] for k in rows[0]}
-
-
 @pytest.mark.parametrize("board", sorted(EXPECTED))
 def test_run_on_a_recorded_board(tmp_path, models, board):
     method, total_w, temp_max, throttled, channels = EXPECTED[board]
-    (tmp_path / "static.onnx").symlink_to(models["static_onnx"])
-    recipe = write_recipe(
-        tmp_path,
-        """
-        name: board
-        models:
-          - id: static
-            runtime: onnxruntime
-            source: {path: static.onnx}
-        protocol: {warmup: 1, repetitions: 5, min_duration_s: 1.0}
-        telemetry: {interval_ms: 50, idle_s: 0.5}
-        """,
-    )
-    proc = run_melt("run", recipe, "-d", profile(tmp_path, board), "--results", tmp_path / "results", "--run-id", "b")
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    run_dir = tmp_path / "results" / "b"
-    (case_dir,) = (run_dir / "cases").iterdir()
+    device = profile(tmp_path, board)
+    case_dir = run_static_case(tmp_path, models, device, repetitions=5, min_duration_s=1.0, idle_s=0.5)
+    run_dir = case_dir.parents[1]
     trace = read_trace(case_dir)
     assert len(trace["t_s"]) >= 20 and trace["t_s"] == sorted(trace["t_s"])
     for channel, value in channels.items():

@@ -632,7 +632,7 @@ def test_a_file_that_is_not_onnx_is_a_problem(tmp_path):
     bad = tmp_path / "bad.onnx"
     bad.write_bytes(b"\xff\xff\xff not a model")
     (problem,) = model_feeds(bad, {}, 0)[1]
-    assert problem.name is None and problem.expected == "an ONNX model that the onnx package reads"
+    assert problem.name is None and problem.expected == "an ONNX model that the onnx package or ONNX Runtime reads"
 
 
 # ------------------------------------------------------------------------------------------------

@@ -5,13 +5,12 @@ are constructed (tests/lab/power_trees.py); the tegrastats lines are the issue's
 
 from __future__ import annotations
 
-import csv
 import json
 import statistics
 from pathlib import Path
 
 import pytest
-from conftest import run_melt, write_recipe
+from conftest import read_trace, run_melt, run_static_case
 from lab.power_trees import device_tree, hwmon, tegrastats, thermal_zone
 
 OLD_L4T = (
@@ -106,31 +105,10 @@ def test_probe_json_says_the_power_decision(tmp_path, board):
     assert f"power method {method}" in text and f"total power: {rule}" in text
 
 
-def read_trace(case_dir: Path) -> dict[str, list[float]]:
-    with (case_dir / "trace.csv").open(newline="") as f:
-        rows = list(csv.DictReader(f))
-    return {k: [float(r[k]) for r in rows if r[k] != ""] for k in rows[0]}
-
-
 @pytest.mark.parametrize("board", sorted(CASES))
 def test_run_writes_the_channels_and_the_total(tmp_path, models, board):
     _, _, method, total_w, rule, channels = CASES[board]
-    (tmp_path / "static.onnx").symlink_to(models["static_onnx"])
-    recipe = write_recipe(
-        tmp_path,
-        """
-        name: power
-        models:
-          - id: static
-            runtime: onnxruntime
-            source: {path: static.onnx}
-        protocol: {warmup: 1, repetitions: 3, min_duration_s: 0.5}
-        telemetry: {interval_ms: 50, idle_s: 0.3}
-        """,
-    )
-    proc = run_melt("run", recipe, "-d", profile(tmp_path, board), "--results", tmp_path / "r", "--run-id", "p")
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    (case_dir,) = (tmp_path / "r" / "p" / "cases").iterdir()
+    case_dir = run_static_case(tmp_path, models, profile(tmp_path, board))
     trace = read_trace(case_dir)
     for channel, value in channels.items():
         assert trace[channel] and statistics.median(trace[channel]) == pytest.approx(value, rel=1e-5), channel
@@ -164,19 +142,7 @@ def test_tokens_not_understood_are_listed_with_their_line_form(tmp_path, models)
     path.write_text(
         f"name: skip\ntransport: {{kind: local}}\nsensors: {{root: {root}, tegrastats: /usr/bin/tegrastats}}\n"
     )
-    (tmp_path / "static.onnx").symlink_to(models["static_onnx"])
-    recipe = write_recipe(
-        tmp_path,
-        """
-        name: skip
-        models: [{id: static, runtime: onnxruntime, source: {path: static.onnx}}]
-        protocol: {warmup: 0, repetitions: 3, min_duration_s: 0.5}
-        telemetry: {interval_ms: 50, idle_s: 0.3}
-        """,
-    )
-    proc = run_melt("run", recipe, "-d", path, "--results", tmp_path / "r", "--run-id", "s")
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    (case_dir,) = (tmp_path / "r" / "s" / "cases").iterdir()
+    case_dir = run_static_case(tmp_path, models, path, repetitions=3)
     tegra = json.loads((case_dir / "sensors.json").read_text())["probes"]["tegrastats"]
     assert set(tegra["skipped"]) == {"~~"}  # seen before detection ended
     seen = tegra["run"]["skipped"]  # over the whole run: both lines' tokens, counted, with the line form
