@@ -692,10 +692,8 @@ def test_an_ort_format_model_is_planned_from_onnx_runtime_without_its_graph(tmp_
     y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])
     nodes = [helper.make_node("Cast", ["ids"], ["f"], to=TensorProto.FLOAT), helper.make_node("Add", ["x", "f"], ["y"])]
     source = write_graph(tmp_path / "m.onnx", nodes, [x, ids], [y])
-    subprocess.run(
-        [sys.executable, "-m", "onnxruntime.tools.convert_onnx_models_to_ort", str(source), "--output_dir", str(tmp_path)],
-        check=True, capture_output=True,
-    )  # fmt: skip
+    convert = [sys.executable, "-m", "onnxruntime.tools.convert_onnx_models_to_ort", str(source)]
+    subprocess.run([*convert, "--output_dir", str(tmp_path)], check=True, capture_output=True)
     ort_model = tmp_path / "m.ort"
     with pytest.raises(Exception):  # noqa: B017 - whatever the onnx package raises, it cannot read it
         inspect(ort_model)

@@ -56,7 +56,7 @@ def pinned_across_probes(root: Path) -> None:
 
 def with_unknown_tokens(root: Path) -> None:
     tegrastats(root, [
-        "RAM 1000/7620MB CPU [10%@1000] ~~ EMC_FREQ 1%@2000 VDD_IN 5000mW/5000mW VDD_SOC 1000mW/1000mW",
+        "RAM 1000/7620MB CPU [10%@1000] ~~ EMC_FREQ 1%@2000 PMIC@100C VDD_IN 5000mW/5000mW VDD_SOC 1000mW/1000mW",
         "RAM 1000/7620MB CPU [10%@1000] EMC_FREQ 1%@2000 zz:top VDD_IN 5000mW/5000mW VDD_SOC 1000mW/1000mW",
     ])  # fmt: skip
 
@@ -147,7 +147,8 @@ def test_tokens_not_understood_are_listed_with_their_line_form(tmp_path, models)
     assert set(tegra["skipped"]) == {"~~"}  # seen before detection ended
     seen = tegra["run"]["skipped"]  # over the whole run: both lines' tokens, counted, with the line form
     assert set(seen) == {"~~", "zz:top"} and all(s["count"] >= 2 for s in seen.values())
-    assert seen["~~"]["form"] == "CPU [x%@f]; EMC_FREQ; rails mW cur/avg"
+    assert seen["~~"]["form"] == "CPU [x%@f]; EMC_FREQ; zone@tC; rails mW cur/avg"
     assert tegra["run"]["lines"] >= 4 and tegra["run"]["malformed_lines"] == 0
+    assert tegra["run"]["dropped"]["PMIC@100C"]["why"] == "a fixed 100 C placeholder, not a temperature"
     trace = read_trace(case_dir)
     assert statistics.median(trace["emc.freq_mhz"]) == 2000 and statistics.median(trace["power.total_w"]) == 5.0

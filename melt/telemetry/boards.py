@@ -45,7 +45,7 @@ class TegrastatsProbe(Probe):
         self.latest: dict[str, float] = {}
         self.lines, self.malformed, self.malformed_example = 0, 0, None
         self.skipped: dict[str, dict] = {}
-        self.dropped: dict[str, int] = {}
+        self.dropped: dict[str, dict] = {}
         self.first = threading.Event()
         threading.Thread(target=self._read, daemon=True).start()
         if not self.first.wait(TEGRASTATS_FIRST_LINE_S):
@@ -76,7 +76,7 @@ class TegrastatsProbe(Probe):
             for token in sample.skipped:  # each token not understood, with the form of the line it was in
                 self.skipped.setdefault(token, {"count": 0, "form": sample.form})["count"] += 1
             for token in sample.dropped:
-                self.dropped[token] = self.dropped.get(token, 0) + 1
+                self.dropped.setdefault(token, {"count": 0, "why": sample.dropped_why.get(token)})["count"] += 1
             self.lines += 1
             self.latest = values
             if not self.first.is_set():
@@ -89,7 +89,7 @@ class TegrastatsProbe(Probe):
             "malformed_lines": self.malformed,
             "malformed_example": self.malformed_example,
             "skipped": self.skipped,  # token -> {"count", "form"}: not understood, each skipped alone
-            "dropped": self.dropped,  # token -> count: understood, not a reading (offline zone, placeholder)
+            "dropped": self.dropped,  # token -> {"count", "why"}: understood, not a reading (offline zone, placeholder)
         }
 
     def sample(self) -> dict[str, float]:

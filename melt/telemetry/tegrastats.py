@@ -47,6 +47,7 @@ class TegraSample:
     skipped: list[str] = field(default_factory=list)  # tokens not understood, each alone, in line order
     timestamp: str | None = None  # the "MM-DD-YYYY HH:MM:SS" prefix when present
     dropped: list[str] = field(default_factory=list)  # understood but dropped: offline/placeholder zones
+    dropped_why: dict[str, str] = field(default_factory=dict)  # dropped token -> why it is not a reading
     forms: list[str] = field(default_factory=list)  # which documented forms the line used, in order
 
     @property
@@ -254,8 +255,14 @@ def parse_line(line: str) -> TegraSample:
             name, celsius = mz.group(1), float(mz.group(2))
             _form(sample, "zone@t1C/t2C" if mz.group(3) else "zone@tC")
             recognised += 1
-            if PLACEHOLDER_ZONES.get(name.upper()) == celsius or not PLAUSIBLE_C[0] <= celsius <= PLAUSIBLE_C[1]:
+            if PLACEHOLDER_ZONES.get(name.upper()) == celsius:
                 sample.dropped.append(tok)
+                sample.dropped_why[tok] = f"a fixed {celsius:g} C placeholder, not a temperature"
+            elif not PLAUSIBLE_C[0] <= celsius <= PLAUSIBLE_C[1]:
+                sample.dropped.append(tok)
+                sample.dropped_why[tok] = (
+                    f"outside {PLAUSIBLE_C[0]:g}..{PLAUSIBLE_C[1]:g} C: an offline zone or a broken sensor"
+                )
             else:
                 values[f"temp.{name.lower().replace('-', '_')}_c"] = celsius
             i += 1
