@@ -182,6 +182,9 @@ class Protocol(Strict):
 class Telemetry(Strict):
     interval_ms: Annotated[int, Field(ge=0)] = 100  # 0: no sampling
     idle_s: Annotated[float, Field(ge=0)] = 3.0  # idle window before the case: the power baseline
+    # a case whose trials shared the machine beyond these is semivalid (melt/analysis/busy.py)
+    max_foreign_cpu_pct: Annotated[float, Field(ge=0)] = 5.0  # CPU other processes used, % of one core
+    max_steal_pct: Annotated[float, Field(ge=0)] = 2.0  # time a hypervisor took, % of all CPU time
 
 
 class Gate(Strict):

@@ -16,6 +16,7 @@ import pytest
 from conftest import ROOT
 
 from melt.analysis.trace import read_trace
+from melt.telemetry import sh_trace
 from melt.telemetry.sh_trace import convert
 
 SCRIPT = ROOT / "melt" / "telemetry" / "sampler.sh"
@@ -168,14 +169,18 @@ def test_missing_files_give_empty_cells(tmp_path):
         "t_ns",
         "cpu.busy_ticks",
         "cpu.total_ticks",
+        "cpu.steal_ticks",
+        "sampler.cpu_ticks",
         "mem.total_kb",
         "mem.available_kb",
         "proc.rss_kb",
     ]
-    assert all(v == "" for r in rows for k, v in r.items() if k != "t_ns")
+    # the sampler's own CPU time is read from this machine's /proc; everything else was not there
+    assert all(v == "" for r in rows for k, v in r.items() if k not in ("t_ns", "sampler.cpu_ticks"))
+    assert all(r["sampler.cpu_ticks"].isdigit() for r in rows)
     sensors = convert(out / "trace.raw.csv", out / "sampler.json", tmp_path / "trace.csv")
     assert sensors["power_method"] == "none" and sensors["power_total"] is None
-    assert sensors["channels"] == ["proc.rss_mb"]  # asked for, the process is gone: empty cells
+    assert sensors["channels"] == ["sampler.cpu_s", "proc.rss_mb"]  # rss asked for, the process is gone: empty
 
 
 def test_convert_util_and_32_bit_wrap(tmp_path):
@@ -205,3 +210,48 @@ def test_convert_util_and_32_bit_wrap(tmp_path):
     assert all(r["power.total_w"] == "" and r["battery.charging"] == "1" for r in rows)
     assert float(rows[0]["battery.current_a"]) == -0.5  # mA pinned; into the battery while charging
     assert float(rows[0]["battery.voltage_v"]) == 4.0  # mV detected
+
+
+@pytest.mark.parametrize("shell", SHELLS)
+def test_cpu_time_of_the_measured_work_and_of_the_sampler_under_every_shell(shell, tmp_path):
+    """CPU_PID's CPU time (itself and its reaped children) and the sampler's own, read with shell
+    builtins from /proc/PID/stat, become the same counters the Python sampler writes."""
+    script = "i=0; while [ $i -lt 400000 ]; do i=$((i+1)); done"  # about a second of one core's work
+    work = subprocess.Popen(["sh", "-c", f"sh -c '{script}'; sleep 5"])  # the child is reaped: its time in cutime
+    try:
+        out = tmp_path / "out"
+        args = [*shell, str(SCRIPT), str(out), "50", "/", "", str(work.pid)]
+        proc = subprocess.Popen(args, cwd=ROOT, stderr=subprocess.PIPE, text=True, start_new_session=True)
+        time.sleep(2.5)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=5) == 0, proc.stderr.read()
+    finally:
+        work.kill()
+    sensors = sh_trace.convert(out / "trace.raw.csv", out / "sampler.json", tmp_path / "trace.csv")
+    with (tmp_path / "trace.csv").open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    measured = [float(r["proc.cpu_s"]) for r in rows]
+    busy = [float(r["cpu.busy_s"]) for r in rows]
+    assert measured[0] == 0 and busy[0] == 0 and measured == sorted(measured) and busy == sorted(busy)
+    assert 0.3 < measured[-1] <= busy[-1] + 0.02  # the child's work shows once it is reaped, inside busy
+    assert float(rows[-1]["cpu.total_s"]) >= busy[-1] and float(rows[-1]["sampler.cpu_s"]) >= 0
+    assert {"cpu.busy_s", "cpu.steal_s", "cpu.total_s", "proc.cpu_s", "sampler.cpu_s"} <= set(sensors["channels"])
+
+
+def test_counters_that_wrap_at_32_bits_keep_counting(tmp_path):
+    """mksh's arithmetic is 32-bit: a sum of /proc/stat fields past 2**31 wraps; the converter undoes it."""
+    near = 2**31 - 150
+    raw = tmp_path / "trace.raw.csv"
+    lines = ["t_ns,cpu.busy_ticks,cpu.total_ticks,cpu.steal_ticks,sampler.cpu_ticks,proc.cpu_ticks"]
+    for i in range(4):
+        busy, total = near + 100 * i, near + 200 * i  # as a 32-bit shell prints them: wrapped negative
+        wrapped = [v - 2**32 if v >= 2**31 else v for v in (busy, total)]
+        lines.append(f"{1_000_000_000 * (i + 1)},{wrapped[0]},{wrapped[1]},{5 * i},{i},{90 * i}")
+    raw.write_text("\n".join(lines) + "\n")
+    (tmp_path / "sampler.json").write_text(json.dumps({"int_bits": 32, "clock": "monotonic"}))
+    sh_trace.convert(raw, tmp_path / "sampler.json", tmp_path / "trace.csv")
+    with (tmp_path / "trace.csv").open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [float(r["cpu.busy_s"]) for r in rows] == [0.0, 0.95, 1.9, 2.85]  # busy less steal, in s at USER_HZ 100
+    assert [float(r["cpu.total_s"]) for r in rows] == [0.0, 2.0, 4.0, 6.0]
+    assert [float(r["proc.cpu_s"]) for r in rows] == [0.0, 0.9, 1.8, 2.7]

@@ -8,6 +8,7 @@ last token. Summaries are medians over counted trials; warm-ups are never counte
 
 from __future__ import annotations
 
+from melt.analysis.busy import DEFAULT_MAX_FOREIGN_CPU_PCT, DEFAULT_MAX_STEAL_PCT, busy_reasons
 from melt.analysis.stats import cv_pct, percentile, spread
 from melt.analysis.telemetry_metrics import TELEMETRY_COLUMNS, telemetry_figures
 from melt.analysis.trace import Trace
@@ -17,7 +18,7 @@ METRIC_COLUMNS = [
     "load_s", "ttft_s", "prefill_tok_s", "decode_tok_s", "itl_p50_ms", "itl_p90_ms", "itl_p99_ms", "e2e_s",
     "latency_p50_ms", "latency_p90_ms", "latency_p99_ms", "throughput_ips", "peak_rss_mb",
     "power_avg_w", "energy_j", "energy_prefill_j", "energy_decode_j", "j_per_token", "power_method",
-    "temp_max_c", "throttled", "n_trials", "cv_pct", "validity",
+    "temp_max_c", "throttled", "foreign_cpu_pct", "steal_pct", "n_trials", "cv_pct", "validity",
 ]  # fmt: skip
 LLAMA_COLUMNS = {
     "load_s",
@@ -193,6 +194,15 @@ def case_metrics(case: dict, trials: list[dict], agent: dict, trace: Trace | Non
             f"after {gate['waited_s']:.0f} s"
         )
         verdict["verdict"] = "semivalid" if verdict["verdict"] == "valid" else verdict["verdict"]
+    tele = case.get("telemetry", {})
+    shared = busy_reasons(
+        figures,
+        tele.get("max_foreign_cpu_pct", DEFAULT_MAX_FOREIGN_CPU_PCT),
+        tele.get("max_steal_pct", DEFAULT_MAX_STEAL_PCT),
+    )
+    if shared and verdict["verdict"] != "invalid":
+        verdict["reasons"] += shared  # a figure taken on a shared machine is not the machine's own
+        verdict["verdict"] = "semivalid"
     summary: dict = {}
     missing: dict = {}
     for column in METRIC_COLUMNS:

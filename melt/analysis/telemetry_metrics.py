@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import statistics
 
+from melt.analysis.busy import busy_figures
 from melt.analysis.energy import PhaseEnergy, integrate
 from melt.analysis.trace import Trace
 
@@ -15,6 +16,8 @@ TELEMETRY_COLUMNS = [
     "j_per_token",
     "temp_max_c",
     "throttled",
+    "foreign_cpu_pct",
+    "steal_pct",
 ]
 POWER_PROBES = ("ina2xx", "tegrastats", "vcgencmd", "android_battery", "nvml", "rapl")
 BUSY_UTIL_PCT = 50.0  # a core counts as busy above this utilisation
@@ -48,6 +51,22 @@ def throttle_spans(trace: Trace, t0: float, t1: float) -> list[str]:
         if capped:
             reasons.append(f"{freq_channel} under {CAPPED_RATIO:.0%} of max while busy ({len(capped)} samples)")
     return reasons
+
+
+def measured_windows(runtime: str, counted: list[dict], phases: dict) -> list[tuple[float, float]]:
+    """The windows in which the counted trials were measured, in trace seconds: each llama.cpp request,
+    each llama-completion run, llama-bench's prefill and decode runs, or ONNX's whole counted span."""
+    if runtime == "llama_cpp":
+        return [(_s(t["t_start_ns"]), _s(t["token_ns"][-1])) for t in counted if t.get("token_ns")]
+    if runtime == "llama_cpp_cli":
+        if any(t.get("mode") == "completion" for t in counted):
+            return [
+                (_s(t["t_start_ns"]), _s(t["t_end_ns"])) for t in counted if t.get("t_start_ns") and t.get("t_end_ns")
+            ]
+        return [(_s(phases[p][0]), _s(phases[p][1])) for p in ("prefill", "decode") if p in phases]
+    if counted and counted[0].get("t_start_ns") and counted[-1].get("t_end_ns"):
+        return [(_s(counted[0]["t_start_ns"]), _s(counted[-1]["t_end_ns"]))]
+    return []
 
 
 def _llama_bench_energy(pe, counted: list[dict], phases: dict, figures: dict, missing: dict, details: dict) -> list:
@@ -134,6 +153,13 @@ def telemetry_figures(runtime: str, counted: list[dict], agent: dict, trace: Tra
     else:
         figures["throttled"] = None
         missing["throttled"] = "no trials window"
+
+    busy = busy_figures(trace, measured_windows(runtime, counted, phases))
+    for column in ("foreign_cpu_pct", "steal_pct"):
+        figures[column] = busy[column]
+        if busy[column] is None:
+            missing[column] = busy["why"].get(column, "not measurable")
+    details["busy"] = {k: v for k, v in busy.items() if k != "why"}
 
     energy_columns = ["power_avg_w", "energy_j", "energy_prefill_j", "energy_decode_j", "j_per_token"]
     if not trace.series("power.total_w") and not trace.series("energy.total_j"):

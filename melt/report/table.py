@@ -24,6 +24,7 @@ COLUMNS = [
     ("j_per_token", "energy/token", "J/tok"),
     ("temp_max_c", "max temp", "°C"),
     ("throttled", "throttled", ""),
+    ("foreign_cpu_pct", "other CPU", "% core"),
     ("n_trials", "trials", ""),
     ("cv_pct", "cv", "%"),
 ]

@@ -55,6 +55,11 @@ class Probe(ABC):
     def close(self) -> None:  # noqa: B027 - most probes hold nothing to release
         """Release what detect() started (a tool process, a library handle)."""
 
+    def child_pids(self) -> list[int]:
+        """Processes this probe started and keeps running (a board tool): their CPU time is the
+        sampler's, not another process's."""
+        return []
+
     def summary(self) -> dict:
         """What the probe saw over the whole run that detect() could not know (lines it could not
         read, tokens it skipped); merged into sensors.json when sampling ends."""

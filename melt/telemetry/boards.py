@@ -95,6 +95,10 @@ class TegrastatsProbe(Probe):
     def sample(self) -> dict[str, float]:
         return dict(self.latest)
 
+    def child_pids(self) -> list[int]:
+        proc = getattr(self, "proc", None)
+        return [proc.pid] if proc and proc.poll() is None else []
+
     def close(self) -> None:
         proc = getattr(self, "proc", None)
         if proc and proc.poll() is None:

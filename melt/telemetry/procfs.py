@@ -1,8 +1,54 @@
-"""procfs: CPU utilisation (total and per core), memory used/available, the runtime's RSS."""
+"""procfs: CPU utilisation (total and per core), memory used/available, the runtime's RSS, and the
+CPU-time counters that tell whether other processes shared the machine with the measured one.
+
+Counters, in seconds since the sampler started (proc(5): /proc/stat fields are in USER_HZ ticks, as
+are utime/stime/cutime/cstime of /proc/PID/stat):
+- `cpu.busy_s`: time all CPUs spent running anything: user + nice + system + irq + softirq (guest
+  time is already inside user; steal is not time this machine ran);
+- `cpu.steal_s`: time the hypervisor gave this machine's CPUs to someone else (VMs; 0 elsewhere);
+- `cpu.total_s`: every field but guest, so that steal / total is the share `top` shows as %st;
+- `proc.cpu_s`: the measured process's utime + stime + cutime + cstime (its threads, and children
+  it has waited for).
+Foreign CPU time over a window is then busy - proc - the sampler's own (sampler.cpu_s): analysis
+does that (melt/analysis/busy.py). The measured process is read under the same root as /proc/stat,
+so a recorded tree's /proc/stat is never set against a live process.
+"""
 
 from __future__ import annotations
 
+import os
+
 from melt.telemetry.base import Detection, Probe, read_text
+
+USER_HZ = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def stat_counters(text: str) -> tuple[int, int, int] | None:
+    """(busy, steal, total) ticks of the aggregate `cpu` line of /proc/stat; None when it is not there.
+
+    Fields (proc(5)): user nice system idle iowait irq softirq steal guest guest_nice; kernels before
+    2.6.11 have no steal, before 2.6.24 no guest."""
+    for line in text.splitlines():
+        fields = line.split()
+        if fields and fields[0] == "cpu":
+            try:
+                v = [int(x) for x in fields[1:9]]
+            except ValueError:
+                return None
+            v += [0] * (8 - len(v))
+            user, nice, system, idle, iowait, irq, softirq, steal = v
+            return user + nice + system + irq + softirq, steal, sum(v)
+    return None
+
+
+def process_cpu_ticks(text: str) -> int | None:
+    """utime + stime + cutime + cstime of one /proc/PID/stat line (fields 14-17 of proc(5)); the fields
+    are counted after the last ')' because the command name may hold spaces and parentheses."""
+    rest = text.rpartition(")")[2].split()
+    try:
+        return sum(int(x) for x in rest[11:15]) if len(rest) >= 15 else None
+    except ValueError:
+        return None
 
 
 def _cpu_times(text: str) -> dict[str, tuple[int, int]]:
@@ -41,8 +87,24 @@ class ProcfsProbe(Probe):
             d.missing.append(f"{self.path('/proc/meminfo')}: not readable, no memory figures")
         if self.pid is not None:
             d.channels.append("proc.rss_mb")
+        self._zero = self._counters()
+        if self._zero.get("busy") is not None:
+            d.channels += ["cpu.busy_s", "cpu.steal_s", "cpu.total_s"]
+        if self._zero.get("proc") is not None:
+            d.channels.append("proc.cpu_s")
+        elif self.pid is not None:
+            d.missing.append(
+                f"{self.path(f'/proc/{self.pid}/stat')}: the measured process is not under the sensor root, "
+                "so CPU time used by other processes cannot be told apart"
+            )
         self.channels = d.channels
         return d
+
+    def _counters(self, stat_text: str | None = None) -> dict[str, int | None]:
+        stat = stat_counters(stat_text if stat_text is not None else read_text(self.path("/proc/stat")) or "")
+        proc = process_cpu_ticks(read_text(self.path(f"/proc/{self.pid}/stat")) or "") if self.pid else None
+        busy, steal, total = stat or (None, None, None)
+        return {"busy": busy, "steal": steal, "total": total, "proc": proc}
 
     def _status(self) -> str | None:
         # the measured process is a real one on this machine, even when the sensor root is recorded
@@ -72,4 +134,9 @@ class ProcfsProbe(Probe):
             for line in (self._status() or "").splitlines():
                 if line.startswith("VmRSS:"):
                     values["proc.rss_mb"] = float(line.split()[1]) / 1024
+        now = self._counters(stat or "")
+        for key, channel in (("busy", "cpu.busy_s"), ("steal", "cpu.steal_s"), ("total", "cpu.total_s"),
+                             ("proc", "proc.cpu_s")):  # fmt: skip
+            if now[key] is not None and self._zero.get(key) is not None:
+                values[channel] = (now[key] - self._zero[key]) / USER_HZ
         return values

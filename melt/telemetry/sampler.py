@@ -17,6 +17,8 @@ import signal
 import time
 
 from melt.telemetry import power_rails
+from melt.telemetry.base import read_text
+from melt.telemetry.procfs import USER_HZ, process_cpu_ticks
 from melt.telemetry.registry import make_probes
 
 FLUSH_EVERY_S = 1.0
@@ -81,6 +83,9 @@ def run(out_dir: str, interval_ms: int, root: str = "/", sensors: dict | None = 
     signal.signal(signal.SIGINT, _stop)
     probes, channels, report, choice = _detect(root, {**(sensors or {}), "interval_ms": interval_ms}, pid)
     report["interval_ms"] = interval_ms
+    own_zero = _own_cpu_ticks(root, probes)
+    if own_zero is not None:
+        channels.append("sampler.cpu_s")
     _write_json(os.path.join(out_dir, "sensors.json"), report)
     interval = interval_ms / 1000
     rows, missed, last_flush = 0, 0, time.monotonic()
@@ -90,14 +95,8 @@ def run(out_dir: str, interval_ms: int, root: str = "/", sensors: dict | None = 
         f.flush()
         start = time.monotonic()
         tick = 0
-        while not stop:
-            due = start + tick * interval
-            delay = due - time.monotonic()
-            if delay > 0:
-                time.sleep(delay)  # interrupted early by SIGTERM, then the loop ends
-                if stop:
-                    break
-            t = time.monotonic()
+
+        def take() -> dict[str, float]:
             values: dict[str, float] = {}
             totals: dict[str, float | None] = {}
             for probe, owned in probes:
@@ -113,6 +112,20 @@ def run(out_dir: str, interval_ms: int, root: str = "/", sensors: dict | None = 
             total = choice.total_w(values, totals)
             if total is not None:
                 values["power.total_w"] = total
+            own = _own_cpu_ticks(root, probes) if own_zero is not None else None
+            if own is not None:
+                values["sampler.cpu_s"] = (own - own_zero) / USER_HZ
+            return values
+
+        while not stop:
+            due = start + tick * interval
+            delay = due - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)  # interrupted early by SIGTERM, then the loop ends
+                if stop:
+                    break
+            t = time.monotonic()
+            values = take()
             writer.writerow([f"{t:.6f}", f"{(t - due) * 1000:.3f}", missed, *(_cell(values.get(c)) for c in channels)])
             rows += 1
             # the next tick on the grid that is still ahead; skipped ticks are counted, not filled
@@ -123,6 +136,12 @@ def run(out_dir: str, interval_ms: int, root: str = "/", sensors: dict | None = 
             if time.monotonic() - last_flush >= FLUSH_EVERY_S:
                 f.flush()
                 last_flush = time.monotonic()
+        # a closing sample when told to stop, off the grid (no lag): counters and power at the very end
+        # of the case, so the last trial's window has a sample after it
+        t = time.monotonic()
+        values = take()
+        writer.writerow([f"{t:.6f}", "", 0, *(_cell(values.get(c)) for c in channels)])
+        rows += 1
     for probe, _owned in probes:
         probe.close()
         summary = probe.summary()
@@ -130,6 +149,19 @@ def run(out_dir: str, interval_ms: int, root: str = "/", sensors: dict | None = 
             report["probes"][probe.name]["run"] = summary
     _write_json(os.path.join(out_dir, "sensors.json"), report)  # again, with what the probes saw while sampling
     return rows
+
+
+def _own_cpu_ticks(root: str, probes: list) -> int | None:
+    """CPU ticks of the sampler itself (its threads, reaped children) and of the tools its probes run
+    (tegrastats): melt's own observer cost, not another process's. Read under the sensor root, like
+    /proc/stat, so the two are of one machine; None where that root has no such process."""
+    own = process_cpu_ticks(read_text(os.path.join(root, f"proc/{os.getpid()}/stat")) or "")
+    if own is None:
+        return None
+    for probe, _owned in probes:
+        for child in probe.child_pids():
+            own += process_cpu_ticks(read_text(os.path.join(root, f"proc/{child}/stat")) or "") or 0
+    return own
 
 
 def _write_json(path: str, data: dict) -> None:

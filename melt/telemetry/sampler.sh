@@ -1,8 +1,13 @@
 #!/bin/sh
 # melt's sampler for devices without Python (phones): POSIX sh, shell builtins for every read.
 #
-#   sh sampler.sh OUT_DIR INTERVAL_MS ROOT [PID]
+#   sh sampler.sh OUT_DIR INTERVAL_MS ROOT [PID] [CPU_PID]
 #   sh sampler.sh --now        prints "CLOCK NS": a time stamp on the clock the sampler uses
+#
+# PID: the process whose RSS is recorded. CPU_PID: the process whose CPU time (utime + stime + cutime
+# + cstime of /proc/CPU_PID/stat: itself and the children it has waited for) is the measured work,
+# so that the host can tell CPU time other processes used (melt/analysis/busy.py); the sampler
+# records its own CPU time too.
 #
 # Reads the same procfs/sysfs files as the Python probes (procfs, thermal, cpufreq,
 # android_battery) under ROOT, every INTERVAL_MS, until SIGTERM/SIGINT/SIGHUP, and writes
@@ -16,7 +21,7 @@
 # MELT_SH_CLOCK=monotonic|realtime|uptime forces a clock (tests); otherwise the first that works.
 
 usage() {
-    echo "usage: sh sampler.sh OUT_DIR INTERVAL_MS ROOT [PID]" >&2
+    echo "usage: sh sampler.sh OUT_DIR INTERVAL_MS ROOT [PID] [CPU_PID]" >&2
     exit 2
 }
 
@@ -26,9 +31,11 @@ if [ "${1-}" != "--now" ]; then # --now: print "CLOCK NS" with the clock the sam
     INTERVAL_MS=$2
     ROOT=${3%/}
     PID=${4-}
+    CPU_PID=${5-}
     case $INTERVAL_MS in '' | *[!0-9]*) usage ;; esac
     [ "$INTERVAL_MS" -gt 0 ] || usage
     case $PID in *[!0-9]*) usage ;; esac
+    case $CPU_PID in *[!0-9]*) usage ;; esac
     [ -d "$OUT" ] || mkdir -p "$OUT" || exit 1
 fi
 
@@ -151,7 +158,8 @@ else
     _exe=$(readlink "/proc/$$/exe" 2>/dev/null) && [ -n "$_exe" ] && SHELL_NAME=$_exe
 fi
 
-HEADER="t_ns,cpu.busy_ticks,cpu.total_ticks,mem.total_kb,mem.available_kb"
+HEADER="t_ns,cpu.busy_ticks,cpu.total_ticks,cpu.steal_ticks,sampler.cpu_ticks,mem.total_kb,mem.available_kb"
+[ -n "$CPU_PID" ] && HEADER="$HEADER,proc.cpu_ticks"
 [ -n "$PID" ] && HEADER="$HEADER,proc.rss_kb"
 
 ZONES=
@@ -261,13 +269,27 @@ fi
 
 # --- one row ---
 
+# V = utime + stime + cutime + cstime of /proc/PID/stat $1 (proc(5) fields 14-17), or empty. The fields
+# are counted after the last ")": the command name may hold spaces and parentheses.
+cpu_ticks() {
+    V=
+    _line=
+    [ -r "$1" ] && read -r _line 2>/dev/null <"$1"
+    case $_line in *")"*) ;; *) return 0 ;; esac
+    # shellcheck disable=SC2086 # split on purpose: the fields after the name
+    set -- ${_line##*")"}
+    [ $# -ge 15 ] || return 0
+    case "${12}${13}${14}${15}" in '' | *[!0-9]*) return 0 ;; esac
+    V=$((${12} + ${13} + ${14} + ${15}))
+}
+
 sample() {
     "clock_$CLOCK"
     ROW=$T
 
     # /proc/stat, first line: busy = user+nice+system+irq+softirq+steal, total = those + idle + iowait
     # (the first eight fields, as procfs.py: guest time is already inside user and nice)
-    _busy= _total=
+    _busy= _total= _st=
     _ps=$ROOT/proc/stat
     if [ -r "$_ps" ] && read -r _cpu _user _nice _sys _idle _iow _irq _sirq _steal _guest 2>/dev/null <"$_ps"; then
         _ok=1
@@ -277,9 +299,17 @@ sample() {
         if [ "$_cpu" = cpu ] && [ -n "$_ok" ]; then
             _busy=$((_user + _nice + _sys + ${_irq:-0} + ${_sirq:-0} + ${_steal:-0}))
             _total=$((_busy + _idle + ${_iow:-0}))
+            _st=${_steal:-0}
         fi
     fi
-    ROW="$ROW,$_busy,$_total"
+    ROW="$ROW,$_busy,$_total,$_st"
+    cpu_ticks "/proc/$$/stat" # the sampler's own (with its sleep and date children), from this machine
+    ROW="$ROW,$V"
+
+    if [ -n "$CPU_PID" ]; then # read under ROOT, as /proc/stat is, so the two are of one machine
+        cpu_ticks "$ROOT/proc/$CPU_PID/stat"
+        _cpu_pid_ticks=$V
+    fi
 
     _mt= _ma=
     if [ -r "$ROOT/proc/meminfo" ]; then
@@ -293,6 +323,7 @@ sample() {
     V=$_mt && int && _mt=$V
     V=$_ma && int && _ma=$V
     ROW="$ROW,$_mt,$_ma"
+    [ -n "$CPU_PID" ] && ROW="$ROW,$_cpu_pid_ticks"
 
     if [ -n "$PID" ]; then
         _rss=

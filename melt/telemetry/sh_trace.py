@@ -51,12 +51,25 @@ def convert(raw_csv_path, sampler_json_path, out_csv_path, battery_pins: dict | 
         return any(v != "" for v in raw.get(name, []))
 
     # procfs: cpu.util_pct from tick deltas, mem, proc.rss
+    wrap = 2**32 if meta.get("int_bits") == 32 else None  # mksh's arithmetic wraps at 32 bits
     if present("cpu.busy_ticks") and present("cpu.total_ticks"):
-        wrap = 2**32 if meta.get("int_bits") == 32 else None  # mksh's arithmetic wraps at 32 bits
         columns["cpu.util_pct"] = _util(raw["cpu.busy_ticks"], raw["cpu.total_ticks"], wrap)
         found.append("proc/stat")
     else:
         missing.append("proc/stat: not readable, no CPU utilisation")
+    # CPU-time counters in seconds since the first row (as procfs.py writes them), 32-bit wrap undone
+    ticks = {k: _ints(raw[k]) for k in ("cpu.busy_ticks", "cpu.steal_ticks", "cpu.total_ticks") if present(k)}
+    if len(ticks) == 3:  # the sh sampler's busy includes steal; busy_s, as procfs.py's, does not
+        pairs = zip(ticks["cpu.busy_ticks"], ticks["cpu.steal_ticks"])
+        busy = [None if b is None or st is None else b - st for b, st in pairs]
+        columns["cpu.busy_s"] = _since_first(busy, wrap)
+        columns["cpu.steal_s"] = _since_first(ticks["cpu.steal_ticks"], wrap)
+        columns["cpu.total_s"] = _since_first(ticks["cpu.total_ticks"], wrap)
+    for raw_name, channel in (("proc.cpu_ticks", "proc.cpu_s"), ("sampler.cpu_ticks", "sampler.cpu_s")):
+        if present(raw_name):
+            columns[channel] = _since_first(_ints(raw[raw_name]), wrap)
+    if "cpu.busy_s" in columns and "proc.cpu_s" not in columns:
+        missing.append("proc/CPU_PID/stat: the measured work's CPU time is not known, so other processes' is not")
     if present("mem.total_kb") and present("mem.available_kb"):
         total, avail = _ints(raw["mem.total_kb"]), _ints(raw["mem.available_kb"])
         columns["mem.used_mb"] = [None if t is None or a is None else (t - a) / 1024 for t, a in zip(total, avail)]
@@ -242,6 +255,30 @@ def _util(busy_cells: list[str], total_cells: list[str], wrap: int | None) -> li
                 value = 100.0 * d_busy / d_total
         out.append(value)
         last = (busy, total)
+    return out
+
+
+USER_HZ = 100  # the unit of /proc/stat and /proc/PID/stat times: USER_HZ, 100 on every Linux ABI Android runs
+
+
+def _since_first(ticks: list[int | None], wrap: int | None) -> list[float | None]:
+    """Cumulative tick counts -> seconds since the first row that read, each step taken modulo `wrap`
+    (mksh's 32-bit arithmetic) so a wrapped counter keeps counting."""
+    out: list[float | None] = []
+    first = last = None
+    acc = 0
+    for v in ticks:
+        if v is None:
+            out.append(None)
+            continue
+        if first is None:
+            first = last = v
+        step = v - last
+        if wrap:
+            step %= wrap
+        acc += step
+        last = v
+        out.append(acc / USER_HZ)
     return out
 
 
