@@ -45,7 +45,8 @@ cd "$1" || exit 97
 S=$2
 stamp() { echo "$1 $(sh "$S" --now)" >> phases.txt; }
 spid=
-if [ "$3" -gt 0 ]; then sh "$S" "$1" "$3" "$4" "" "$$" & spid=$!; fi  # CPU_PID: this script, whose reaped tools are the measured work
+# the sampler's CPU_PID is this script: its reaped tools are the measured work
+if [ "$3" -gt 0 ]; then sh "$S" "$1" "$3" "$4" "" "$$" & spid=$!; fi
 stamp idle_start; sleep "$5"; stamp idle_end
 stamp prefill_start; eval "$7" > prefill.jsonl 2> prefill.log; rc_p=$?; stamp prefill_end
 stamp decode_start; eval "$8" > decode.jsonl 2> decode.log; rc_d=$?; stamp decode_end
@@ -191,7 +192,8 @@ COMPLETION_HEAD = (
 S=$2
 stamp() { echo "$1 $(sh "$S" --now)" >> phases.txt; }
 spid=
-if [ "$3" -gt 0 ]; then sh "$S" "$1" "$3" "$4" "" "$$" & spid=$!; fi  # CPU_PID: this script, whose reaped tools are the measured work
+# the sampler's CPU_PID is this script: its reaped tools are the measured work
+if [ "$3" -gt 0 ]; then sh "$S" "$1" "$3" "$4" "" "$$" & spid=$!; fi
 stamp idle_start; sleep "$5"; stamp idle_end
 rc=0
 """
