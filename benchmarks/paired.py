@@ -19,8 +19,9 @@ process and its waited-for children (melt's runtime in-process, llama-bench, the
 time (the hypervisor running someone else). That "foreign" time over the pair's wall time is in cores. A
 pair over max_foreign_pair, or a mean over max_foreign_mean, makes the series refuse to conclude (busy).
 
-Exit codes the scripts use (EXIT_*): 0 pass, 1 fail (an interval wholly below the budget), 2 bad input,
-3 not concluded (busy machine, or an interval across the budget).
+Exit codes the scripts use (EXIT_*): 0 pass, 1 fail (an interval wholly below the budget), 2 bad input (or a
+side that cannot run as asked: the error is printed), 3 not concluded (busy machine, or an interval across the
+budget; the reason is printed).
 """
 
 from __future__ import annotations
@@ -242,7 +243,7 @@ class Rule:
     confidence: float = 0.95
     min_pairs: int = 5
     max_pairs: int = 60
-    max_seconds: float = 1800.0
+    max_seconds: float = 900.0
     max_foreign_pair: float = 0.20
     max_foreign_mean: float = 0.05
 
@@ -287,18 +288,26 @@ class Series:
         }
 
 
+def _steal_note(steal_s: float | None, wall_s: float) -> str:
+    return f", {100 * steal_s / wall_s:.0f}% of it steal (the hypervisor ran others)" if steal_s and wall_s else ""
+
+
 def _busy_reason(series: Series, rule: Rule) -> str | None:
     worst = max(series.pairs, key=lambda p: p["cpu"]["foreign_cores"])
-    if worst["cpu"]["foreign_cores"] > rule.max_foreign_pair:
+    cpu = worst["cpu"]
+    if cpu["foreign_cores"] > rule.max_foreign_pair:
         return (
-            f"machine busy: other processes used {100 * worst['cpu']['foreign_cores']:.0f}% of a core during "
-            f"pair {worst['index'] + 1} (limit {100 * rule.max_foreign_pair:.0f}% in any pair)"
+            f"machine busy: other processes used {100 * cpu['foreign_cores']:.0f}% of a core during "
+            f"pair {worst['index'] + 1}{_steal_note(cpu.get('steal_s'), cpu['wall_s'])} "
+            f"(limit {100 * rule.max_foreign_pair:.0f}% in any pair)"
         )
     mean = series.foreign_mean()
     if mean > rule.max_foreign_mean:
+        wall = sum(p["cpu"]["wall_s"] for p in series.pairs)
+        steal = sum(p["cpu"].get("steal_s") or 0.0 for p in series.pairs)
         return (
             f"machine busy: other processes used {100 * mean:.0f}% of a core on average during the "
-            f"{len(series.pairs)} pairs (limit {100 * rule.max_foreign_mean:.0f}%)"
+            f"{len(series.pairs)} pairs{_steal_note(steal, wall)} (limit {100 * rule.max_foreign_mean:.0f}%)"
         )
     return None
 
@@ -426,7 +435,7 @@ class MeltLlama:
 # Command line
 
 
-def add_rule_args(ap, *, half_width: float, min_pairs: int = 5, max_pairs: int = 60, max_seconds: float = 1800) -> None:
+def add_rule_args(ap, *, half_width: float, min_pairs: int = 5, max_pairs: int = 60, max_seconds: float = 900) -> None:
     """The stopping and busy options both scripts take (see Rule)."""
     g = ap.add_argument_group("pairs and verdict")
     g.add_argument("--half-width", type=float, default=half_width, help="target +- of each judged 95%% CI")
