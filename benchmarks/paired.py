@@ -323,8 +323,9 @@ def run_series(
 
     do_pair(index) runs one pair and returns {"ratios": {name: ratio}, "figures": {...}, "line": text to print};
     names: the ratios it gives; judged: those held to rule.budget (others are printed, not judged). Each pair
-    runs inside a CpuMeter. The loop stops at the first of: a pair over max_foreign_pair (busy); at least
-    min_pairs and every judged interval within half_width; max_pairs; max_seconds. Exit code: 3 when busy
+    runs inside a CpuMeter. The loop stops at the first of: a pair over max_foreign_pair, or at least min_pairs
+    with a mean over max_foreign_mean (busy); at least min_pairs and every judged interval within half_width;
+    max_pairs; max_seconds. Exit code: 3 when busy
     (its reason says how busy), else 1 when any judged interval lies wholly below the budget, else 0 when every
     judged interval lies at or above it, else 3 (the reason names the interval across the budget)."""
     rule.check()
@@ -347,8 +348,10 @@ def run_series(
         say(f"pair {index + 1}: {result['line']}; other processes {100 * cpu['foreign_cores']:.0f}% of a core{steal}")
         n = len(series.pairs)
         series.intervals = {k: ratio_interval([p["ratios"][k] for p in series.pairs], rule.confidence) for k in names}
-        if cpu["foreign_cores"] > rule.max_foreign_pair:
-            series.stopped = "busy"
+        if cpu["foreign_cores"] > rule.max_foreign_pair or (
+            n >= rule.min_pairs and series.foreign_mean() > rule.max_foreign_mean
+        ):
+            series.stopped = "busy"  # no point measuring on: the verdict would be "busy" whatever follows
             break
         if n >= rule.min_pairs and all(
             (iv := series.intervals[k]) is not None and iv.half_width <= rule.half_width for k in judged

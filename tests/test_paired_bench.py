@@ -140,23 +140,34 @@ def test_series_stops_at_the_pair_cap_when_too_noisy():
     assert series.exit_code == {"pass": 0, "fail": 1, "open": 3}[series.verdicts["a"]]
 
 
-def test_series_refuses_to_conclude_beside_a_cpu_burner():
+def idle_pairs_beside_a_burner(rule):
     burner = subprocess.Popen([sys.executable, "-c", BURN])
     try:
         time.sleep(0.3)  # it is burning before the first pair starts
 
         def do_pair(index):
-            time.sleep(0.5)  # this process idles: whatever the machine does is someone else's
+            time.sleep(0.4)  # this process idles: whatever the machine does is someone else's
             return {"ratios": {"a": 1.0 + 0.001 * index}, "line": "idle"}
 
-        rule = paired.Rule(budget=0.97, min_pairs=3, max_pairs=5)
-        series = paired.run_series(do_pair, ["a"], ["a"], rule, lambda _: None)
+        return paired.run_series(do_pair, ["a"], ["a"], rule, lambda _: None)
     finally:
         burner.kill()
         burner.wait()
+
+
+def test_series_refuses_to_conclude_beside_a_cpu_burner():
+    series = idle_pairs_beside_a_burner(paired.Rule(budget=0.97, min_pairs=3, max_pairs=5))
     assert series.exit_code == 3
     assert series.stopped == "busy" and len(series.pairs) == 1  # no point measuring on
-    assert re.search(r"machine busy: other processes used \d+% of a core", series.busy)
+    assert re.search(r"machine busy: other processes used \d+% of a core during pair 1", series.busy)
+    assert series.reasons == [f"not concluded: {series.busy}"]
+
+
+def test_series_stops_once_the_mean_over_min_pairs_is_busy():
+    rule = paired.Rule(budget=0.97, min_pairs=2, max_pairs=6, max_foreign_pair=1000, max_foreign_mean=0.05)
+    series = idle_pairs_beside_a_burner(rule)
+    assert series.exit_code == 3 and series.stopped == "busy" and len(series.pairs) == 2
+    assert re.search(r"other processes used \d+% of a core on average during the 2 pairs", series.busy)
 
 
 def test_series_mean_limit_catches_load_that_no_single_pair_shows():
