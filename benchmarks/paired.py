@@ -289,7 +289,9 @@ class Series:
 
 
 def _steal_note(steal_s: float | None, wall_s: float) -> str:
-    return f", {100 * steal_s / wall_s:.0f}% of it steal (the hypervisor ran others)" if steal_s and wall_s else ""
+    if not steal_s or not wall_s or steal_s < 0.005 * wall_s:  # under 0.5% of a core: not worth a word
+        return ""
+    return f", {100 * steal_s / wall_s:.0f}% of a core of it steal (the hypervisor ran others)"
 
 
 def _busy_reason(series: Series, rule: Rule) -> str | None:
