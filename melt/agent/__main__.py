@@ -64,6 +64,8 @@ def cmd_env(runtimes: list[str], root: str, sensors: dict) -> int:
     env["runtimes"] = {name: runtime_info(name) for name in runtimes}
     llama = env["runtimes"].get("llama_cpp") or {}
     env["environment"]["isa"] = isa.summary(envinfo.cpuinfo(root), llama.get("system_info"))
+    if not llama.get("system_info"):
+        env["environment"]["isa"]["build_unknown"] = "llama_cpp was not asked for or does not import here"
     env["sensors"] = detect_all(root, sensors)
     json.dump(env, sys.stdout, indent=2, default=str)
     sys.stdout.write("\n")

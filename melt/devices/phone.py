@@ -94,7 +94,7 @@ class PhoneSession:
                 f"device {self.profile.name}: `env -i` did not run in the adb shell: {listing.stderr.strip()[-300:]}"
             )
         environment.update(agent_env.record(agent_env.parse_env_listing(listing.stdout)))
-        environment["isa"] = {**isa.summary(self._read_cpuinfo(), None), "build_error": BUILD_UNKNOWN}
+        environment["isa"] = {**isa.summary(self._read_cpuinfo(), None), "build_unknown": BUILD_UNKNOWN}
         why_not = (
             f"no llama-bench under llama_cpp_bin {spec.llama_cpp_bin!r} on the device"
             if spec.llama_cpp_bin
@@ -250,7 +250,7 @@ class PhoneSession:
                 break
         found["isa"] = isa.summary(self._read_cpuinfo(), system_info)
         if system_info is None:
-            found["isa"]["build_error"] = BUILD_UNKNOWN
+            found["isa"]["build_unknown"] = BUILD_UNKNOWN
         return found
 
     def close(self) -> None:
