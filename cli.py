@@ -310,11 +310,27 @@ def devices_probe(device: str, as_json: bool) -> None:
     click.echo(f"{profile.name}: " + ", ".join(str(f) for f in facts if f))
     if "cpu_governors" in e:
         click.echo(f"  governors: {', '.join(e['cpu_governors']) or 'not readable'}")
+    click.echo(_environment_lines(e))
     for name, r in env["runtimes"].items():
         versions = ", ".join(f"{k}={v}" for k, v in r.items() if k in ("llama_cpp_python", "onnxruntime"))
         click.echo(f"  {name}: {'ok ' + versions if r['available'] else r['error']}")
     if env.get("sensors"):
         click.echo(_sensor_lines(env["sensors"]))
+
+
+def _environment_lines(e: dict) -> str:
+    """The agent's variables (melt.agent.environment.record) and the ISA comparison (melt.agent.isa.summary)."""
+    variables = e.get("variables") or {}
+    lines = ["  agent variables: " + (", ".join(f"{k}={v}" for k, v in variables.items()) or "none speed-relevant")]
+    if e.get("withheld"):
+        lines.append(f"  withheld (set where the agent starts, not in the profile's env:): {', '.join(e['withheld'])}")
+    isa = e.get("isa") or {}
+    if isa.get("cpu_features"):
+        lines.append(f"  cpu isa ({isa.get('cpu_source')}): {' '.join(isa['cpu_features'])}")
+    if isa.get("build_features"):
+        lines.append(f"  llama.cpp built for: {' '.join(isa['build_features'])}")
+    lines += [f"  warning: {w}" for w in isa.get("warnings", [])]
+    return "\n".join(lines)
 
 
 def _sensor_lines(sensors: dict) -> str:

@@ -5,6 +5,8 @@ sensors.json) and holds an idle window; loads the model, runs the protocol, cool
 CASE_DIR/trials.jsonl (one line per trial) and CASE_DIR/agent.json (phases on the monotonic clock,
 load figures, memory, runtime versions, environment, the error if any). Exit 0 ok, 3 case error.
 sample: the sampler process itself. env: machine facts, runtimes, sensors, as JSON.
+Both `run` and `env` record the variables they started with (melt.agent.environment: speed-relevant ones
+with their values, the names melt withheld) and `env` the CPU's ISA beside llama.cpp's build (melt.agent.isa).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import sys
 import time
 import traceback
 
-from melt.agent import envinfo, memory
+from melt.agent import envinfo, environment, isa, memory
 from melt.agent.protocol import run_trials
 from melt.agent.telemetry import SamplerProcess, wait_for_temperature
 
@@ -46,11 +48,24 @@ def runtime_info(name: str) -> dict:
         return {"available": False, "error": f"{type(e).__name__}: {e}"}
 
 
+def _own_environment() -> dict:
+    """What melt started this agent with (environment.record), melt's channel then dropped from os.environ so
+    the runtime and the sampler see only the variables recorded."""
+    found = environment.record(os.environ)
+    for name in (environment.PASSED_VAR, environment.WITHHELD_VAR):
+        os.environ.pop(name, None)
+    return found
+
+
 def cmd_env(runtimes: list[str], root: str, sensors: dict) -> int:
     from melt.telemetry.sampler import detect_all
 
-    env = {"agent_protocol": AGENT_PROTOCOL_VERSION, "environment": envinfo.collect(root)}
+    env = {"agent_protocol": AGENT_PROTOCOL_VERSION, "environment": {**envinfo.collect(root), **_own_environment()}}
     env["runtimes"] = {name: runtime_info(name) for name in runtimes}
+    llama = env["runtimes"].get("llama_cpp") or {}
+    env["environment"]["isa"] = isa.summary(envinfo.cpuinfo(root), llama.get("system_info"))
+    if not llama.get("system_info"):
+        env["environment"]["isa"]["build_unknown"] = "llama_cpp was not asked for or does not import here"
     env["sensors"] = detect_all(root, sensors)
     json.dump(env, sys.stdout, indent=2, default=str)
     sys.stdout.write("\n")
@@ -67,7 +82,7 @@ def cmd_run(case_dir: str) -> int:
     root = case.get("sensors_root", "/")
     telemetry = case.get("telemetry") or {}
     result: dict = {"agent_protocol": AGENT_PROTOCOL_VERSION, "pid": os.getpid(), "status": "running"}
-    result["environment"] = envinfo.collect(root)
+    result["environment"] = {**envinfo.collect(root), **_own_environment()}
     phases: dict = {}
     result["phases"] = phases  # [start_ns, end_ns] on the monotonic clock, as are the trials' stamps
     agent_json = os.path.join(case_dir, "agent.json")

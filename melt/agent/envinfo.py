@@ -19,8 +19,13 @@ def _read(root: str, path: str) -> str | None:
         return None
 
 
+def cpuinfo(root: str = "/") -> str:
+    """/proc/cpuinfo under root; empty when unreadable."""
+    return _read(root, "/proc/cpuinfo") or ""
+
+
 def cpu_model(root: str = "/") -> str | None:
-    text = _read(root, "/proc/cpuinfo") or ""
+    text = cpuinfo(root)
     for key in ("model name", "Hardware", "Model", "cpu model", "Processor"):
         for line in text.splitlines():
             name, _, value = line.partition(":")

@@ -10,6 +10,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from melt.agent.environment import agent_environ
 from melt.devices.process import wait
 from melt.devices.profile import DeviceProfile
 from melt.errors import MeltError
@@ -32,7 +33,9 @@ class LocalSession:
         self.python = os.path.expanduser(profile.spec.python) if profile.spec.python else sys.executable
 
     def _env(self) -> dict:
-        env = dict(os.environ)
+        """Built, not inherited: the allow-list and the profile's `env` from this process's environment
+        (melt.agent.environment), melt's package on PYTHONPATH, no bytecode written into the checkout."""
+        env = agent_environ(os.environ, self.profile.spec.env)
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PACKAGE_ROOT), env.get("PYTHONPATH")]))
         env["PYTHONDONTWRITEBYTECODE"] = "1"
         return env

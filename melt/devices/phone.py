@@ -3,7 +3,13 @@ tools (getprop, uname, df), and runtimes are llama.cpp binaries from the profile
 
 Every command melt runs there starts with llama_cpp_cli.SH_ENV (LC_ALL=C): the device's locale must not
 change how its tools print numbers. How each llama.cpp binary takes -fa is read once a session from
-its own --help (llama_cpp_cli_output.flash_attn_form)."""
+its own --help (llama_cpp_cli_output.flash_attn_form).
+
+The llama.cpp tools run under `env -i` with the allow-list and the profile's `env:`
+(melt.agent.environment.sh_wrapper; toybox env takes -i): the adb shell's OMP_*, GGML_*, LD_LIBRARY_PATH...
+reach them only when passed. The environment they ran in is written by the device script (environ.txt) and
+recorded in agent.json as a local agent records its own; the probe records the same from an `env` run
+under the same wrapper, and the CPU's ISA features (/proc/cpuinfo)."""
 
 from __future__ import annotations
 
@@ -13,6 +19,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from melt.agent import environment as agent_env
+from melt.agent import isa
 from melt.devices.local import AgentExit
 from melt.devices.profile import DeviceProfile
 from melt.devices.transport import TransportError
@@ -23,6 +31,12 @@ from melt.telemetry import sh_trace as sampler_sh
 
 SHORT_S = 60.0
 COPY_S = 3600.0
+# first lines of a case's device script (after SH_ENV, so LC_ALL=C is in it): the environment the tools get
+ENV_DUMP = 'env > "$1/environ.txt" 2>/dev/null\n'
+BUILD_UNKNOWN = (
+    "llama-bench does not print llama.cpp's system info: a case run with llama-completion (prompts) records "
+    "the build's features in its agent.json"
+)
 
 FACTS = r"""
 root=$1; bin=$2; work=$3
@@ -49,6 +63,8 @@ class PhoneSession:
         self.profile = profile
         self.t = transport
         self._help: dict[str, str] = {}  # tool path -> its --help text, asked once a session
+        self._clean_env = agent_env.sh_wrapper(profile.spec.env)
+        self._cpuinfo: str | None = None
 
     def environment(self, runtimes: list[str], timeout_s: float = SHORT_S) -> dict:
         spec = self.profile.spec
@@ -72,6 +88,13 @@ class PhoneSession:
             "workdir_free_mb": _mb(facts.get("workdir_free_kb")),
             "python": facts.get("python") or None,
         }
+        listing = self.t.run([*self._clean_env, "env"], timeout_s)
+        if listing.returncode != 0:
+            raise TransportError(
+                f"device {self.profile.name}: `env -i` did not run in the adb shell: {listing.stderr.strip()[-300:]}"
+            )
+        environment.update(agent_env.record(agent_env.parse_env_listing(listing.stdout)))
+        environment["isa"] = {**isa.summary(self._read_cpuinfo(), None), "build_unknown": BUILD_UNKNOWN}
         why_not = (
             f"no llama-bench under llama_cpp_bin {spec.llama_cpp_bin!r} on the device"
             if spec.llama_cpp_bin
@@ -104,6 +127,13 @@ class PhoneSession:
                 local / "trace.raw.csv", local / "sampler.json", local / "trace.csv",
                 battery.model_dump(exclude_none=True) if battery else None,
             )  # fmt: skip
+
+    def _read_cpuinfo(self) -> str:
+        """The phone's /proc/cpuinfo (under the sensors root), read once a session."""
+        if self._cpuinfo is None:
+            root = self.profile.spec.sensors.root.rstrip("/")
+            self._cpuinfo = self._sh('cat "$1/proc/cpuinfo" 2>/dev/null', root).stdout
+        return self._cpuinfo
 
     @property
     def workdir(self) -> str:
@@ -186,7 +216,8 @@ class PhoneSession:
             prefill, decode = llama_cpp_cli.commands(case, tool, case["model_path"], fa["args"])
             script, args = llama_cpp_cli.DRIVER, [*args, prefill, decode]
         started = time.monotonic()
-        done = self.t.run(["sh", "-c", script, "sh", *args], timeout_s)
+        script = llama_cpp_cli.SH_ENV + ENV_DUMP + script
+        done = self.t.run([*self._clean_env, "sh", "-c", script, "sh", *args], timeout_s)
         self.t.pull_dir(remote, case_dir, COPY_S)
         battery = self.profile.spec.sensors.battery
         pins = battery.model_dump(exclude_none=True) if battery else None
@@ -194,10 +225,33 @@ class PhoneSession:
             agent = llama_cpp_cli.collect_completion(case_dir, case, pins, fa)
         else:
             agent = llama_cpp_cli.collect(case_dir, pins, fa)
+        agent["environment"] = self._tools_environment(case_dir)
+        (case_dir / "agent.json").write_text(json.dumps(agent, indent=2))
         log = "\n".join(p.read_text(errors="replace")[-1000:] for p in sorted(case_dir.glob("*.log")))
         (case_dir / "agent.log").write_text(log)
         timed_out = done.timed_out or time.monotonic() - started >= timeout_s
         return AgentExit(0 if agent["status"] == "ok" else (done.returncode or 3), timed_out, log[-2000:])
+
+    def _tools_environment(self, case_dir: Path) -> dict:
+        """agent.json's environment for a phone case: the variables the llama.cpp tools ran with (environ.txt,
+        agent_env.record), and the build's ISA features where a llama-completion log printed its system_info."""
+        listing = case_dir / "environ.txt"
+        if not listing.is_file():
+            found: dict = {"controlled": None, "error": "the device script wrote no environ.txt"}
+        else:
+            found = agent_env.record(agent_env.parse_env_listing(listing.read_text(errors="replace")))
+        system_info = None
+        for log in sorted(case_dir.glob("trial_*.log")):
+            for line in log.read_text(errors="replace").splitlines():
+                if "system_info:" in line:
+                    system_info = line[line.index("system_info:") :]
+                    break
+            if system_info:
+                break
+        found["isa"] = isa.summary(self._read_cpuinfo(), system_info)
+        if system_info is None:
+            found["isa"]["build_unknown"] = BUILD_UNKNOWN
+        return found
 
     def close(self) -> None:
         self.t.close()

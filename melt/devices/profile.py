@@ -6,8 +6,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Literal, Union
 
-from pydantic import Field
+from pydantic import AfterValidator, Field
 
+from melt.agent.environment import check_pass
 from melt.errors import InputError, Problem
 from melt.schema import Strict, validate
 from melt.yamlfile import load
@@ -68,6 +69,9 @@ class ProfileSpec(Strict):
     workdir: str | None = None
     python: str | None = None
     llama_cpp_bin: str | None = None
+    # variables the agent gets beyond the allow-list (melt/agent/environment.py): NAME takes the value it has
+    # where the agent starts (this shell for local, the device's login shell, the adb shell), NAME=value sets it
+    env: list[Annotated[str, AfterValidator(check_pass)]] = []
     sensors: Sensors = Sensors()
     limits: Limits = Limits()
     tags: list[str] = []

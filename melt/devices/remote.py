@@ -1,6 +1,8 @@
 """A device reached over a transport (SSH): the agent zipapp and models are provisioned into the
 profile's workdir by content hash, each case runs there in a fresh agent process, and its folder
-is pulled back. Nothing is sent twice: an unchanged model costs one remote `test -f`."""
+is pulled back. Nothing is sent twice: an unchanged model costs one remote `test -f`. The agent runs under
+`env -i` with the allow-list and the profile's `env:` (melt.agent.environment.sh_wrapper), never with the
+login shell's whole environment."""
 
 from __future__ import annotations
 
@@ -8,6 +10,7 @@ import json
 import time
 from pathlib import Path
 
+from melt.agent.environment import sh_wrapper
 from melt.devices import agentpack
 from melt.devices.local import AgentExit
 from melt.devices.profile import DeviceProfile
@@ -26,6 +29,8 @@ class RemoteSession:
         self._workdir: str | None = None
         self._agent: str | None = None
         self._models: dict[str, str] = {}
+        # the agent runs under `env -i`: the login shell's OMP_*, GGML_*... reach it only when the profile passes them
+        self._clean_env = sh_wrapper(profile.spec.env)
 
     @property
     def workdir(self) -> str:
@@ -57,14 +62,15 @@ class RemoteSession:
 
     def environment(self, runtimes: list[str], timeout_s: float = SHORT_S) -> dict:
         sensors = self.profile.spec.sensors
-        argv = [self.python, self.agent_path(), "env", *runtimes, "--root", sensors.root,
+        argv = [*self._clean_env, self.python, self.agent_path(), "env", *runtimes, "--root", sensors.root,
                 "--sensors", sensors.model_dump_json(exclude_none=True)]  # fmt: skip
         done = self.t.run(argv, timeout_s)
         if done.returncode != 0:
             raise TransportError(
                 f"device {self.profile.name}: the agent did not run under {self.python} "
                 f"({done.stderr.strip()[-300:] or 'exit ' + str(done.returncode)}); set `python:` in the profile "
-                "to a Python 3.10+ on the device"
+                "to a Python 3.10+ on the device. The agent starts with an allow-listed environment: a variable "
+                "it needs there (LD_LIBRARY_PATH, say) goes in the profile's `env:`"
             )
         env = json.loads(done.stdout)
         env["environment"]["workdir"] = self.workdir
@@ -122,7 +128,17 @@ class RemoteSession:
             'then exec timeout -s KILL "$4" "$2" "$3" run "$1" > agent.log 2>&1; '
             'else exec "$2" "$3" run "$1" > agent.log 2>&1; fi'
         )
-        argv = ["sh", "-c", script, "sh", remote, self.python, self.agent_path(), str(int(timeout_s) + 1)]
+        argv = [
+            *self._clean_env,
+            "sh",
+            "-c",
+            script,
+            "sh",
+            remote,
+            self.python,
+            self.agent_path(),
+            str(int(timeout_s) + 1),
+        ]
         started = time.monotonic()
         done = self.t.run(argv, timeout_s + 30)
         elapsed = time.monotonic() - started

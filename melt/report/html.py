@@ -54,7 +54,7 @@ def _flat(d: dict, prefix: str = "") -> list[tuple[str, str]]:
     for k, v in (d or {}).items():
         key = f"{prefix}{k}"
         if isinstance(v, dict):
-            rows += _flat(v, key + ".")
+            rows += _flat(v, key + ".") if v else [(key, "—")]  # an empty mapping is said (no variables)
         elif isinstance(v, list):
             rows.append((key, ", ".join(str(x) for x in v) if v else "—"))
         else:

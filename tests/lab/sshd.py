@@ -103,6 +103,8 @@ def start(folder: Path, address: str = "127.0.0.1", port: int | None = None, net
         "KbdInteractiveAuthentication no\nPubkeyAuthentication yes\nPermitRootLogin prohibit-password\n"
         "StrictModes no\nUsePAM no\nMaxStartups 50\nMaxSessions 50\nLogLevel ERROR\n"
         "AcceptEnv LANG LC_*\nSubsystem sftp internal-sftp\n"
+        # the agent-environment tests put speed-relevant variables into the login shell with ssh's SetEnv
+        "AcceptEnv OMP_* GGML_* MKL_* LD_PRELOAD\n"
     )
     Path("/run/sshd").mkdir(parents=True, exist_ok=True)  # privilege separation directory
     cmd = [SSHD, "-D", "-e", "-f", str(config)]
