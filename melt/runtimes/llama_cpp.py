@@ -28,7 +28,7 @@ import time
 from importlib import resources
 
 from melt.runtimes.cpu_math import math_cpus
-from melt.runtimes.llama_log import flash_attn_resolved, gpu_layers_offloaded, load_mode
+from melt.runtimes.llama_log import flash_attn_lines, flash_attn_resolved, gpu_layers_offloaded, load_mode
 
 PROMPT_TEXT = "prompt_text.txt"
 KV_TYPES = {
@@ -271,7 +271,8 @@ class Runner:
         """What llama.cpp runs with, by recipe name: its getters' values, else what its load log says
         (melt.runtimes.llama_log), else what was asked where llama.cpp does not change it (cache types, an
         explicit mmap). Also: asked (what melt passed, llama.cpp's defaults included), defaults (the params
-        the case left to llama.cpp), and unknown {param: why} for each value llama.cpp did not say (None)."""
+        the case left to llama.cpp), llama_cpp_said {"flash_attn": the log lines read}, and unknown
+        {param: why} for each value llama.cpp did not say (None)."""
         lib, ctx, text = self.lib, self.ctx, self.log.load_text()
         unknown = {}
         flash_attn, why = flash_attn_resolved(text)
@@ -300,6 +301,7 @@ class Runner:
             "use_mmap": use_mmap,
             "asked": {k: asked[k] for k in PARAMS},
             "defaults": [k for k in PARAMS if k not in self.params],
+            "llama_cpp_said": {"flash_attn": flash_attn_lines(text)},
         }
         if unknown:
             effective["unknown"] = unknown

@@ -34,7 +34,13 @@ from melt.runtimes.llama_cpp_cli_output import (
     parse_timings,
     reported_flash_attn,
 )
-from melt.runtimes.llama_log import flash_attn_resolved, gpu_layers_offloaded, load_mode, tool_settings
+from melt.runtimes.llama_log import (
+    flash_attn_lines,
+    flash_attn_resolved,
+    gpu_layers_offloaded,
+    load_mode,
+    tool_settings,
+)
 from melt.telemetry import sh_trace
 
 # The environment every llama.cpp tool runs in on a device: printf's decimal mark is then '.' whatever the
@@ -190,10 +196,12 @@ def _bench_flash_attn(flash_attn: dict | None, log_text: str) -> tuple[str | Non
     return None, f"llama-bench's records report flash_attn {', '.join(reported)}"
 
 
-def _effective(params: dict, asked: dict, known: dict, unknown: dict) -> dict:
+def _effective(params: dict, asked: dict, known: dict, unknown: dict, log_text: str) -> dict:
     """agent.json's load.effective_params: what the tool ran with by recipe name (None where it did not say,
-    with why in unknown), what it was asked (its own defaults included), and the params the case left out."""
+    with why in unknown), what it was asked (its own defaults included), the params the case left out, and
+    llama_cpp_said {"flash_attn": the log lines read}."""
     effective = {**known, "asked": asked, "defaults": [k for k in PARAMS if k not in params]}
+    effective["llama_cpp_said"] = {"flash_attn": flash_attn_lines(log_text)}
     for key in unknown:
         effective[key] = None
     if unknown:
@@ -226,7 +234,7 @@ def _bench_effective(params: dict, raw: dict, flash_attn: dict | None, log_text:
     known["use_mmap"] = mode.startswith("mmap") if mode else asked["use_mmap"]
     if not isinstance(known["use_mmap"], bool):
         unknown["use_mmap"] = f"llama-bench reports load_mode {asked['use_mmap']!r}, not what it became"
-    return _effective(params, asked, known, unknown)
+    return _effective(params, asked, known, unknown, log_text)
 
 
 def collect(case_dir: Path, battery_pins: dict | None = None, flash_attn: dict | None = None) -> dict:
@@ -384,7 +392,7 @@ def _completion_effective(params: dict, flash_attn: dict | None, log_text: str) 
             if "no flash_attn line" in why
             else why
         )
-    return _effective(params, asked, known, unknown)
+    return _effective(params, asked, known, unknown, log_text)
 
 
 def collect_completion(

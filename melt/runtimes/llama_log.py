@@ -34,7 +34,14 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["flash_attn_contexts", "flash_attn_resolved", "gpu_layers_offloaded", "load_mode", "tool_settings"]
+__all__ = [
+    "flash_attn_contexts",
+    "flash_attn_lines",
+    "flash_attn_resolved",
+    "gpu_layers_offloaded",
+    "load_mode",
+    "tool_settings",
+]
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 _ASKED = re.compile(r"\b(?:llama_context|llama_new_context_with_model):\s+flash_attn\s*=\s*(?P<value>\S*)")
@@ -83,6 +90,11 @@ def flash_attn_contexts(text: str) -> list[dict]:
         else:
             ctx["resolved"] = value
     return contexts
+
+
+def flash_attn_lines(text: str) -> list[str]:
+    """The lines flash_attn_contexts read (what llama.cpp said about flash attention), in order."""
+    return [line for c in flash_attn_contexts(text) for line in c["lines"]]
 
 
 def flash_attn_resolved(text: str) -> tuple[str | None, str | None]:
