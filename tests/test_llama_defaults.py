@@ -5,9 +5,11 @@ effective_params and shown in summary.csv. flash_attn takes auto, on, off (true 
 from __future__ import annotations
 
 import csv
+import ctypes
 import json
 import re
 import subprocess
+import types
 
 import pytest
 from conftest import run_melt, write_recipe
@@ -218,3 +220,44 @@ def test_markdown_export_shows_flash_attention_as_it_ran(run):
     for label, c in run.items():
         if label != "run_dir":
             assert cells[label] == c["row"]["flash_attn"]
+
+
+# --- a llama-cpp-python from before llama.cpp's flash-attention-auto change ---------------------------------
+# Its structs (include/llama.h until August 2025) have flash_attn and use_mmap booleans where the current one has
+# flash_attn_type and load_mode; one cannot be installed beside the current one, so its default-params
+# functions stand in here with those layouts and llama.cpp's defaults of then (flash attention off, mmap on).
+
+
+class OldContextParams(ctypes.Structure):
+    _fields_ = [("n_ctx", ctypes.c_uint32), ("n_batch", ctypes.c_uint32), ("n_ubatch", ctypes.c_uint32),
+                ("n_threads", ctypes.c_int32), ("n_threads_batch", ctypes.c_int32), ("type_k", ctypes.c_int),
+                ("type_v", ctypes.c_int), ("flash_attn", ctypes.c_bool), ("no_perf", ctypes.c_bool)]  # fmt: skip
+
+
+class OldModelParams(ctypes.Structure):
+    _fields_ = [("n_gpu_layers", ctypes.c_int32), ("use_mmap", ctypes.c_bool)]
+
+
+OLD_LIB = types.SimpleNamespace(
+    llama_context_default_params=lambda: OldContextParams(512, 2048, 512, 4, 4, 1, 1, False, True),
+    llama_model_default_params=lambda: OldModelParams(0, True),
+)
+
+
+@pytest.mark.parametrize(
+    "params, flash_attn, asked",
+    [({}, False, "off"), ({"flash_attn": "auto"}, False, "off"), ({"flash_attn": True}, True, "on"),
+     ({"flash_attn": False}, False, "off")],
+)  # fmt: skip
+def test_an_older_llama_cpp_python_gets_its_own_defaults(params, flash_attn, asked):
+    from melt.runtimes import llama_cpp as runtime
+
+    runner = runtime.Runner({"model_path": "m.gguf", "workload": {"n_gen": 4}, "params": params}, ".")
+    cp, asked_ctx = runner._context_params(OLD_LIB, 20)
+    assert cp.flash_attn is flash_attn and asked_ctx["flash_attn"] == asked  # auto: that build's default, off
+    assert cp.no_perf is False and (cp.n_ctx, cp.n_batch, cp.n_ubatch) == (20, 2048, 512)
+    mp, asked_model = runner._model_params(OLD_LIB)
+    assert (mp.n_gpu_layers, mp.use_mmap) == (0, True) and asked_model == {"n_gpu_layers": 0, "use_mmap": True}
+    runner.params = {**params, "use_mmap": False, "n_gpu_layers": -1}
+    mp, asked_model = runner._model_params(OLD_LIB)
+    assert (mp.n_gpu_layers, mp.use_mmap) == (0x7FFFFFFF, False) and asked_model["n_gpu_layers"] == -1

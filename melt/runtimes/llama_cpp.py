@@ -162,7 +162,7 @@ class Runner:
     def _model_params(self, lib) -> tuple:
         """llama_model_default_params() with the case's n_gpu_layers and use_mmap written over it, and what
         that asks: {"n_gpu_layers": layers (-1 all), "use_mmap": true, false or "auto" (load_mode auto)}.
-        Builds before llama_load_mode (2026) have a use_mmap bool instead."""
+        Older builds have a use_mmap bool instead of load_mode."""
         p = self.params
         mp = lib.llama_model_default_params()
         has_load_mode = "load_mode" in _fields(mp)
