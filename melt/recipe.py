@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import Field, model_serializer, model_validator
+from pydantic import BeforeValidator, Field, model_serializer, model_validator
 
 from melt import sources
 from melt.errors import InputError, Problem
@@ -25,6 +25,20 @@ Identifier = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")]
 Sha256 = Annotated[str, Field(pattern=r"^[0-9a-fA-F]{64}$")]
 PositiveInt = Annotated[int, Field(ge=1)]
 KV_CACHE_TYPES = ("f32", "f16", "bf16", "q8_0", "q4_0", "q4_1", "iq4_nl", "q5_0", "q5_1")
+
+
+def _flash_attn(value: Any) -> Any:
+    """flash_attn as a case holds it: on and off as the booleans recipes have always written (true, false),
+    so a recipe's case_ids stay what they were; auto as "auto". Unquoted YAML on / off are booleans already."""
+    if isinstance(value, str) and value in ("on", "off"):
+        return value == "on"
+    if isinstance(value, bool) or value == "auto":
+        return value
+    raise ValueError("auto, on or off (true and false are on and off)")
+
+
+# llama.cpp's flash attention: auto (its default: on wherever the backend runs it), on or off
+FlashAttn = Annotated[Union[bool, Literal["auto"]], BeforeValidator(_flash_attn)]  # noqa: UP007
 
 
 class Source(Strict):
@@ -64,19 +78,19 @@ class LlamaCppWorkload(Strict):
 
 
 class LlamaCppParams(Strict):
+    """llama.cpp's own parameters; one left out is llama.cpp's default (melt.runtimes.llama_cpp says which
+    default each takes), and stays out of the case's identity."""
+
     threads: axis(PositiveInt) | None = None
     threads_batch: axis(PositiveInt) | None = None
     n_ctx: axis(PositiveInt) | None = None
     n_batch: axis(PositiveInt) | None = None
     n_ubatch: axis(PositiveInt) | None = None
     n_gpu_layers: axis(Annotated[int, Field(ge=-1)]) | None = None
-    flash_attn: axis(bool) | None = None
+    flash_attn: axis(FlashAttn) | None = None
     cache_type_k: axis(Literal[KV_CACHE_TYPES]) | None = None
     cache_type_v: axis(Literal[KV_CACHE_TYPES]) | None = None
     use_mmap: axis(bool) | None = None
-
-
-DEFAULT_N_CTX = 2048
 
 
 class LlamaCppModel(Strict):
@@ -138,13 +152,14 @@ class OrtModel(Strict):
 
 
 class LlamaCppCliParams(Strict):
-    """llama-bench's own options: -t, -b, -ub, -ngl, -fa, -ctk, -ctv."""
+    """llama-bench's own options: -t, -b, -ub, -ngl, -fa, -ctk, -ctv; one left out is not passed, so the tool's
+    own default applies."""
 
     threads: axis(PositiveInt) | None = None
     n_batch: axis(PositiveInt) | None = None
     n_ubatch: axis(PositiveInt) | None = None
     n_gpu_layers: axis(Annotated[int, Field(ge=-1)]) | None = None
-    flash_attn: axis(bool) | None = None
+    flash_attn: axis(FlashAttn) | None = None
     cache_type_k: axis(Literal[KV_CACHE_TYPES]) | None = None
     cache_type_v: axis(Literal[KV_CACHE_TYPES]) | None = None
 
@@ -323,9 +338,8 @@ def expand(recipe: Recipe, devices: list[str]) -> list[Case]:
 def _check_llama_workload(doc: YamlDoc, i: int, model: LlamaCppModel) -> list[Problem]:
     problems = []
     w = model.workload
-    n_ctx_values = model.params.n_ctx or [DEFAULT_N_CTX]
-    if w.prompt_tokens is not None:
-        for n_ctx in n_ctx_values:
+    if w.prompt_tokens is not None:  # an n_ctx left out is made to fit (melt.runtimes.llama_cpp)
+        for n_ctx in model.params.n_ctx or []:
             for n in w.prompt_tokens:
                 if n + w.n_gen > n_ctx:
                     problems.append(

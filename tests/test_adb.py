@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -121,9 +122,16 @@ def test_llama_bench_on_a_phone(phone, models, tmp_path, llama_bench_bin):
     agent = json.loads((case_dir / "agent.json").read_text())
     assert agent["runtime"]["build_commit"] and {"idle", "prefill", "decode", "trials"} <= set(agent["phases"])
     assert metrics["telemetry"]["energy_method"].startswith("mean net power")
-    # the real llama-bench's help says <on|off|auto>: melt passed "-fa off" and llama-bench says it ran so
+    # flash_attn left out: melt passed no -fa (llama-bench's own default, auto, which its records report as
+    # auto) and -v, and records what llama.cpp's own log lines say auto became
     fa = agent["runtime"]["flash_attn"]
-    assert fa["form"] == "on|off" and fa["args"] == ["-fa", "off"] and fa["reported"] == ["off"]
+    assert fa["form"] == "on|off" and fa["args"] == [] and fa["log_args"] == ["-v"] and fa["reported"] == ["auto"]
+    logs = (case_dir / "prefill.log").read_text() + (case_dir / "decode.log").read_text()
+    said = [line for line in logs.splitlines() if "Flash Attention" in line and "tensor" not in line]
+    assert said and fa["resolved"] == ("on" if said[-1].rstrip().endswith("enabled") else "off")
+    assert metrics["effective_params"]["flash_attn"] == fa["resolved"] and metrics["effective_params"]["threads"] == 1
+    with (run_dir / "summary.csv").open(newline="") as f:
+        assert next(csv.DictReader(f))["flash_attn"] == f"{fa['resolved']} (auto)"
     assert agent["runtime"]["env"] == {"LC_ALL": "C"}
 
 
@@ -306,15 +314,16 @@ def test_real_llama_completion_on_a_comma_locale_phone_prints_dots_under_melt(
 OLD_BENCH = """#!/bin/sh
 # llama-bench as builds before the flash-attention-auto change (August 2025) behave, around the real one:
 # --help prints HELP; -fa's value is read as istream >> bool reads it ("1" is on, anything else off, "on"
-# included); the JSON says flash_attn true/false.
+# included), and without -fa it is off; the JSON says flash_attn true/false.
 for a do case "$a" in -h|--help) cat '{help}'; exit 0;; esac; done
-fa=
+fa= given=
 for a do
   shift
   if [ -n "$fa" ]; then if [ "$a" = 1 ]; then a=on; else a=off; fi; fa=; fi
-  [ "$a" = -fa ] && fa=1
+  [ "$a" = -fa ] && fa=1 given=1
   set -- "$@" "$a"
 done
+[ -n "$given" ] || set -- "$@" -fa off  # its default: off (no auto yet)
 '{real}' "$@" | sed -e 's/"flash_attn": 1,/"flash_attn": true,/' -e 's/"flash_attn": 0,/"flash_attn": false,/'
 """
 
@@ -381,3 +390,38 @@ def test_flash_attn_on_with_a_build_that_has_none_fails_before_running(phone, mo
     (entry,) = run["cases"].values()
     assert "llama-bench: this build has no -fa option" in entry["reason"]
     assert not (case_dir / "trials.jsonl").exists()  # nothing ran
+
+
+@pytest.mark.parametrize("bench", ["real", "old"])
+def test_params_left_out_are_the_phone_tool_s_defaults(phone, models, tmp_path, llama_bench_bin, bench):
+    """A recipe with no params: melt passes no -t and no -fa, so llama-bench runs its own defaults, and records
+    them as llama-bench reports them (its -t default is the one its --help prints; flash attention: auto,
+    resolved through -v, on a current build; off, with no -v, on an old one)."""
+    import subprocess
+
+    home, profile = phone
+    path = home / "data/local/tmp/llama.cpp/bin/llama-bench"
+    if bench == "real":
+        path.unlink()
+        path.symlink_to(llama_bench_bin)
+    else:
+        write_script(path, OLD_BENCH.format(help=LLAMA_LAB / "llama-bench-help-20e30b25.txt", real=llama_bench_bin))
+    (tmp_path / "tiny.gguf").symlink_to(models["gguf"])
+    proc, case_dir = run_recipe(
+        tmp_path, profile,
+        "name: bare\nmodels:\n  - id: tiny\n    runtime: llama_cpp_cli\n    source: {path: tiny.gguf}\n"
+        "    workload: {prompt_tokens: [16], n_gen: 4}\nprotocol: {warmup: 0, repetitions: 2}\n",
+        "bare",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    agent = json.loads((case_dir / "agent.json").read_text())
+    fa, eff = agent["runtime"]["flash_attn"], agent["load"]["effective_params"]
+    help_text = subprocess.run([str(llama_bench_bin), "--help"], capture_output=True, text=True).stdout
+    (threads,) = re.findall(r"-t, --threads <n>\s+\(default: (\d+)\)", help_text)
+    assert eff["threads"] == int(threads) and {"threads", "flash_attn"} <= set(eff["defaults"])
+    assert fa["asked"] == "auto" and fa["args"] == []
+    if bench == "real":
+        assert fa["log_args"] == ["-v"] and fa["reported"] == ["auto"] and fa["resolved"] in ("on", "off")
+    else:
+        assert fa["log_args"] == [] and fa["reported"] == ["off"] and fa["resolved"] == "off"
+    assert eff["flash_attn"] == fa["resolved"]

@@ -148,3 +148,68 @@ def test_llama_bench_without_the_field_says_nothing_about_it(tmp_path):
         (tmp_path / name).write_text(json.dumps(rec) + "\n")
     agent = llama_cpp_cli.collect(tmp_path, None, {"asked": "off", "form": "none", "help_line": None, "args": []})
     assert agent["status"] == "ok" and agent["runtime"]["flash_attn"]["reported"] is None
+
+
+# flash attention left to the tool (auto): llama-bench reports "auto" (-1); how it resolved is in its -v log
+V_LOG = {
+    "on": "llama_context: flash_attn            = auto\nresolve_fused_ops: Flash Attention enabled\n",
+    "off": "llama_context: flash_attn            = auto\nsched_reserve: Flash Attention was auto, set to disabled\n",
+}
+FA_AUTO = {"asked": "auto", "form": "on|off", "help_line": "-fa, --flash-attn <on|off|auto>", "args": []}
+
+
+@pytest.mark.parametrize("resolved", ["on", "off"])
+def test_auto_is_recorded_as_llama_bench_s_log_resolved_it(tmp_path, resolved):
+    bench_files(tmp_path, -1)
+    for name in ("prefill.log", "decode.log"):
+        (tmp_path / name).write_text("load_tensors: loading model tensors... (load_mode = mmap)\n" + V_LOG[resolved])
+    (tmp_path / "case.json").write_text(json.dumps({"params": {"threads": 2}}))
+    agent = llama_cpp_cli.collect(tmp_path, None, dict(FA_AUTO, log_args=["-v"]))
+    fa, eff = agent["runtime"]["flash_attn"], agent["load"]["effective_params"]
+    assert agent["status"] == "ok" and fa["reported"] == ["auto"] and fa["resolved"] == resolved
+    assert eff["flash_attn"] == resolved and eff["asked"]["flash_attn"] == "auto"
+    assert eff["threads"] == 2 and eff["use_mmap"] is True and "flash_attn" in eff["defaults"]
+    assert "threads" not in eff["defaults"] and len(eff["llama_cpp_said"]["flash_attn"]) == 4
+
+
+def test_auto_without_a_log_that_says_is_unknown_not_a_failure(tmp_path):
+    bench_files(tmp_path, -1)
+    agent = llama_cpp_cli.collect(tmp_path, None, dict(FA_AUTO))
+    fa, eff = agent["runtime"]["flash_attn"], agent["load"]["effective_params"]
+    assert agent["status"] == "ok" and fa["resolved"] is None and eff["flash_attn"] is None
+    assert "reports auto" in fa["resolved_why"] and eff["unknown"]["flash_attn"] == fa["resolved_why"]
+
+
+@pytest.mark.parametrize(
+    "form, reported, resolved",
+    [("0|1", False, "off"), ("flag", False, "off"), ("on|off", 1, "on"), ("none", None, "off")],
+)
+def test_auto_on_a_build_without_it_is_that_build_s_default(tmp_path, form, reported, resolved):
+    """Builds before the auto change take no auto: melt passes no -fa and their records say what ran (off by
+    default); a build from before flash attention has none."""
+    bench_files(tmp_path, reported)
+    if reported is None:
+        for name in ("prefill.jsonl", "decode.jsonl"):
+            rec = json.loads((tmp_path / name).read_text())
+            del rec["flash_attn"]
+            (tmp_path / name).write_text(json.dumps(rec) + "\n")
+    agent = llama_cpp_cli.collect(tmp_path, None, dict(FA_AUTO, form=form))
+    assert agent["status"] == "ok" and agent["runtime"]["flash_attn"]["resolved"] == resolved
+    assert agent["load"]["effective_params"]["flash_attn"] == resolved
+
+
+def test_llama_completion_records_what_its_log_says(tmp_path):
+    block, _ = block_of("common_perf_print", "phone", ".")
+    head = "0.00.011.571 I system_info: n_threads = 3 (n_threads_batch = 3) / 8 | CPU : NEON = 1 |\n"
+    head += "0.00.011.641 I generate: n_ctx = 4096, n_batch = 2048, n_predict = 128, n_keep = 1\n"
+    write_runs(tmp_path, [head + block] * 4)
+    case = dict(CASE, params={"n_batch": 2048})
+    fa = dict(FA_AUTO, form="on|off")
+    agent = llama_cpp_cli.collect_completion(tmp_path, case, None, fa)
+    eff = agent["load"]["effective_params"]
+    assert agent["status"] == "ok" and (eff["threads"], eff["threads_batch"], eff["n_ctx"]) == (3, 3, 4096)
+    assert eff["flash_attn"] is None and "-lv 4" in eff["unknown"]["flash_attn"]
+    assert "threads" in eff["defaults"] and "n_batch" not in eff["defaults"]
+    write_runs(tmp_path, [head + V_LOG["on"] + block] * 4)  # a build that logs libllama's lines at its default
+    agent = llama_cpp_cli.collect_completion(tmp_path, case, None, dict(FA_AUTO))
+    assert agent["load"]["effective_params"]["flash_attn"] == "on" == agent["runtime"]["flash_attn"]["resolved"]

@@ -51,9 +51,9 @@ LINES = [
     ("-fa,   --flash-attn [on|off|auto]       set Flash Attention use ('on', 'off', or 'auto', default: 'auto')", "on|off"),  # noqa: E501
 ]  # fmt: skip
 ARGS = {
-    "0|1": {True: ["-fa", "1"], False: ["-fa", "0"]},
-    "on|off": {True: ["-fa", "on"], False: ["-fa", "off"]},
-    "flag": {True: ["-fa"], False: []},
+    "0|1": {"on": ["-fa", "1"], "off": ["-fa", "0"]},
+    "on|off": {"on": ["-fa", "on"], "off": ["-fa", "off"]},
+    "flag": {"on": ["-fa"], "off": []},
 }
 
 
@@ -63,8 +63,16 @@ def test_each_era_s_help_line(line, kind, around):
     text = line if around == "alone" else f"usage: tool [options]\n  -t, --threads N  threads\n{line}\n  -v  verbose\n"
     form = flash_attn_form(text)
     assert form == {"form": kind, "line": line.strip()}
-    for on in (True, False):
-        assert flash_attn_args(form, on) == ARGS[kind][on]
+    for asked, as_bool in (("on", True), ("off", False)):
+        assert flash_attn_args(form, asked) == flash_attn_args(form, as_bool) == ARGS[kind][asked]
+    # auto is no -fa at all in every form: the tool's own default (auto where it has it, off before)
+    assert flash_attn_args(form, "auto") == []
+
+
+@pytest.mark.parametrize("asked", ["ON", "yes", 1, None])
+def test_flash_attn_args_refuses_what_is_not_on_off_or_auto(asked):
+    with pytest.raises(ValueError, match="not on, off or auto"):
+        flash_attn_args({"form": "on|off"}, asked)
 
 
 @pytest.mark.parametrize(
@@ -84,7 +92,7 @@ def test_a_form_not_seen_yet_is_not_guessed(line):
 def test_a_build_without_flash_attention():
     form = flash_attn_form("usage: ./llama-bench [options]\n  -t, --threads <n>   (default: 4)\n")
     assert form == {"form": "none", "line": None}
-    assert flash_attn_args(form, False) == []
+    assert flash_attn_args(form, False) == [] and flash_attn_args(form, "auto") == []
     with pytest.raises(FlashAttnUnsupported, match="no -fa option"):
         flash_attn_args(form, True)
 

@@ -117,9 +117,8 @@ def test_onnx_and_cli_cases_say_nothing_of_llama_perf():
 def real_trial(models, tmp_path, monkeypatch, no_perf: bool = False, without_perf_api: bool = False) -> dict:
     from melt.runtimes import llama_cpp as runtime
 
-    if no_perf:
-        kwargs = runtime.Runner._llama_kwargs
-        monkeypatch.setattr(runtime.Runner, "_llama_kwargs", lambda self: {**kwargs(self), "no_perf": True})
+    if no_perf:  # llama_context_default_params' own no_perf (on), which melt turns off
+        monkeypatch.setattr(runtime.Runner, "no_perf", True)
     case = {"model_path": str(models["gguf"]), "workload": {"prompt_tokens": 16, "n_gen": 8},
             "params": {"threads": 1, "n_ctx": 64}}  # fmt: skip
     runner = runtime.Runner(case, str(tmp_path))

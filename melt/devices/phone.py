@@ -168,18 +168,22 @@ class PhoneSession:
             self.t.push(local, remote, SHORT_S)
         return remote
 
-    def _flash_attn(self, tool: str, on: bool) -> dict:
-        """How to ask `tool` (a path on the phone) for flash attention on or off, from its --help (asked once
-        a session): {"asked", "form", "help_line", "args"}. Raises FlashAttnUnsupported (with the tool named)
-        when its help does not say how, or the build has none and it is asked for."""
+    def _flash_attn(self, tool: str, asked: str) -> dict:
+        """How to ask `tool` (a path on the phone) for flash attention on, off or auto, from its --help (asked
+        once a session): {"asked", "form", "help_line", "args", "log_args"}; args: the -fa spelling (none for
+        auto: the tool's own default); log_args: what makes it log how auto resolved
+        (llama_cpp_cli.resolution_log_args). Raises FlashAttnUnsupported (with the tool named) when its help
+        does not say how, or the build has none and it is asked for."""
         if tool not in self._help:
             self._help[tool] = self._sh('"$1" --help 2>&1', tool).stdout
         try:
             form = flash_attn_form(self._help[tool])
-            args = flash_attn_args(form, on)
+            args = flash_attn_args(form, asked)
         except FlashAttnUnsupported as e:
             raise FlashAttnUnsupported(f"{tool}: {e}") from None
-        return {"asked": "on" if on else "off", "form": form["form"], "help_line": form["line"], "args": args}
+        fa = {"asked": asked, "form": form["form"], "help_line": form["line"], "args": args}
+        fa["log_args"] = llama_cpp_cli.resolution_log_args(Path(tool).name, fa)
+        return fa
 
     def run_case(self, case_dir: Path, timeout_s: float, run_id: str) -> AgentExit:
         case = json.loads((case_dir / "case.json").read_text())
@@ -213,7 +217,7 @@ class PhoneSession:
                 self.t.push(local, f"{remote}/prompts/p{k}.txt", COPY_S)
             script = llama_cpp_cli.completion_script(case, bin_dir, case["model_path"], len(prompts), fa["args"])
         else:
-            prefill, decode = llama_cpp_cli.commands(case, tool, case["model_path"], fa["args"])
+            prefill, decode = llama_cpp_cli.commands(case, tool, case["model_path"], fa["args"] + fa["log_args"])
             script, args = llama_cpp_cli.DRIVER, [*args, prefill, decode]
         started = time.monotonic()
         script = llama_cpp_cli.SH_ENV + ENV_DUMP + script

@@ -11,6 +11,7 @@ from melt.results.layout import RunDir
 MD_COLUMNS = [
     ("device", "device", "{}"),
     ("label", "case", "{}"),
+    ("flash_attn", "flash attn", "{}"),  # as llama.cpp ran it (summary.csv's cell, e.g. "on (auto)")
     ("load_s", "load s", "{:.3f}"),
     ("ttft_s", "TTFT s", "{:.3f}"),
     ("prefill_tok_s", "prefill tok/s", "{:.1f}"),

@@ -75,7 +75,8 @@ class RunDir:
         return read_json(path) if path.is_file() else None
 
     def write_summary(self, manifest: dict) -> list[dict]:
-        """One row per finished case: ids, the case's params, then DESIGN.md's metric columns."""
+        """One row per finished case: ids, the case's params, then DESIGN.md's metric columns. flash_attn is
+        as llama.cpp ran it, for every llama.cpp case (_flash_attn_cell), not only those that set it."""
         rows, param_names = [], []
         for case_id, entry in manifest["cases"].items():
             if entry["status"] != "ok":
@@ -84,6 +85,9 @@ class RunDir:
             case = read_json(self.case_dir(case_id) / "case.json")
             point = {**case.get("workload", {}), **case.get("params", {})}
             point = {k: v for k, v in point.items() if not isinstance(v, (dict, list))}
+            flash_attn = _flash_attn_cell((metrics or {}).get("effective_params"))
+            if flash_attn is not None:
+                point["flash_attn"] = flash_attn
             for name in point:
                 if name not in param_names:
                     param_names.append(name)
@@ -104,6 +108,19 @@ class RunDir:
             for row in rows:
                 writer.writerow({k: _cell(row.get(k)) for k in columns})
         return rows
+
+
+def _flash_attn_cell(effective: dict | None) -> str | None:
+    """Flash attention as llama.cpp ran it, with how it came to be where that was not a plain on / off:
+    "on (auto)" (auto, asked or llama.cpp's default, became on), "off (asked on)", "? (auto)" (llama.cpp did
+    not say). None for a case whose effective_params have no flash_attn (another runtime, an older run)."""
+    if not effective or "flash_attn" not in effective:
+        return None
+    resolved = effective["flash_attn"] or "?"
+    asked = (effective.get("asked") or {}).get("flash_attn")
+    if asked in (None, "auto"):
+        return f"{resolved} (auto)"
+    return resolved if asked == resolved else f"{resolved} (asked {asked})"
 
 
 def _cell(value) -> str:

@@ -4,6 +4,19 @@ The high-level `create_completion(stream=True)` loop samples and detokenises in 
 token and runs ~11% below llama.cpp's own llama-bench. Here a trial is: tokenise, prefill in
 n_batch chunks, then n_gen greedy tokens (argmax over the logits, end-of-sequence ignored) with one
 llama_decode each, stamping every token on the monotonic clock. Nothing else runs per token.
+
+Parameters a recipe leaves out take llama.cpp's own defaults, not llama-cpp-python's (its `Llama()` has
+defaults of its own, n_batch 512 and flash attention off among them, and cannot ask for flash attention
+auto), so the model and context are made here from the C library's llama_model_default_params() and
+llama_context_default_params(), read at run time from the build in use (never restated here), with only
+what the case sets written over them. Two have no real C default and take the rule of llama.cpp's tools:
+threads (the C default is a placeholder, 4, "TODO: better default") is common_cpu_get_num_math()
+(melt.runtimes.cpu_math), as llama-bench's -t and llama-cli's; threads_batch is threads, as both tools
+do. n_ctx (C default 512, which a longer prompt does not fit) is llama-bench's: the longest prompt +
+n_gen. melt turns no_perf off (the C default is on) to read llama.cpp's own per-trial counters; that
+observes, it changes no computation. What llama.cpp resolved is recorded in load()'s effective_params:
+from its getters where it has them (llama_n_ctx, llama_n_threads, ...), else from its log lines
+(melt.runtimes.llama_log: flash attention auto, GPU layers offloaded, load mode).
 """
 
 from __future__ import annotations
@@ -13,6 +26,9 @@ import json
 import os
 import time
 from importlib import resources
+
+from melt.runtimes.cpu_math import math_cpus
+from melt.runtimes.llama_log import flash_attn_lines, flash_attn_resolved, gpu_layers_offloaded, load_mode
 
 PROMPT_TEXT = "prompt_text.txt"
 KV_TYPES = {
@@ -26,7 +42,27 @@ KV_TYPES = {
     "iq4_nl": 20,
     "bf16": 30,
 }
-DEFAULT_N_CTX = 2048  # the same default as melt.recipe, which checks prompt + n_gen fit
+# the recipe's llama.cpp params (melt.recipe.LlamaCppParams): those a case leaves out are llama.cpp's defaults
+PARAMS = ("threads", "threads_batch", "n_ctx", "n_batch", "n_ubatch", "n_gpu_layers", "flash_attn",
+          "cache_type_k", "cache_type_v", "use_mmap")  # fmt: skip
+FLASH_ATTN_TYPES = {"auto": -1, "off": 0, "on": 1}  # enum llama_flash_attn_type (include/llama.h, August 2025 on)
+# a recipe's n_gpu_layers -1 (all) is passed as INT32_MAX, as llama-cpp-python does: builds before 2025 offload
+# no layer for a negative count (llm_load_tensors: i_gpu_start = n_layer - n_gpu_layers)
+ALL_LAYERS = 0x7FFFFFFF
+LOAD_MODE_MMAP = {-1: "auto", 0: False, 1: True, 2: False, 3: True, 4: False}  # enum llama_load_mode -> use_mmap
+
+
+def flash_attn_choice(value) -> str | None:
+    """A recipe's flash_attn as "on", "off" or "auto" (true / false are on / off); None when it is not set."""
+    if value is None:
+        return None
+    if value is True or value == "on":
+        return "on"
+    if value is False or value == "off":
+        return "off"
+    if value == "auto":
+        return "auto"
+    raise ValueError(f"flash_attn {value!r}: not auto, on, off, true or false")
 
 
 def info() -> dict:
@@ -46,23 +82,30 @@ def prompt_text() -> str:
 
 
 _REGISTERED_LOG_CALLBACKS: list = []  # the callback llama.cpp holds now, kept alive for as long as it may call
+_BACKEND_READY: list = []  # llama_backend_init has run in this process
 
 
 class LlamaLog:
     """Keeps llama.cpp's warnings and errors (they say why a context cannot be created, for
-    example). llama-cpp-python 0.3.x maps ggml's log levels with an outdated table and drops
-    errors when verbose=False; these are ggml's current values (ggml.h, enum ggml_log_level)."""
+    example), and while `loading` is true its info lines too (what it resolved: melt.runtimes.llama_log).
+    llama-cpp-python 0.3.x maps ggml's log levels with an outdated table and drops errors when
+    verbose=False; these are ggml's current values (ggml.h, enum ggml_log_level)."""
 
-    WARN, ERROR, CONT = 3, 4, 5
+    INFO, WARN, ERROR, CONT = 2, 3, 4, 5
 
     def __init__(self, lib):
         self.messages: list[str] = []
+        self.loading = True
+        self._load_text: list[str] = []
         self._last = 0
 
         @lib.llama_log_callback
         def _callback(level, text, user_data):
-            if level in (self.WARN, self.ERROR) or (level == self.CONT and self._last in (self.WARN, self.ERROR)):
+            kept = level if level != self.CONT else self._last
+            if kept in (self.WARN, self.ERROR):
                 self.messages.append(text.decode("utf-8", errors="replace").strip())
+            if self.loading and kept in (self.INFO, self.WARN, self.ERROR):
+                self._load_text.append(text.decode("utf-8", errors="replace"))
             if level != self.CONT:
                 self._last = level
 
@@ -71,117 +114,232 @@ class LlamaLog:
         _REGISTERED_LOG_CALLBACKS[:] = [_callback]
         lib.llama_log_set(_callback, ctypes.c_void_p(0))
 
+    def load_text(self) -> str:
+        """llama.cpp's info, warning and error text while loading, as it wrote it."""
+        return "".join(self._load_text)
+
     def why(self) -> str:
         said = [m for m in self.messages if m][-3:]
         return f"; llama.cpp said: {' | '.join(said)}" if said else ""
 
 
+def _fields(struct) -> set[str]:
+    return {f[0] for f in type(struct)._fields_}
+
+
+def _kv_name(ggml_type: int) -> str:
+    return next((k for k, v in KV_TYPES.items() if v == ggml_type), f"ggml type {ggml_type}")
+
+
+def _metadata(lib, model) -> dict[str, str]:
+    """The GGUF key/values as llama.cpp reads them (llama_model_meta_*), tokenizer arrays left out."""
+    out = {}
+    buf = ctypes.create_string_buffer(1024)
+    for i in range(lib.llama_model_meta_count(model)):
+        pair = []
+        for get in (lib.llama_model_meta_key_by_index, lib.llama_model_meta_val_str_by_index):
+            n = get(model, i, buf, len(buf))
+            if n >= len(buf):
+                buf = ctypes.create_string_buffer(n + 1)
+                n = get(model, i, buf, len(buf))
+            pair.append(buf.value.decode("utf-8", errors="replace") if n >= 0 else "")
+        if not pair[0].startswith("tokenizer."):
+            out[pair[0]] = pair[1]
+    return out
+
+
 class Runner:
+    no_perf = False  # llama.cpp's per-trial counters stay on: melt reads them (see the module docstring)
+
     def __init__(self, case: dict, case_dir: str):
         self.model_path = case["model_path"]
         self.workload = case["workload"]
         self.params = case["params"]
         self.case_dir = case_dir
-        self.llm = None
+        self.model = self.ctx = None
 
     # -- load -------------------------------------------------------------------------------
-    def _llama_kwargs(self) -> dict:
+    def _model_params(self, lib) -> tuple:
+        """llama_model_default_params() with the case's n_gpu_layers and use_mmap written over it, and what
+        that asks: {"n_gpu_layers": layers (-1 all), "use_mmap": true, false or "auto" (load_mode auto)}.
+        Older builds have a use_mmap bool instead of load_mode."""
         p = self.params
-        threads = p.get("threads") or os.cpu_count()
-        kwargs = {
-            "n_ctx": p.get("n_ctx", DEFAULT_N_CTX),
-            "n_threads": threads,
-            "n_threads_batch": p.get("threads_batch", threads),
-            "n_gpu_layers": p.get("n_gpu_layers", 0),
-            "flash_attn": p.get("flash_attn", False),
-            "use_mmap": p.get("use_mmap", True),
-            "verbose": False,
+        mp = lib.llama_model_default_params()
+        has_load_mode = "load_mode" in _fields(mp)
+        if "n_gpu_layers" in p:
+            mp.n_gpu_layers = ALL_LAYERS if p["n_gpu_layers"] == -1 else p["n_gpu_layers"]
+        if "use_mmap" in p:
+            if has_load_mode:
+                mp.load_mode = lib.LLAMA_LOAD_MODE_MMAP if p["use_mmap"] else lib.LLAMA_LOAD_MODE_NONE
+            else:
+                mp.use_mmap = p["use_mmap"]
+        return mp, {
+            "n_gpu_layers": p.get("n_gpu_layers", mp.n_gpu_layers),
+            "use_mmap": LOAD_MODE_MMAP.get(mp.load_mode, f"load_mode {mp.load_mode}")
+            if has_load_mode
+            else bool(mp.use_mmap),
         }
+
+    def _context_params(self, lib, n_ctx_needed: int) -> tuple:
+        """llama_context_default_params() with the case's params written over it (threads, threads_batch and
+        n_ctx by the rules in the module docstring), and what that asks, by recipe name. Builds before the
+        flash-attention-auto change (August 2025) have a flash_attn bool, off by default, and no auto: there
+        auto leaves that default."""
+        p = self.params
+        cp = lib.llama_context_default_params()
+        fields = _fields(cp)
+        cp.n_ctx = p.get("n_ctx", n_ctx_needed)
+        cp.n_threads = p["threads"] if "threads" in p else math_cpus()
+        cp.n_threads_batch = p.get("threads_batch", cp.n_threads)
         for key in ("n_batch", "n_ubatch"):
             if key in p:
-                kwargs[key] = p[key]
-        for key, arg in (("cache_type_k", "type_k"), ("cache_type_v", "type_v")):
+                setattr(cp, key, p[key])
+        for key, field in (("cache_type_k", "type_k"), ("cache_type_v", "type_v")):
             if key in p:
-                kwargs[arg] = KV_TYPES[p[key]]
-        return kwargs
+                setattr(cp, field, KV_TYPES[p[key]])
+        fa = flash_attn_choice(p.get("flash_attn"))
+        if "flash_attn_type" in fields:
+            if fa is not None:
+                cp.flash_attn_type = FLASH_ATTN_TYPES[fa]
+            asked_fa = {v: k for k, v in FLASH_ATTN_TYPES.items()}.get(cp.flash_attn_type, f"{cp.flash_attn_type}")
+        else:
+            if fa in ("on", "off"):
+                cp.flash_attn = fa == "on"
+            asked_fa = "on" if cp.flash_attn else "off"
+        if "no_perf" in fields:
+            cp.no_perf = self.no_perf
+        return cp, {
+            "threads": cp.n_threads,
+            "threads_batch": cp.n_threads_batch,
+            "n_ctx": cp.n_ctx,
+            "n_batch": cp.n_batch,
+            "n_ubatch": cp.n_ubatch,
+            "flash_attn": asked_fa,
+            "cache_type_k": _kv_name(cp.type_k),
+            "cache_type_v": _kv_name(cp.type_v),
+        }
 
     def load(self) -> dict:
         import llama_cpp
 
-        self.lib = llama_cpp
-        self.log = LlamaLog(llama_cpp)
-        kwargs = self._llama_kwargs()
-        t0 = time.monotonic_ns()
-        try:
-            self.llm = llama_cpp.Llama(model_path=self.model_path, **kwargs)
-        except ValueError as e:
-            raise RuntimeError(f"{e}{self.log.why()}") from None
-        t1 = time.monotonic_ns()
-        self.ctx = self.llm._ctx.ctx
-        model = self.llm._model.model
-        self.n_vocab = llama_cpp.llama_vocab_n_tokens(llama_cpp.llama_model_get_vocab(model))
-        self.n_ctx = llama_cpp.llama_n_ctx(self.ctx)
-        self.n_batch = llama_cpp.llama_n_batch(self.ctx)
+        lib = self.lib = llama_cpp
+        self.log = LlamaLog(lib)
+        if not _BACKEND_READY:
+            lib.llama_backend_init()
+            _BACKEND_READY.append(True)
+        mparams, asked = self._model_params(lib)
         self.n_gen = self.workload["n_gen"]
-        self._prepare_prompts()
+        want = self.workload.get("prompt_tokens")
+        t0 = time.monotonic_ns()
+        self.model = lib.llama_model_load_from_file(self.model_path.encode("utf-8"), mparams)
+        if not self.model:
+            raise RuntimeError(f"Failed to load model from file {self.model_path}{self.log.why()}")
+        self.vocab = lib.llama_model_get_vocab(self.model)
+        if want is None:  # real prompts: the longest sets n_ctx when the case does not
+            self._read_prompts()
+            want = max(len(self._tokenize(text)) for text in self.prompts)
+        cparams, asked_ctx = self._context_params(lib, want + self.n_gen)
+        self.ctx = lib.llama_init_from_model(self.model, cparams)
+        if not self.ctx:
+            raise RuntimeError(f"Failed to create llama_context{self.log.why()}")
+        t1 = time.monotonic_ns()
+        self.log.loading = False
+        self.n_vocab = lib.llama_vocab_n_tokens(self.vocab)
+        self.n_ctx = lib.llama_n_ctx(self.ctx)
+        self.n_batch = lib.llama_n_batch(self.ctx)
+        if "prompt_tokens" in self.workload:
+            self._synthetic_prompt(self.workload["prompt_tokens"])
         desc = ctypes.create_string_buffer(256)
-        llama_cpp.llama_model_desc(model, desc, len(desc))
+        lib.llama_model_desc(self.model, desc, len(desc))
         return {
             "load_s": (t1 - t0) / 1e9,
             "t_start_ns": t0,
             "t_end_ns": t1,
-            "effective_params": {
-                "threads": kwargs["n_threads"],
-                "threads_batch": kwargs["n_threads_batch"],
-                "n_ctx": self.n_ctx,
-                "n_batch": self.n_batch,
-                "n_ubatch": llama_cpp.llama_n_ubatch(self.ctx),
-                "n_gpu_layers": kwargs["n_gpu_layers"],
-                "flash_attn": kwargs["flash_attn"],
-                "cache_type_k": self.params.get("cache_type_k", "f16"),
-                "cache_type_v": self.params.get("cache_type_v", "f16"),
-                "use_mmap": kwargs["use_mmap"],
-            },
+            "effective_params": self._effective({**asked_ctx, **asked}),
             "model": {
                 "desc": desc.value.decode(errors="replace"),
-                "n_params": llama_cpp.llama_model_n_params(model),
-                "size_bytes": llama_cpp.llama_model_size(model),
+                "n_params": lib.llama_model_n_params(self.model),
+                "size_bytes": lib.llama_model_size(self.model),
                 "n_vocab": self.n_vocab,
-                "metadata": {k: v for k, v in self.llm.metadata.items() if not k.startswith("tokenizer.")},
+                "metadata": _metadata(lib, self.model),
             },
             "prompts": self.prompt_info,
             "llama_cpp_warnings": list(self.log.messages),
         }
 
-    def _tokenize(self, text: str) -> list[int]:
-        return self.llm.tokenize(text.encode("utf-8"), add_bos=True, special=False)
+    def _effective(self, asked: dict) -> dict:
+        """What llama.cpp runs with, by recipe name: its getters' values, else what its load log says
+        (melt.runtimes.llama_log), else what was asked where llama.cpp does not change it (cache types, an
+        explicit mmap). Also: asked (what melt passed, llama.cpp's defaults included), defaults (the params
+        the case left to llama.cpp), llama_cpp_said {"flash_attn": the log lines read}, and unknown
+        {param: why} for each value llama.cpp did not say (None)."""
+        lib, ctx, text = self.lib, self.ctx, self.log.load_text()
+        unknown = {}
+        flash_attn, why = flash_attn_resolved(text)
+        if flash_attn is None and asked["flash_attn"] in ("on", "off") and "no flash_attn line" in why:
+            flash_attn = asked["flash_attn"]  # an explicit choice llama.cpp did not print: it is not changed
+        elif flash_attn is None:
+            unknown["flash_attn"] = why
+        gpu_layers = gpu_layers_offloaded(text) if lib.llama_supports_gpu_offload() else 0
+        if gpu_layers is None:
+            unknown["n_gpu_layers"] = "llama.cpp's log has no 'offloaded N/M layers to GPU' line"
+        mode = load_mode(text)
+        use_mmap = mode.startswith("mmap") if mode else asked["use_mmap"]
+        if not isinstance(use_mmap, bool):
+            use_mmap = None
+            unknown["use_mmap"] = "llama.cpp's log does not say which load mode auto became"
+        effective = {
+            "threads": lib.llama_n_threads(ctx),
+            "threads_batch": lib.llama_n_threads_batch(ctx),
+            "n_ctx": self.n_ctx,
+            "n_batch": self.n_batch,
+            "n_ubatch": lib.llama_n_ubatch(ctx),
+            "n_gpu_layers": gpu_layers,
+            "flash_attn": flash_attn,
+            "cache_type_k": asked["cache_type_k"],
+            "cache_type_v": asked["cache_type_v"],
+            "use_mmap": use_mmap,
+            "asked": {k: asked[k] for k in PARAMS},
+            "defaults": [k for k in PARAMS if k not in self.params],
+            "llama_cpp_said": {"flash_attn": flash_attn_lines(text)},
+        }
+        if unknown:
+            effective["unknown"] = unknown
+        return effective
 
-    def _prepare_prompts(self) -> None:
-        """Synthetic: the shortest prefix of the shipped text giving >= N tokens (the text is repeated
-        when N is longer than it). Real: the JSONL prompts, used in turn, one per trial."""
-        n = self.workload.get("prompt_tokens")
-        if n is not None:
-            text = prompt_text()
-            while len(self._tokenize(text)) < n:
-                text = text + "\n\n" + text
-            lo, hi = 1, len(text)
-            while lo < hi:  # binary search on characters; tokenisation is monotone enough for this
-                mid = (lo + hi) // 2
-                if len(self._tokenize(text[:mid])) >= n:
-                    hi = mid
-                else:
-                    lo = mid + 1
-            self.prompts = [text[:lo]]
-            self.prompt_info = {
-                "kind": "synthetic",
-                "prompt_tokens": n,
-                "chars": lo,
-                "text_file": PROMPT_TEXT,
-            }
-        else:
-            with open(os.path.join(self.case_dir, "prompts.jsonl"), encoding="utf-8") as f:
-                self.prompts = [json.loads(line)["prompt"] for line in f if line.strip()]
-            self.prompt_info = {"kind": "jsonl", "count": len(self.prompts)}
+    def _tokenize(self, text: str) -> list[int]:
+        """llama_tokenize with BOS (add_special) and no special-token parsing, as Llama.tokenize did."""
+        lib, data = self.lib, text.encode("utf-8")
+        n_max = len(data) + 8
+        for _ in range(2):
+            buf = (lib.llama_token * n_max)()
+            n = lib.llama_tokenize(self.vocab, data, len(data), buf, n_max, True, False)
+            if n >= 0:
+                return buf[:n]
+            n_max = -n  # too small: llama.cpp says how many it needs
+        raise RuntimeError(f"llama_tokenize failed on a text of {len(data)} bytes ({n})")
+
+    def _synthetic_prompt(self, n: int) -> None:
+        """The shortest prefix of the shipped text giving >= N tokens (the text is repeated when N is longer
+        than it)."""
+        text = prompt_text()
+        while len(self._tokenize(text)) < n:
+            text = text + "\n\n" + text
+        lo, hi = 1, len(text)
+        while lo < hi:  # binary search on characters; tokenisation is monotone enough for this
+            mid = (lo + hi) // 2
+            if len(self._tokenize(text[:mid])) >= n:
+                hi = mid
+            else:
+                lo = mid + 1
+        self.prompts = [text[:lo]]
+        self.prompt_info = {"kind": "synthetic", "prompt_tokens": n, "chars": lo, "text_file": PROMPT_TEXT}
+
+    def _read_prompts(self) -> None:
+        """Real prompts: the JSONL file's, used in turn, one per trial."""
+        with open(os.path.join(self.case_dir, "prompts.jsonl"), encoding="utf-8") as f:
+            self.prompts = [json.loads(line)["prompt"] for line in f if line.strip()]
+        self.prompt_info = {"kind": "jsonl", "count": len(self.prompts)}
 
     # -- one trial --------------------------------------------------------------------------
     def _argmax(self) -> int:
@@ -261,7 +419,10 @@ class Runner:
         }
 
     def close(self) -> dict:
-        if self.llm is not None:
-            self.llm.close()
-            self.llm = None
+        if self.ctx:
+            self.lib.llama_free(self.ctx)
+            self.ctx = None
+        if self.model:
+            self.lib.llama_model_free(self.model)
+            self.model = None
         return {}

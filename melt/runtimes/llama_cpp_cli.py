@@ -9,9 +9,13 @@ trace.csv (from the sh sampler).
 
 Every llama.cpp tool runs under LC_ALL=C (DEVICE_ENV): llama-cli / llama-completion call
 setlocale(LC_ALL, "") (common/console.cpp) and then print their timings with the locale's decimal
-mark. The -fa spelling is the one the binary's own --help gives (llama_cpp_cli_output.flash_attn_form),
-and llama-bench's reported flash_attn must be what was asked, else the case fails: its figures would
-be for another configuration than the case names.
+mark. A param the case leaves out is not passed, so the tool's own default applies (threads:
+common_cpu_get_num_math(); flash attention: auto where the build has it). The -fa spelling is the one the
+binary's own --help gives (llama_cpp_cli_output.flash_attn_form); when the case asks on or off,
+llama-bench's reported flash_attn must be that, else the case fails: its figures would be for another
+configuration than the case names. llama-bench reports auto as auto, not what it became: with auto it is
+run with -v, and how llama.cpp resolved it is read from its log (melt.runtimes.llama_log). What the tools
+ran with is agent.json's load.effective_params, as for runtime llama_cpp.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import json
 import shlex
 from pathlib import Path
 
+from melt.runtimes.llama_cpp import flash_attn_choice
 from melt.runtimes.llama_cpp_cli_output import (
     LlamaBenchOutputError,
     TimingsNotFound,
@@ -28,6 +33,13 @@ from melt.runtimes.llama_cpp_cli_output import (
     parse_llama_bench,
     parse_timings,
     reported_flash_attn,
+)
+from melt.runtimes.llama_log import (
+    flash_attn_lines,
+    flash_attn_resolved,
+    gpu_layers_offloaded,
+    load_mode,
+    tool_settings,
 )
 from melt.telemetry import sh_trace
 
@@ -58,11 +70,23 @@ echo "$rc_p $rc_d" > exit_codes.txt
 )
 
 FLAGS = {"n_batch": "-b", "n_ubatch": "-ub", "n_gpu_layers": "-ngl", "cache_type_k": "-ctk", "cache_type_v": "-ctv"}
+PARAMS = ("threads", "n_batch", "n_ubatch", "n_gpu_layers", "flash_attn", "cache_type_k", "cache_type_v")
 
 
-def flash_attn_asked(p: dict) -> bool:
-    """Whether the case asks for flash attention: off unless set, the same default as runtime llama_cpp."""
-    return bool(p.get("flash_attn", False))
+def flash_attn_asked(p: dict) -> str:
+    """The flash attention the case asks: "on", "off", or "auto" when it says auto or nothing (the tool's
+    own default then applies, as for runtime llama_cpp)."""
+    return flash_attn_choice(p.get("flash_attn")) or "auto"
+
+
+def resolution_log_args(tool: str, flash_attn: dict) -> list[str]:
+    """Arguments that make `tool` log how llama.cpp resolved flash attention: -v for a llama-bench asked auto
+    in a build that has auto (its JSON says only "auto"; -v adds libllama's load log to stderr, and nothing
+    per token). Nothing otherwise: an explicit choice is what runs, an older build's default is off and
+    says so, and llama-completion's log is what its default verbosity shows."""
+    if tool == "llama-bench" and flash_attn.get("asked") == "auto" and flash_attn.get("form") == "on|off":
+        return ["-v"]
+    return []
 
 
 def _tool_flags(p: dict, fa_args: list[str]) -> list[str]:
@@ -85,10 +109,11 @@ def _convert_trace(case_dir: Path, battery_pins: dict | None) -> None:
 
 
 def commands(case: dict, bench: str, model_path: str, fa_args: list[str]) -> tuple[str, str]:
-    """The prefill and decode llama-bench command lines, each quoted for sh."""
+    """The prefill and decode llama-bench command lines, each quoted for sh. fa_args: the -fa spelling and any
+    resolution_log_args."""
     p, w = case["params"], case["workload"]
     extra = _tool_flags(p, fa_args)
-    threads = p.get("threads", 4)
+    threads = p.get("threads")  # None: llama-bench's own default
     reps = case["protocol"]["repetitions"]
     prefill = llama_bench_command(bench, model_path, threads, w["prompt_tokens"], 0, reps, extra)
     decode = llama_bench_command(
@@ -127,8 +152,9 @@ def runtime_info(tool: str, flash_attn: dict | None) -> dict:
 
 
 def _flash_attn_mismatch(records: list[dict], flash_attn: dict | None) -> str | None:
-    """Why llama-bench's records do not show the flash attention the case asked for; None when they do.
-    A record without the field (builds before flash attention) says nothing, and then none was asked."""
+    """Why llama-bench's records do not show the flash attention the case asked for; None when they do, or
+    when it asked auto (then the tool's own default is what was asked). A record without the field (builds
+    before flash attention) says nothing, and then none was asked. Sets flash_attn["reported"]."""
     if not flash_attn:
         return None
     try:
@@ -136,6 +162,8 @@ def _flash_attn_mismatch(records: list[dict], flash_attn: dict | None) -> str | 
     except LlamaBenchOutputError as e:
         return str(e)
     flash_attn["reported"] = reported or None
+    if flash_attn["asked"] not in ("on", "off"):
+        return None
     wrong = [r for r in reported if r != flash_attn["asked"]]
     if not wrong:
         return None
@@ -146,10 +174,76 @@ def _flash_attn_mismatch(records: list[dict], flash_attn: dict | None) -> str | 
     )
 
 
+def _logs(case_dir: Path, names) -> str:
+    return "".join((case_dir / n).read_text(errors="replace") for n in names if (case_dir / n).is_file())
+
+
+def _bench_flash_attn(flash_attn: dict | None, log_text: str) -> tuple[str | None, str | None]:
+    """(resolved, why not): how llama-bench ran flash attention, from its records' flash_attn ("reported",
+    set by _flash_attn_mismatch) and, where they say auto, its -v log."""
+    if not flash_attn:
+        return None, "melt has no record of how flash attention was passed"
+    reported = flash_attn.get("reported")
+    if reported is None:
+        if flash_attn.get("form") == "none":
+            return "off", None  # a build from before flash attention
+        resolved, why = flash_attn_resolved(log_text)
+        return resolved, None if resolved else "llama-bench's records have no flash_attn field and " + why
+    if reported == ["auto"]:
+        resolved, why = flash_attn_resolved(log_text)
+        return resolved, None if resolved else f"llama-bench reports auto; {why}"
+    if len(reported) == 1:
+        return reported[0], None
+    return None, f"llama-bench's records report flash_attn {', '.join(reported)}"
+
+
+def _effective(params: dict, asked: dict, known: dict, unknown: dict, log_text: str) -> dict:
+    """agent.json's load.effective_params: what the tool ran with by recipe name (None where it did not say,
+    with why in unknown), what it was asked (its own defaults included), the params the case left out, and
+    llama_cpp_said {"flash_attn": the log lines read}."""
+    effective = {**known, "asked": asked, "defaults": [k for k in PARAMS if k not in params]}
+    effective["llama_cpp_said"] = {"flash_attn": flash_attn_lines(log_text)}
+    for key in unknown:
+        effective[key] = None
+    if unknown:
+        effective["unknown"] = unknown
+    return effective
+
+
+def _bench_effective(params: dict, raw: dict, flash_attn: dict | None, log_text: str) -> dict:
+    """What llama-bench ran with. Its record gives the params as it took them (its defaults included):
+    threads, cache types and mmap llama.cpp does not change; flash attention auto and the layers that went to
+    a GPU are only in its -v log (load_mode auto too)."""
+    asked = {
+        "threads": raw.get("n_threads"), "n_batch": raw.get("n_batch"), "n_ubatch": raw.get("n_ubatch"),
+        "n_gpu_layers": raw.get("n_gpu_layers"), "flash_attn": (flash_attn or {}).get("asked"),
+        "cache_type_k": raw.get("type_k"), "cache_type_v": raw.get("type_v"),
+        "use_mmap": raw["use_mmap"] if "use_mmap" in raw else raw.get("load_mode"),
+    }  # fmt: skip
+    known = {k: asked[k] for k in ("threads", "cache_type_k", "cache_type_v")}
+    unknown = {}
+    known["flash_attn"], why = _bench_flash_attn(flash_attn, log_text)
+    if why:
+        unknown["flash_attn"] = why
+    known["n_gpu_layers"] = gpu_layers_offloaded(log_text)
+    if known["n_gpu_layers"] is None:
+        unknown["n_gpu_layers"] = (
+            f"llama-bench reports the -ngl it took ({asked['n_gpu_layers']}), not how many layers went to a GPU; "
+            "its -v log says that (melt runs -v only for flash attention auto), and only in GPU builds"
+        )
+    mode = load_mode(log_text)
+    known["use_mmap"] = mode.startswith("mmap") if mode else asked["use_mmap"]
+    if not isinstance(known["use_mmap"], bool):
+        unknown["use_mmap"] = f"llama-bench reports load_mode {asked['use_mmap']!r}, not what it became"
+    return _effective(params, asked, known, unknown, log_text)
+
+
 def collect(case_dir: Path, battery_pins: dict | None = None, flash_attn: dict | None = None) -> dict:
     """Turn the pulled device files into trials.jsonl, trace.csv, sensors.json and agent.json. flash_attn:
-    {"asked": "on"|"off", "form", "help_line", "args"} as the session passed it; the records' own flash_attn
-    is added as "reported" and must match, else the case fails (its trials are still written)."""
+    {"asked": "on"|"off"|"auto", "form", "help_line", "args"} as the session passed it; the records' own
+    flash_attn is added as "reported" and, when on or off was asked, must match, else the case fails (its
+    trials are still written); how it ran is added as "resolved" (with "resolved_why" when that is not known)
+    and is load.effective_params' flash_attn. params: the case's (case.json next to the files)."""
     agent: dict = {"status": "failed", "runtime": runtime_info("llama-bench", flash_attn), "load": {"load_s": None}}
     phases_file = case_dir / "phases.txt"
     agent["phases"] = _phases(phases_file.read_text()) if phases_file.is_file() else {}
@@ -175,6 +269,15 @@ def collect(case_dir: Path, battery_pins: dict | None = None, flash_attn: dict |
         )
         agent["protocol"] = {"stopped_because": "llama-bench repetitions", "counted_trials": len(trials)}
         mismatch = _flash_attn_mismatch(records, flash_attn)
+        case_file = case_dir / "case.json"
+        params = json.loads(case_file.read_text()).get("params", {}) if case_file.is_file() else {}
+        agent["load"]["effective_params"] = _bench_effective(
+            params, first.get("raw", first), flash_attn, _logs(case_dir, ("prefill.log", "decode.log"))
+        )
+        if flash_attn:
+            flash_attn["resolved"] = agent["load"]["effective_params"]["flash_attn"]
+            if "flash_attn" in agent["load"]["effective_params"].get("unknown", {}):
+                flash_attn["resolved_why"] = agent["load"]["effective_params"]["unknown"]["flash_attn"]
         if mismatch:
             agent["error"] = mismatch
         else:
@@ -209,9 +312,10 @@ def completion_script(case: dict, bin_dir: str, model_path: str, n_prompts: int,
     prompt (prompts/pK.txt), greedy, exactly n_gen tokens (end-of-sequence ignored)."""
     p, w, proto = case["params"], case["workload"], case["protocol"]
     extra = _tool_flags(p, fa_args)
+    threads = ["-t", str(p["threads"])] if "threads" in p else []  # none: the tool's own default
     lines = [COMPLETION_HEAD]
     for i in range(proto["warmup"] + proto["repetitions"]):
-        cmd = [f"{bin_dir}/llama-completion", "-m", model_path, "-t", str(p.get("threads", 4)),
+        cmd = [f"{bin_dir}/llama-completion", "-m", model_path, *threads,
                "-f", f"prompts/p{i % n_prompts}.txt", "-n", str(w["n_gen"]), "--temp", "0", "--ignore-eos",
                "-no-cnv", *extra]  # fmt: skip
         # llama.cpp leaks its async logger at exit (upstream issue 22142), so a run can lose its last
@@ -264,6 +368,35 @@ def _run_output(case_dir: Path, i: int) -> tuple[str, str]:
     return (out + "\n" if out and not out.endswith("\n") else out) + log, said[0]
 
 
+def _completion_effective(params: dict, flash_attn: dict | None, log_text: str) -> dict:
+    """What llama-completion ran with, from its runs' logs (melt.runtimes.llama_log.tool_settings: threads,
+    threads_batch, n_ctx, n_batch; flash attention where the log says). An explicit -fa on or off is what
+    runs when the log does not say; auto is then not known."""
+    settings = tool_settings(log_text)
+    asked_fa = (flash_attn or {}).get("asked")
+    asked = {k: params[k] for k in PARAMS if k in params}
+    if asked_fa:
+        asked["flash_attn"] = asked_fa
+    known, unknown = {}, {}
+    for key in ("threads", "threads_batch", "n_ctx", "n_batch"):
+        if key in settings:
+            known[key] = settings[key]
+        else:
+            unknown[key] = "llama-completion's log has no line that says it"
+    resolved, why = flash_attn_resolved(log_text)
+    if resolved is None and asked_fa in ("on", "off") and "no flash_attn line" in why:
+        resolved = asked_fa
+    known["flash_attn"] = resolved
+    if resolved is None:
+        unknown["flash_attn"] = (
+            f"{why}: recent llama-completion builds show libllama's own lines only from -lv 4 (their default is "
+            "3), which melt does not pass to timed runs"
+            if "no flash_attn line" in why
+            else why
+        )
+    return _effective(params, asked, known, unknown, log_text)
+
+
 def collect_completion(
     case_dir: Path, case: dict, battery_pins: dict | None = None, flash_attn: dict | None = None
 ) -> dict:
@@ -274,7 +407,7 @@ def collect_completion(
     reasons. n_gen is llama.cpp's eval runs + 1 (the first token comes from the prompt's logits)."""
     agent: dict = {"status": "failed", "runtime": runtime_info("llama-completion", flash_attn)}
     if flash_attn:
-        flash_attn["reported"] = None  # llama-completion's output does not say which it used
+        flash_attn["reported"] = None  # llama-completion's output has no record of it; its log may say
     phases_text = (case_dir / "phases.txt").read_text() if (case_dir / "phases.txt").is_file() else ""
     marks = _marks(phases_text)
     agent["phases"] = _phases(phases_text)
@@ -309,6 +442,12 @@ def collect_completion(
             f.write(json.dumps(t) + "\n")
     loads = [t["load_s"] for t in trials if not t["warmup"] and t["load_s"] is not None]
     agent["load"] = {"load_s": sorted(loads)[len(loads) // 2] if loads else None}
+    log_text = _logs(case_dir, [f"trial_{i}.log" for i in range(proto["warmup"] + proto["repetitions"])])
+    agent["load"]["effective_params"] = _completion_effective(case.get("params", {}), flash_attn, log_text)
+    if flash_attn:
+        flash_attn["resolved"] = agent["load"]["effective_params"]["flash_attn"]
+        if "flash_attn" in agent["load"]["effective_params"].get("unknown", {}):
+            flash_attn["resolved_why"] = agent["load"]["effective_params"]["unknown"]["flash_attn"]
     counted = [t for t in trials if not t["warmup"]]
     lost = case_dir / "lost_runs.txt"
     agent["runs_repeated_for_lost_timings"] = len(lost.read_text().split()) if lost.is_file() else 0

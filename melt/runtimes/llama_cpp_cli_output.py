@@ -357,20 +357,20 @@ def llama_bench_trials(records: list[dict]) -> list[dict]:
 def llama_bench_command(
     binary: str,
     model: str,
-    threads: int,
+    threads: int | None,
     n_prompt: int,
     n_gen: int,
     repetitions: int,
     extra: list[str] | None = None,
 ) -> list[str]:
     """argv for llama-bench writing JSON lines. With both n_prompt and n_gen non-zero llama-bench runs two
-    tests, a pp and a tg (not one pg: that is `-pg`, which can go in extra)."""
+    tests, a pp and a tg (not one pg: that is `-pg`, which can go in extra). threads None: no -t, so
+    llama-bench's own default (common_cpu_get_num_math())."""
     return [
         str(binary),
         "-m",
         str(model),
-        "-t",
-        str(threads),
+        *(["-t", str(threads)] if threads is not None else []),
         "-p",
         str(n_prompt),
         "-n",
@@ -430,21 +430,29 @@ def flash_attn_form(help_text: str) -> dict:
     raise FlashAttnUnsupported(f"cannot tell how it takes flash attention from its help line {line!r}")
 
 
-def flash_attn_args(form: dict, on: bool) -> list[str]:
-    """The -fa arguments that ask for flash attention on or off in the given form (flash_attn_form). Raises
+def flash_attn_args(form: dict, asked) -> list[str]:
+    """The -fa arguments that ask for flash attention as asked ("on", "off" or "auto"; true / false are on /
+    off) in the given form (flash_attn_form). auto is no argument in every form: the tool's own default then
+    applies, which is auto in the "on|off" form and off in the older ones (they have no auto). Raises
     FlashAttnUnsupported when the build has no flash attention and it is asked for."""
+    asked = {True: "on", False: "off"}.get(asked, asked) if isinstance(asked, bool) else asked
+    if asked not in ("on", "off", "auto"):
+        raise ValueError(f"flash attention asked {asked!r}: not on, off or auto")
     kind = form["form"]
+    if kind not in ("0|1", "on|off", "flag", "none"):
+        raise FlashAttnUnsupported(f"unknown -fa form {kind!r}")
+    if asked == "auto":
+        return []
+    on = asked == "on"
     if kind == "0|1":
         return ["-fa", "1" if on else "0"]
     if kind == "on|off":
         return ["-fa", "on" if on else "off"]
     if kind == "flag":
         return ["-fa"] if on else []
-    if kind == "none":
-        if on:
-            raise FlashAttnUnsupported("this build has no -fa option (no flash attention): flash_attn cannot be on")
-        return []
-    raise FlashAttnUnsupported(f"unknown -fa form {kind!r}")
+    if on:
+        raise FlashAttnUnsupported("this build has no -fa option (no flash attention): flash_attn cannot be on")
+    return []
 
 
 def reported_flash_attn(record: dict) -> str | None:
