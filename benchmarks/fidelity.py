@@ -120,9 +120,11 @@ def run_combination(args, model: str, fa_form: dict, n_prompt: int, threads: int
         eff = melt.effective
         bench = Bench(args.bin, model, threads, fa_args, eff["n_batch"], eff["n_ubatch"])
         melt_fa = melt.context_flash_attn()
+        if melt_fa != args.flash_attn:  # like with like: both sides must run what was asked
+            raise RuntimeError(f"melt's context ran flash attention {melt_fa!r} where {args.flash_attn!r} was asked")
         say(
-            f"melt: llama_cpp runtime in this process; flash_attn {eff['flash_attn']!r} -> context created with "
-            f"flash attention '{melt_fa}'; threads {eff['threads']}/{eff['threads_batch']}, "
+            f"melt: llama_cpp runtime in this process; flash_attn asked {eff.get('asked', {}).get('flash_attn')!r} "
+            f"-> llama.cpp resolved flash attention '{melt_fa}'; threads {eff['threads']}/{eff['threads_batch']}, "
             f"n_ctx {eff['n_ctx']}, n_batch {eff['n_batch']}, n_ubatch {eff['n_ubatch']}"
         )
         melt.figures(0)  # warm-up trial, as melt's protocol runs one before counting

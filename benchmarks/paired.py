@@ -418,14 +418,13 @@ class MeltLlama:
         self.effective = self.loaded["effective_params"]
 
     def context_flash_attn(self) -> str:
-        """What flash attention the context was created with, as llama.cpp names it (llama_flash_attn_type_name:
-        'enabled', 'disabled', 'auto'), or why it cannot be read."""
-        try:
-            fa_type = self.runner.llm.context_params.flash_attn_type
-            name = self.runner.lib.llama_flash_attn_type_name(fa_type)
-            return name.decode() if name else str(fa_type)
-        except AttributeError as e:  # a llama-cpp-python without flash_attn_type
-            return f"unknown ({e})"
+        """Flash attention as llama.cpp resolved it for the context melt created ('on' / 'off', from the
+        runtime's effective_params), or why it is not known."""
+        value = self.effective.get("flash_attn")
+        if value is None:
+            why = (self.effective.get("unknown") or {}).get("flash_attn", "not reported")
+            return f"unknown ({why})"
+        return str(value)
 
     def figures(self, index: int) -> dict:
         from melt.analysis.metrics import llama_trial

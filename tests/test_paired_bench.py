@@ -281,7 +281,7 @@ def test_fidelity_grid_prints_intervals_and_exits_as_they_say(models, llama_benc
         assert len(combo["pairs"]) == 3 and [p["figures"]["melt_first"] for p in combo["pairs"]] == [True, False, True]
         codes.append(combo["exit_code"])
         # like with like: what each side ran with is printed, and it is the same
-        assert "flash attention 'disabled'" in section and "its records say flash attention off" in section
+        assert "resolved flash attention 'off'" in section and "its records say flash attention off" in section
         eff = combo["melt_effective_params"]
         assert f"-b {eff['n_batch']} -ub {eff['n_ubatch']}" in section and eff["threads"] == 1
     assert proc.returncode == paired.overall_exit(codes)
@@ -294,7 +294,9 @@ def test_fidelity_asks_both_sides_for_flash_attention_alike(models, llama_bench_
         "--flash-attn", "on", "--min-pairs", 2, "--max-pairs", 2, *QUIET,
     )  # fmt: skip
     assert proc.returncode in (0, 1, 3), proc.stdout + proc.stderr
-    assert "flash attention 'enabled'" in proc.stdout and "-fa on -> its records say flash attention on" in proc.stdout
+    assert (
+        "resolved flash attention 'on'" in proc.stdout and "-fa on -> its records say flash attention on" in proc.stdout
+    )
 
 
 def test_fidelity_refuses_to_conclude_beside_a_competing_process(models, llama_bench_bin):
