@@ -186,7 +186,7 @@ def _run_folder(ref: str, results_dir: Path) -> Path:
 @click.option("--run-noise-pct", type=click.FloatRange(0, 100), metavar="PCT",
               help="Run-to-run noise to assume where a case has fewer than 3 earlier runs: the sd of a run's level "
                    "between identical runs, in %. Default: the figure measured for melt (stated in the output); "
-                   "0 judges the drift within each run only.")  # fmt: skip
+                   "0 leaves what the runs themselves show.")  # fmt: skip
 @click.option("--junit", type=click.Path(dir_okay=False, path_type=Path), help="Write JUnit XML here.")
 @click.option("--markdown", type=click.Path(dir_okay=False, path_type=Path), help="Write a markdown table here.")
 @click.option("--all", "show_all", is_flag=True, help="Print every case and metric, not only the changes.")
@@ -206,8 +206,9 @@ def compare(runs: tuple[str, ...], threshold_pct: float, alpha: float, baseline_
     runs of a case, a prediction t-test of the new run's median against their medians (basis
     "history"). Without that history, the two runs' medians are judged against a run-to-run noise
     that cannot be measured from one pair: --run-noise-pct (basis "assumed", said in each verdict),
-    or the larger spread of the one or two earlier runs the catalog has (basis "catalog"), plus
-    the drift within each run (medians of 10 time blocks of its trials). So without history only
+    or the larger spread of the one or two earlier runs the catalog has (basis "catalog") or of
+    the baseline's own time blocks (basis "blocks"), plus the drift within each run (medians of 10
+    time blocks of its trials). So without history only
     large changes count: keep a few runs of history (the nightly job does) to judge small ones.
     Peak RSS is judged against history only; load time, ONNX throughput and p90 latency are shown,
     not judged (too noisy from run to run). Runs are folders or run ids under --results; the

@@ -33,11 +33,16 @@ def test_blocks_see_the_drift_within_a_run_that_independent_trials_hide():
     assert run_level([1.0, 2.0, 4.0]).blocks == 3  # fewer trials than blocks: a block per trial
     assert run_level([1.0, 2.0, 4.0]).log_median == pytest.approx(np.log(2.0))
     assert run_level([1.0]) is None and run_level([1.0, 0.0, 2.0]) is None  # no spread / no ratio
+    # the block spread is robust: one trial 4x slow among ten does not move it, but does the se
+    steady = [100.0 * (1 + 0.01 * ((i * 7) % 5 - 2)) for i in range(10)]
+    spiked = run_level(steady[:4] + [400.0] + steady[5:])
+    assert spiked.spread == pytest.approx(run_level(steady).spread, rel=0.5) and spiked.spread < 0.05
+    assert spiked.se > 3 * run_level(steady).se
 
 
 def test_difference_is_judged_against_run_noise_and_drift():
-    steady = RunLevel(np.log(100.0), 0.0, 10)
-    same, slower = RunLevel(np.log(100.0), 0.0, 10), RunLevel(np.log(80.0), 0.0, 10)
+    steady = RunLevel(np.log(100.0), 0.0, 10, 0.0)
+    same, slower = RunLevel(np.log(100.0), 0.0, 10, 0.0), RunLevel(np.log(80.0), 0.0, 10, 0.0)
     # no noise anywhere: any difference is certain, none is none
     assert difference_p([steady], same, 0.0).p == 1.0 and difference_p([steady], slower, 0.0).p == 0.0
     d = difference_p([steady], slower, 0.10)  # ln 0.8 against sqrt(2) * 10%: z = -1.578
@@ -48,8 +53,8 @@ def test_difference_is_judged_against_run_noise_and_drift():
         np.expm1(-1.96 * 0.1 * np.sqrt(2)) * 100, rel=1e-3
     )
     # drift within the runs adds to the yardstick; its few degrees of freedom widen the t
-    drifting = RunLevel(np.log(80.0), 0.05, 3)
-    d2 = difference_p([RunLevel(np.log(100.0), 0.05, 3)], drifting, 0.0)
+    drifting = RunLevel(np.log(80.0), 0.05, 3, 0.05)
+    d2 = difference_p([RunLevel(np.log(100.0), 0.05, 3, 0.05)], drifting, 0.0)
     assert d2.sd == pytest.approx(0.05 * np.sqrt(2)) and d2.df == pytest.approx(4.0)
     assert d2.p == pytest.approx(2 * stats.t.sf(abs(np.log(0.8)) / (0.05 * np.sqrt(2)), 4))
     # a window of B baseline runs: sigma^2 (1 + 1/B)
@@ -66,6 +71,11 @@ def test_run_noise_is_the_floor_unless_earlier_runs_spread_more():
     wide = run_noise(0.10, [60.0, 80.0])  # 29% apart: this case wanders more than assumed
     assert wide.basis == "catalog" and wide.sigma == pytest.approx(np.log(80 / 60) / np.sqrt(2)) and wide.n_seen == 2
     assert run_noise(0.0, [60.0, 80.0]).basis == "catalog"
+    # a baseline whose own blocks wander by 20% and 30%: runs can start anywhere in that range
+    wandering = [RunLevel(0.0, 0.01, 10, 0.2), RunLevel(0.0, 0.01, 10, 0.3)]
+    by_blocks = run_noise(0.10, [70.0, 71.0], wandering)
+    assert by_blocks.basis == "blocks" and by_blocks.sigma == pytest.approx(np.sqrt((0.04 + 0.09) / 2))
+    assert run_noise(0.10, [60.0, 80.0], wandering[:1]).basis == "catalog"  # 20.3% > 20%: the largest wins
 
 
 def test_holm_adjusts_step_down():
@@ -103,7 +113,7 @@ def verdicts():
         "broke": _case("b", "broke", {}, status="failed", reason="the agent exited with 1: boom"),
         "fresh": _case("b", "fresh", {"decode_tok_s": _normal(rng, 50, 0.01, 10)}),
     }
-    # no run-to-run noise assumed: these samples have none (the default floor is tested below)
+    # no run-to-run noise assumed, these samples have none beyond their trials (the floor is tested below)
     result = compare(
         {k: [v] for k, v in base.items()}, new, threshold_pct=5.0, alpha=0.05, new_run="b", run_noise_pct=0
     )
@@ -120,8 +130,9 @@ def test_verdicts_on_known_differences(verdicts):
     noisy = by["noisy", "decode_tok_s"]  # a big change, but 3 trials a side with 15% spread cannot tell
     assert noisy.verdict == "not significant" and "drift within each run (3 time blocks)" in noisy.reason
     assert "alone, a change must pass" in noisy.reason
-    assert "no run-to-run noise (--run-noise-pct 0)" in by["slower", "decode_tok_s"].reason
-    assert {v.basis for v in result.verdicts if v.p_value is not None} == {"assumed"}
+    # nothing assumed: the run-to-run noise is what the baseline's blocks show
+    assert "the spread of the baseline's own time blocks" in by["slower", "decode_tok_s"].reason
+    assert {v.basis for v in result.verdicts if v.p_value is not None} == {"blocks"}
     assert by["ttft", "ttft_s"].verdict == "worse"  # +25% time to first token
     assert by["ttft", "peak_rss_mb"].verdict == "untested" and by["ttft", "peak_rss_mb"].change_pct == pytest.approx(50)
     assert by["same", "latency_p50_ms"].verdict == "not significant"
@@ -161,6 +172,24 @@ def test_without_history_a_change_must_pass_the_assumed_run_noise():
     assert v.basis == "catalog" and v.verdict == "not significant"
     assert v.run_noise_pct == pytest.approx(np.log(100 / 75) / np.sqrt(2) * 100)
     assert "seen in 2 earlier runs of this case" in v.reason
+
+
+def test_the_baseline_blocks_raise_the_yardstick_the_new_run_cannot():
+    rng = np.random.default_rng(6)
+    calm = list(100 * np.exp(rng.normal(0, 0.01, 2000)))
+    wandering = list(100 * np.exp(np.repeat(rng.normal(0, 0.25, 10), 200) + rng.normal(0, 0.01, 2000)))
+    slower = [v * 0.7 for v in calm]  # -30%
+    (v,) = compare(
+        {"c": [_case("a", "c", {"latency_p50_ms": wandering})]}, {"c": _case("b", "c", {"latency_p50_ms": slower})}
+    ).verdicts
+    assert v.basis == "blocks" and v.run_noise_pct > 15 and v.verdict == "not significant"
+    assert "the spread of the baseline's own time blocks" in v.reason
+    # the same change from a calm baseline to an erratic new run: judged against the floor
+    erratic = [v * 0.7 for v in wandering]
+    (v,) = compare(
+        {"c": [_case("a", "c", {"latency_p50_ms": calm})]}, {"c": _case("b", "c", {"latency_p50_ms": erratic})}
+    ).verdicts
+    assert v.basis == "assumed" and v.run_noise_pct == pytest.approx(10)
 
 
 def test_a_window_of_runs_is_the_baseline():

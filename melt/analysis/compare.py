@@ -15,6 +15,8 @@ the run is the unit, and each verdict says what its run-to-run noise came from (
   names the device): a prediction t-test of the new run's median against their medians;
 - "catalog": fewer earlier runs, but the one or two there are spread more than the assumed noise:
   that spread is the run-to-run noise;
+- "blocks": the medians of the baseline's time blocks spread more than the assumed noise: a run
+  that wanders that far inside itself can start anywhere in that range;
 - "assumed": no history to learn from: the run-to-run noise is the stated floor
   (DEFAULT_RUN_NOISE_PCT, --run-noise-pct), and the verdict says so.
 
@@ -82,7 +84,7 @@ class MetricVerdict:
     n_new: int
     verdict: str
     reason: str
-    basis: str = ""  # where the run-to-run noise came from: "history", "catalog" or "assumed" (module doc)
+    basis: str = ""  # where the run-to-run noise came from: "history", "catalog", "blocks", "assumed" (module doc)
     run_noise_pct: float | None = None  # that run-to-run noise: sd of a run's level, % (log scale)
 
 
@@ -117,9 +119,9 @@ class Comparison:
             "blocks": self.blocks,
             "test": "log scale: a prediction t-test of the run median against >= 3 earlier runs where the catalog "
             "has them (basis history); else a t-test of the two runs' medians against the run-to-run noise (the "
-            "spread of 1-2 earlier runs where above run_noise_pct: basis catalog; else run_noise_pct: basis "
-            "assumed) plus the drift within each run (medians of `blocks` time blocks); Holm-corrected across "
-            "the comparison",
+            "largest of run_noise_pct (basis assumed), the spread of 1-2 earlier runs (basis catalog) and the "
+            "spread of the baseline's time blocks (basis blocks)) plus the drift within each run (medians of "
+            "`blocks` time blocks); Holm-corrected across the comparison",
             "regressed": self.regressed,
             "regressed_cases": sorted({v.case_id for v in self.verdicts if v.verdict == "worse"}),
             "failed": self.failed,
@@ -162,6 +164,8 @@ def _noise_text(row: dict) -> str:
     noise: RunNoise = row["noise"]
     if noise.basis == "catalog":
         return f"the run-to-run noise of {noise.sigma * 100:.3g}% seen in {noise.n_seen} earlier runs of this case"
+    if noise.basis == "blocks":
+        return f"a run-to-run noise of {noise.sigma * 100:.3g}%, the spread of the baseline's own time blocks"
     if noise.floor == 0:
         return "no run-to-run noise (--run-noise-pct 0)"
     return f"an assumed run-to-run noise of {noise.floor * 100:.3g}% (no history)"
@@ -254,7 +258,7 @@ def compare(
                         why = "fewer than 2 trials on a side, or a value that is not positive (no ratio to judge)"
                         row.update(verdict="untested", reason=why)
                     else:
-                        noise = run_noise(run_noise_pct / 100, earlier)
+                        noise = run_noise(run_noise_pct / 100, earlier, b_levels)
                         diff: Difference = difference_p(b_levels, n_level, noise.sigma)
                         row.update(p_raw=diff.p, basis=noise.basis, run_noise_pct=noise.sigma * 100)
                         row.update(noise=noise, difference=diff, blocks=n_level.blocks)

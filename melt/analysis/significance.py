@@ -12,8 +12,10 @@ estimates, two sources:
   its standard error, sd(block medians) / sqrt(k), with k - 1 degrees of freedom;
 - between runs: u_r is invisible inside one run (every block shares it). It is taken from earlier
   runs of the case (3 or more: `run_level_p`, a prediction t-test on run medians), else from a
-  stated run-to-run noise: an assumed floor, raised to the spread of the one or two earlier runs
-  there are where that is larger (`run_noise`).
+  stated run-to-run noise: an assumed floor, raised where the one or two earlier runs there are
+  spread more, or where the baseline's own blocks do (a run that wanders that far inside itself
+  can start anywhere in that range) (`run_noise`). The blocks alone under-estimate it: a run's
+  start state (placement, layout) is shared by all its blocks, hence the floor.
 
 The difference of two run medians then has variance  sigma_run^2 (1 + 1/B) + se_new^2 + se_base^2 / B
 (B baseline runs), tested with Student's t on Welch-Satterthwaite degrees of freedom (the assumed
@@ -79,6 +81,7 @@ class RunLevel:
     log_median: float
     se: float  # standard error of log_median from the spread of block medians (log scale)
     blocks: int  # k: consecutive time blocks of the run's trials
+    spread: float  # robust sd of the log block medians: 1.4826 * MAD (one slow trial does not move it)
 
 
 def run_level(values: Sequence[float], blocks: int = DEFAULT_BLOCKS) -> RunLevel | None:
@@ -96,29 +99,33 @@ def run_level(values: Sequence[float], blocks: int = DEFAULT_BLOCKS) -> RunLevel
     se = float(np.std(block_medians, ddof=1) / math.sqrt(k))
     if k == len(logs):
         se *= math.sqrt(math.pi / 2)
-    return RunLevel(float(np.median(logs)), se, k)
+    spread = float(stats.median_abs_deviation(block_medians, scale="normal"))
+    return RunLevel(float(np.median(logs)), se, k, spread)
 
 
 @dataclass(frozen=True)
 class RunNoise:
     """The run-to-run noise a comparison without 3+ earlier runs is judged against."""
 
-    sigma: float  # sd of a run's own offset, log scale (0.10 ~ 10%)
-    basis: str  # "catalog": the earlier runs' spread is above the floor; "assumed": the floor
+    sigma: float  # sd of a run's own offset, log scale (0.10 ~ 10%): the largest of the three below
+    basis: str  # which it is: "assumed" (the floor), "catalog" (earlier runs), "blocks" (the baseline's blocks)
     floor: float  # the assumed run-to-run noise (--run-noise-pct / 100)
     seen: float | None  # the spread of the earlier runs, where there are 2 or more
     n_seen: int  # earlier runs looked at
+    blocks: float  # the baseline runs' block spread (root mean square over the runs)
 
 
-def run_noise(floor: float, earlier: Sequence[float]) -> RunNoise:
+def run_noise(floor: float, earlier: Sequence[float], base: Sequence[RunLevel] = ()) -> RunNoise:
     """floor: assumed sd of a run's offset (fraction, >= 0); earlier: medians of the case's earlier
-    runs (the baseline's among them). With one pair of runs nothing says how far runs of this case
-    wander, so the floor is an assumption the verdict states; the spread of 2 earlier runs has one
-    degree of freedom: it may raise the floor (a case seen to wander more), never lower it."""
+    runs (the baseline's among them); base: the baseline runs' levels. With one pair of runs nothing
+    says how far runs of this case wander, so the floor is an assumption the verdict states. The
+    spread of 2 earlier runs (one degree of freedom), or of the baseline's time blocks, may raise
+    it (a case seen to wander more), never lower it. The run under test does not set its own
+    yardstick: a change that makes a run erratic must not excuse itself."""
     seen = log_spread(earlier)
-    if seen is not None and seen > floor:
-        return RunNoise(seen, "catalog", floor, seen, len(earlier))
-    return RunNoise(floor, "assumed", floor, seen, len(earlier))
+    blocks = math.sqrt(sum(b.spread**2 for b in base) / len(base)) if base else 0.0
+    sigma, basis = max((floor, "assumed"), (seen or 0.0, "catalog"), (blocks, "blocks"), key=lambda c: c[0])
+    return RunNoise(sigma, basis, floor, seen, len(earlier), blocks)
 
 
 @dataclass(frozen=True)

@@ -35,14 +35,15 @@ def _p(v: MetricVerdict) -> str:
 
 def basis_summary(cmp: Comparison) -> str:
     """Where the verdicts' run-to-run noise came from, for the whole comparison, in words."""
-    counts = {b: sum(v.basis == b for v in cmp.verdicts) for b in ("history", "catalog", "assumed")}
+    counts = {b: sum(v.basis == b for v in cmp.verdicts) for b in ("history", "catalog", "blocks", "assumed")}
     words = {
         "history": "3+ earlier runs",
         "catalog": "the spread of 1-2 earlier runs",
+        "blocks": "the spread of the baseline's time blocks",
         "assumed": f"an assumed {cmp.run_noise_pct:g}% (no history; --run-noise-pct)",
     }
     parts = [f"{words[b]} for {n} test{'s' * (n != 1)}" for b, n in counts.items() if n]
-    if counts["catalog"] or counts["assumed"]:
+    if counts["catalog"] or counts["blocks"] or counts["assumed"]:
         parts.append(f"with the drift within each run ({cmp.blocks} time blocks)")
     return ", ".join(parts) if parts else "nothing tested"
 
@@ -91,7 +92,7 @@ def to_markdown(cmp: Comparison) -> str:
         f"A change counts when it is beyond ±{cmp.threshold_pct:g}% in the metric's direction and significant "
         f"(Holm-corrected, alpha {cmp.alpha:g}), judged against the noise between runs: the case's earlier runs "
         "where the catalog has 3 or more, else an assumed run-to-run noise (or the larger spread of 1-2 earlier "
-        f"runs) plus the drift within each run. Here: {basis_summary(cmp)}."
+        f"runs or of the baseline's time blocks) plus the drift within each run. Here: {basis_summary(cmp)}."
     )
     out.append("")
     if notable:
