@@ -48,8 +48,15 @@ from melt.results.layout import RunDir
 
 DEFAULT_THRESHOLD_PCT = 5.0
 DEFAULT_ALPHA = 0.05
-# The run-to-run noise assumed without history: sd of one run's own offset, in % of the level.
-# MEASURED_RUN_NOISE
+# The run-to-run noise assumed without history: the sd of one run's own offset, in % of its level
+# (log scale). Measured with `.venv/bin/python benchmarks/compare_noise.py --pairs 20`, which prints
+# this sd for every judged metric over its identical runs of recipes/nightly.yaml. On this project's
+# 2-core x86 host: Gemma 3 270M decode medians of 21 identical runs spanned 67-78 tok/s (sd ~4%),
+# prefill sat in two clusters near 590 and 670 tok/s (~6%); Silero VAD p50 latency spread 3.8% over
+# 6 runs (a busy host: `--pairs 5 --seed-runs 0`), though one back-to-back pair gave 0.201 and
+# 0.257 ms (+28%). At 10% one pair of runs must differ by beyond -24%/+32% to count alone (so that
+# pair does not), and a run that lost 40% of its rate still counts after Holm over the nightly's
+# tests. A case noisier than this needs history (3+ runs) or --run-noise-pct.
 DEFAULT_RUN_NOISE_PCT = 10.0
 VERDICTS = ("worse", "better", "not significant", "new", "missing", "failed", "untested")
 
