@@ -208,8 +208,9 @@ def compare(runs: tuple[str, ...], threshold_pct: float, alpha: float, baseline_
     that cannot be measured from one pair: --run-noise-pct (basis "assumed", said in each verdict),
     or the larger spread of the one or two earlier runs the catalog has (basis "catalog") or of
     the baseline's own time blocks (basis "blocks"), plus the drift within each run (medians of 10
-    time blocks of its trials). So without history only
-    large changes count: keep a few runs of history (the nightly job does) to judge small ones.
+    time blocks of its trials). So without history only large changes count (at the default 10%,
+    beyond -24% or +32% for one pair of runs): keep a few runs of history (the nightly job does)
+    to judge small ones.
     Peak RSS is judged against history only; load time, ONNX throughput and p90 latency are shown,
     not judged (too noisy from run to run). Runs are folders or run ids under --results; the
     catalog is the one of the folder holding NEW_RUN; the verdicts are also written to
