@@ -40,7 +40,9 @@ def basis_summary(cmp: Comparison) -> str:
         "history": "3+ earlier runs",
         "catalog": "the spread of 1-2 earlier runs",
         "blocks": "the spread of the baseline's time blocks",
-        "assumed": f"an assumed {cmp.run_noise_pct:g}% (no history; --run-noise-pct)",
+        "assumed": f"an assumed {cmp.run_noise_pct:g}% (no history; --run-noise-pct)"
+        if cmp.run_noise_pct
+        else "none assumed (--run-noise-pct 0)",
     }
     parts = [f"{words[b]} for {n} test{'s' * (n != 1)}" for b, n in counts.items() if n]
     if counts["catalog"] or counts["blocks"] or counts["assumed"]:
