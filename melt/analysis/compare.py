@@ -170,7 +170,8 @@ def _noise_text(row: dict) -> str:
         return f"{row['n_history']} earlier runs"
     noise: RunNoise = row["noise"]
     if noise.basis == "catalog":
-        return f"the run-to-run noise of {noise.sigma * 100:.3g}% seen in {noise.n_seen} earlier runs of this case"
+        seen = f"{noise.n_seen} earlier runs of this case on this device"
+        return f"the run-to-run noise of {noise.sigma * 100:.3g}% seen in {seen}"
     if noise.basis == "blocks":
         return f"a run-to-run noise of {noise.sigma * 100:.3g}%, the spread of the baseline's own time blocks"
     if noise.floor == 0:
