@@ -183,12 +183,17 @@ def _run_folder(ref: str, results_dir: Path) -> Path:
 @click.option("--baseline-window", type=click.IntRange(1), metavar="N",
               help="Compare NEW_RUN against the last N earlier runs of the same cases in the catalog "
                    "(runs judged regressed are skipped); then BASE_RUN is not given.")  # fmt: skip
+@click.option("--run-noise-pct", type=click.FloatRange(0, 100), metavar="PCT",
+              help="Run-to-run noise to assume where a case has fewer than 3 earlier runs: the sd of a run's level "
+                   "between identical runs, in %. Default: the figure measured for melt (stated in the output); "
+                   "0 leaves what the runs themselves show.")  # fmt: skip
 @click.option("--junit", type=click.Path(dir_okay=False, path_type=Path), help="Write JUnit XML here.")
 @click.option("--markdown", type=click.Path(dir_okay=False, path_type=Path), help="Write a markdown table here.")
 @click.option("--all", "show_all", is_flag=True, help="Print every case and metric, not only the changes.")
 @results_dir_option
 def compare(runs: tuple[str, ...], threshold_pct: float, alpha: float, baseline_window: int | None,
-            junit: Path | None, markdown: Path | None, show_all: bool, results_dir: Path) -> None:  # fmt: skip
+            run_noise_pct: float | None, junit: Path | None, markdown: Path | None, show_all: bool,
+            results_dir: Path) -> None:  # fmt: skip
     """Judge NEW_RUN against BASE_RUN case by case (matched by case_id): worse, better, not
     significant, new, missing, failed. Exit 1 on a significant regression or a failed case.
 
@@ -197,22 +202,22 @@ def compare(runs: tuple[str, ...], threshold_pct: float, alpha: float, baseline_
     better for tok/s and inf/s; lower for latency, energy, memory) and significant, Holm-corrected
     across every test of the comparison so the chance of any false alarm stays under --alpha.
     The test: runs differ more than trials do (each run has its own thread placement, memory
-    layout, clocks), so where the results catalog holds 3 or more earlier runs of a case, the run
-    is the unit: a prediction t-test of the new run's median against their medians. Without that
-    history, a two-sided Mann-Whitney U test on the per-trial samples, which cannot tell a real
-    change from run-to-run noise: keep a few runs of history (the nightly job does) before trusting
-    its verdicts on a noisy machine. A rank test needs trials: with 5 per side the smallest
-    possible p is 0.008 and nothing survives the correction; with 10 per side it is 1e-5, hence
-    the protocol's default of 10 repetitions. Peak RSS is judged against history only; load time,
-    ONNX throughput and p90 latency are shown, not judged (too noisy from run to run). Measured
-    here: 20 A/A pairs flagged 10 times on trials alone, once with history, never once the flagged
-    cases were run again (`--case`), as the nightly workflow does. Runs are folders or run ids
-    under --results; the catalog is the one of the folder holding NEW_RUN; the verdicts are also
-    written to NEW_RUN/compare.json, and a run judged regressed is left out of later baselines
-    and history.
+    layout, clocks), so the run is the unit. Where the results catalog holds 3 or more earlier
+    runs of a case, a prediction t-test of the new run's median against their medians (basis
+    "history"). Without that history, the two runs' medians are judged against a run-to-run noise
+    that cannot be measured from one pair: --run-noise-pct (basis "assumed", said in each verdict),
+    or the larger spread of the one or two earlier runs the catalog has (basis "catalog") or of
+    the baseline's own time blocks (basis "blocks"), plus the drift within each run (medians of 10
+    time blocks of its trials). So without history only large changes count (at the default 10%,
+    beyond -24% or +32% for one pair of runs): keep a few runs of history (the nightly job does)
+    to judge small ones.
+    Peak RSS is judged against history only; load time, ONNX throughput and p90 latency are shown,
+    not judged (too noisy from run to run). Runs are folders or run ids under --results; the
+    catalog is the one of the folder holding NEW_RUN; the verdicts are also written to
+    NEW_RUN/compare.json, and a run judged regressed is left out of later baselines and history.
     """
+    from melt.analysis.compare import DEFAULT_RUN_NOISE_PCT, compare_runs, load_run
     from melt.analysis.compare import compare as judge
-    from melt.analysis.compare import compare_runs, load_run
     from melt.report.verdicts import to_junit, to_markdown, to_text
     from melt.results.catalog import Catalog
     from melt.results.layout import RunDir, write_json
@@ -221,6 +226,7 @@ def compare(runs: tuple[str, ...], threshold_pct: float, alpha: float, baseline_
     if len(runs) != want:
         expected = "NEW_RUN (with --baseline-window)" if baseline_window else "BASE_RUN NEW_RUN"
         raise InputError(Problem("melt compare", "", expected, " ".join(runs) or "no runs"))
+    noise = DEFAULT_RUN_NOISE_PCT if run_noise_pct is None else run_noise_pct
     folders = [_run_folder(r, results_dir) for r in runs]
     new_dir = folders[-1]
     if baseline_window:
@@ -229,11 +235,11 @@ def compare(runs: tuple[str, ...], threshold_pct: float, alpha: float, baseline_
         with Catalog.open(new_dir.parent) as catalog:  # the catalog of the folder that holds the run
             base = catalog.baseline_window(list(new), manifest["run_id"], baseline_window)
             history = catalog.run_history(list(new), manifest.get("started_at"), manifest["run_id"])
-        result = judge(base, new, threshold_pct, alpha, new_run=manifest["run_id"], history=history)
+        result = judge(base, new, threshold_pct, alpha, [], manifest["run_id"], history, noise)
         if not base:
             click.echo(f"no earlier runs of these cases in the catalog under {new_dir.parent}", err=True)
     else:
-        result = compare_runs(folders[0], new_dir, threshold_pct, alpha)
+        result = compare_runs(folders[0], new_dir, threshold_pct, alpha, run_noise_pct=noise)
     write_json(new_dir / "compare.json", result.to_json())
     if junit:
         junit.write_text(to_junit(result))

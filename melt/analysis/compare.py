@@ -6,13 +6,24 @@ direction and significant, Holm-corrected across every test of the comparison so
 false alarm in the whole table stays under alpha.
 
 Which test: trials of one run share that run's conditions (thread placement, memory layout, clocks,
-neighbours), so on real machines runs differ more than trials do: here, identical runs of Gemma
-270M differ by up to 11% in decode rate while trials within a run vary by 3%. A test on trials
-alone then calls run-to-run noise significant. So where the catalog holds at least 3 earlier runs
-of the case, the run is the unit: a prediction t-test of the new run's median against the earlier
-runs' medians (log scale). Without that history, the test falls back to a two-sided Mann-Whitney U
-on the per-trial samples, and each verdict says which basis it used. Run-level figures (load time,
-peak RSS) have one value per run: they are judged only against history.
+neighbours), so runs differ more than trials do: here, identical runs of Gemma 270M differ by up to
+11% in decode rate while trials within a run vary by 3%, and two identical runs of Silero VAD gave
+latency medians 0.201 and 0.257 ms. A test on trials calls that run-to-run noise significant. So
+the run is the unit, and each verdict says what its run-to-run noise came from (`basis`):
+
+- "history": the catalog holds 3 or more earlier runs of the case (on its device: the case id
+  names the device): a prediction t-test of the new run's median against their medians;
+- "catalog": fewer earlier runs, but the one or two there are spread more than the assumed noise:
+  that spread is the run-to-run noise;
+- "blocks": the medians of the baseline's time blocks spread more than the assumed noise: a run
+  that wanders that far inside itself can start anywhere in that range;
+- "assumed": no history to learn from: the run-to-run noise is the stated floor
+  (DEFAULT_RUN_NOISE_PCT, --run-noise-pct), and the verdict says so.
+
+Without history, each run's trials are also cut into time blocks, whose medians give the drift
+within the run (significance.py); the difference of the two runs is judged against both.
+Run-level figures (load time, peak RSS) have one value per run: they are judged only against
+history.
 """
 
 from __future__ import annotations
@@ -22,11 +33,31 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from melt.analysis.samples import DIRECTION, INFORMATION_ONLY, RUN_LEVEL, case_samples
-from melt.analysis.significance import holm, mann_whitney_p, min_p, run_level_p
+from melt.analysis.significance import (
+    DEFAULT_BLOCKS,
+    Difference,
+    RunNoise,
+    difference_p,
+    holm,
+    log_spread,
+    run_level,
+    run_level_p,
+    run_noise,
+)
 from melt.results.layout import RunDir
 
 DEFAULT_THRESHOLD_PCT = 5.0
 DEFAULT_ALPHA = 0.05
+# The run-to-run noise assumed without history: the sd of one run's own offset, in % of its level
+# (log scale). Measured with `.venv/bin/python benchmarks/compare_noise.py --pairs 20`, which prints
+# this sd for every judged metric over its identical runs of recipes/nightly.yaml. On this project's
+# 2-core x86 host: Gemma 3 270M decode medians of 21 identical runs spanned 67-78 tok/s (sd ~4%),
+# prefill sat in two clusters near 590 and 670 tok/s (~6%); Silero VAD p50 latency spread 3.8% over
+# 6 runs (a busy host: `--pairs 5 --seed-runs 0`), though one back-to-back pair gave 0.201 and
+# 0.257 ms (+28%). At 10% one pair of runs must differ by beyond -24%/+32% to count alone (so that
+# pair does not), and a run that lost 40% of its rate still counts after Holm over the nightly's
+# tests. A case noisier than this needs history (3+ runs) or --run-noise-pct.
+DEFAULT_RUN_NOISE_PCT = 10.0
 VERDICTS = ("worse", "better", "not significant", "new", "missing", "failed", "untested")
 
 
@@ -60,7 +91,8 @@ class MetricVerdict:
     n_new: int
     verdict: str
     reason: str
-    basis: str = ""  # what the significance test compared: "runs" (history) or "trials"
+    basis: str = ""  # where the run-to-run noise came from: "history", "catalog", "blocks", "assumed" (module doc)
+    run_noise_pct: float | None = None  # that run-to-run noise: sd of a run's level, % (log scale)
 
 
 @dataclass
@@ -70,6 +102,8 @@ class Comparison:
     threshold_pct: float
     alpha: float
     verdicts: list[MetricVerdict]
+    run_noise_pct: float = DEFAULT_RUN_NOISE_PCT  # assumed where a case has no history
+    blocks: int = DEFAULT_BLOCKS
 
     @property
     def regressed(self) -> bool:
@@ -88,8 +122,13 @@ class Comparison:
             "new_run": self.new_run,
             "threshold_pct": self.threshold_pct,
             "alpha": self.alpha,
-            "test": "prediction t-test of the run median against >= 3 earlier runs (log scale) where the catalog "
-            "has them, else two-sided Mann-Whitney U on per-trial samples; Holm-corrected across the comparison",
+            "run_noise_pct": self.run_noise_pct,
+            "blocks": self.blocks,
+            "test": "log scale: a prediction t-test of the run median against >= 3 earlier runs where the catalog "
+            "has them (basis history); else a t-test of the two runs' medians against the run-to-run noise (the "
+            "largest of run_noise_pct (basis assumed), the spread of 1-2 earlier runs (basis catalog) and the "
+            "spread of the baseline's time blocks (basis blocks)) plus the drift within each run (medians of "
+            "`blocks` time blocks); Holm-corrected across the comparison",
             "regressed": self.regressed,
             "regressed_cases": sorted({v.case_id for v in self.verdicts if v.verdict == "worse"}),
             "failed": self.failed,
@@ -125,22 +164,43 @@ def _median(values: list[float]) -> float | None:
     return statistics.median(values) if values else None
 
 
+def _noise_text(row: dict) -> str:
+    """What the verdict's run-to-run noise came from, in words."""
+    if row["basis"] == "history":
+        return f"{row['n_history']} earlier runs"
+    noise: RunNoise = row["noise"]
+    if noise.basis == "catalog":
+        seen = f"{noise.n_seen} earlier runs of this case on this device"
+        return f"the run-to-run noise of {noise.sigma * 100:.3g}% seen in {seen}"
+    if noise.basis == "blocks":
+        return f"a run-to-run noise of {noise.sigma * 100:.3g}%, the spread of the baseline's own time blocks"
+    if noise.floor == 0:
+        return "no run-to-run noise (--run-noise-pct 0)"
+    return f"an assumed run-to-run noise of {noise.floor * 100:.3g}% (no history)"
+
+
 def _judged(row: dict, threshold_pct: float, p_adj: float, alpha: float) -> tuple[str, str]:
-    change_pct, direction, n = row["change_pct"], row["direction"], (row["n_base"], row["n_new"])
-    basis = f"{row['n_history']} earlier runs" if row["basis"] == "runs" else f"{n[0]} vs {n[1]} trials"
+    change_pct, direction = row["change_pct"], row["direction"]
+    against = _noise_text(row)
+    if row["basis"] != "history":
+        against += f" and the drift within each run ({row['blocks']} time blocks)"
     worse = change_pct < -threshold_pct if direction == "higher" else change_pct > threshold_pct
     better = change_pct > threshold_pct if direction == "higher" else change_pct < -threshold_pct
     if not (worse or better):
         return "not significant", f"{change_pct:+.1f}% is within ±{threshold_pct:g}%"
     if p_adj >= alpha:
-        why = f"{change_pct:+.1f}% but p={p_adj:.3g} (Holm, {basis}) >= {alpha:g}"
-        floor = min_p(*n)
-        if row["basis"] == "trials" and floor >= alpha:
-            why += f"; {n[0]} vs {n[1]} trials can never reach it (smallest p {floor:.3g}): use more repetitions"
-        elif row["basis"] == "runs":
-            why += ": within this case's run-to-run spread"
+        why = f"{change_pct:+.1f}% but p={p_adj:.3g} (Holm) >= {alpha:g}: within the noise, judged against {against}"
+        if row["basis"] != "history":
+            low, high = row["difference"].detectable(alpha)
+            why += f"; alone, a change must pass {low:+.0f}% or {high:+.0f}%"
+            if row["basis"] == "assumed":
+                why += " (keep 3+ runs of history, or set --run-noise-pct)"
         return "not significant", why
-    return ("worse" if worse else "better"), f"{change_pct:+.1f}%, p={p_adj:.2g} (Holm, {basis})"
+    return ("worse" if worse else "better"), f"{change_pct:+.1f}%, p={p_adj:.2g} (Holm), judged against {against}"
+
+
+def _levels(cases: list[CaseData], metric: str, blocks: int) -> list:
+    return [level for c in cases if (level := run_level(c.samples.get(metric, []), blocks))]
 
 
 def compare(
@@ -151,10 +211,15 @@ def compare(
     base_runs: list[str] | None = None,
     new_run: str = "",
     history: dict[str, dict[str, list[float]]] | None = None,
+    run_noise_pct: float = DEFAULT_RUN_NOISE_PCT,
+    blocks: int = DEFAULT_BLOCKS,
 ) -> Comparison:
     """base: case_id -> the baseline runs of that case (one, or a window of the last N); the base
     median is the median of their medians. history: case_id -> metric -> medians of earlier runs
-    (the catalog's); with 3 or more the test is on runs, else on the pooled trials."""
+    (the catalog's, the baseline's among them; where absent, the baseline runs' own medians).
+    With 3 or more the test is on runs against them; else on the two sides' run medians against
+    the larger of run_noise_pct (%, the sd of a run's own offset) and the earlier runs' spread,
+    plus the drift within each run from `blocks` time blocks of its trials."""
     history = history or {}
     pending: list[dict] = []
     for case_id in sorted(set(base) | set(new), key=lambda c: _order_key(c, base, new)):
@@ -167,10 +232,10 @@ def compare(
         for metric in metrics:
             row = {**ident, "metric": metric, "direction": DIRECTION.get(metric, "")}
             b_samples = [s for c in b_cases for s in c.samples.get(metric, [])]
-            b_median = _median([_median(c.samples[metric]) for c in b_cases if c.samples.get(metric)])
+            b_medians = [_median(c.samples[metric]) for c in b_cases if c.samples.get(metric)]
             n_samples = n_case.samples.get(metric, []) if n_case else []
-            row.update(base_median=b_median, new_median=_median(n_samples), n_base=len(b_samples))
-            row.update(n_new=len(n_samples), change_pct=None, p_raw=None, basis="", n_history=0)
+            row.update(base_median=_median(b_medians), new_median=_median(n_samples), n_base=len(b_samples))
+            row.update(n_new=len(n_samples), change_pct=None, p_raw=None, basis="", run_noise_pct=None)
             if n_case is None:
                 row.update(verdict="missing", reason="in the baseline, not in the new run")
             elif n_case.status != "ok":
@@ -184,21 +249,27 @@ def compare(
             else:
                 if row["base_median"] != 0:
                     row["change_pct"] = (row["new_median"] / row["base_median"] - 1) * 100
-                earlier = history.get(case_id, {}).get(metric, [])
+                earlier = history.get(case_id, {}).get(metric) or b_medians
                 p_runs = run_level_p(earlier, row["new_median"])
-                row["n_history"] = len(earlier)
                 if row["change_pct"] is None:
                     row.update(verdict="untested", reason="baseline median is 0")
                 elif metric in INFORMATION_ONLY:
                     row.update(verdict="untested", reason="shown for information: too noisy from run to run to judge")
                 elif p_runs is not None:
-                    row.update(p_raw=p_runs, basis="runs")
+                    row.update(p_raw=p_runs, basis="history", n_history=len(earlier))
+                    row["run_noise_pct"] = log_spread(earlier) * 100
                 elif metric in RUN_LEVEL:
                     row.update(verdict="untested", reason="one value per run: judged only against 3+ earlier runs")
                 else:
-                    row.update(p_raw=mann_whitney_p(b_samples, n_samples), basis="trials")
-                    if row["p_raw"] is None:
-                        row.update(verdict="untested", reason="fewer than 2 trials on a side")
+                    b_levels, n_level = _levels(b_cases, metric, blocks), run_level(n_samples, blocks)
+                    if not b_levels or n_level is None:
+                        why = "fewer than 2 trials on a side, or a value that is not positive (no ratio to judge)"
+                        row.update(verdict="untested", reason=why)
+                    else:
+                        noise = run_noise(run_noise_pct / 100, earlier, b_levels)
+                        diff: Difference = difference_p(b_levels, n_level, noise.sigma)
+                        row.update(p_raw=diff.p, basis=noise.basis, run_noise_pct=noise.sigma * 100)
+                        row.update(noise=noise, difference=diff, blocks=n_level.blocks)
             pending.append(row)
     adjusted = holm([r["p_raw"] for r in pending])
     verdicts = []
@@ -206,11 +277,11 @@ def compare(
         if p_adj is not None:
             verdict, reason = _judged(row, threshold_pct, p_adj, alpha)
             row.update(verdict=verdict, reason=reason)
-        row.pop("p_raw")
-        row.pop("n_history")
+        for key in ("p_raw", "n_history", "noise", "difference", "blocks"):
+            row.pop(key, None)
         verdicts.append(MetricVerdict(**row, p_value=p_adj))
     runs = base_runs or sorted({c.run_id for cs in base.values() for c in cs})
-    return Comparison(runs, new_run, threshold_pct, alpha, verdicts)
+    return Comparison(runs, new_run, threshold_pct, alpha, verdicts, run_noise_pct, blocks)
 
 
 def _order_key(case_id: str, base: dict, new: dict) -> tuple:
@@ -243,9 +314,11 @@ def compare_runs(
     alpha: float = DEFAULT_ALPHA,
     results_dir: Path | None = None,
     use_history: bool = True,
+    run_noise_pct: float = DEFAULT_RUN_NOISE_PCT,
 ) -> Comparison:
-    """BASE run folder against NEW run folder; significance from the run history in the catalog of
-    results_dir (default: the folder holding NEW) where it has 3+ earlier runs of a case."""
+    """BASE run folder against NEW run folder; run-to-run noise from the run history in the catalog
+    of results_dir (default: the folder holding NEW), else run_noise_pct (see `compare`).
+    use_history=False: as if the catalog were empty."""
     base_manifest, new_manifest = RunDir(base_run_dir).read(), RunDir(new_run_dir).read()
     base = {k: [v] for k, v in load_run(base_run_dir, base_manifest).items()}
     new = load_run(new_run_dir, new_manifest)
@@ -254,4 +327,4 @@ def compare_runs(
     history = {}
     if use_history:
         history = run_history(results_dir or Path(new_run_dir).parent, new_manifest, base)
-    return compare(base, new, threshold_pct, alpha, [base_id], new_id, history)
+    return compare(base, new, threshold_pct, alpha, [base_id], new_id, history, run_noise_pct)

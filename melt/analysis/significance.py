@@ -1,90 +1,38 @@
-"""Two-sample significance for benchmark trials, standard library only.
+"""Is a run's level different from a baseline's, beyond the noise between runs? The statistics of
+`melt compare`, on the log scale (changes are ratios), with scipy.stats for the distributions.
 
-Mann-Whitney U: no assumption of normality (trial times are skewed: a page fault or a preempted
-thread makes one trial slow, never one fast). Exact null distribution for small samples without
-ties, the normal approximation with tie and continuity correction otherwise. Holm's step-down
-correction keeps the chance of any false alarm across a whole comparison under alpha.
+Model (a random-effects view): the log of one trial of run r is  level + u_r + w_rt,  where u_r is
+the run's own offset (thread placement, memory layout, clocks, neighbours: fixed for the run,
+different at each start) with sd sigma_run, and w_rt the noise within the run, which drifts slowly
+(trials next to each other are alike, so trials are not independent samples of the run). Two
+estimates, two sources:
 
-The smallest two-sided exact p is 2 / C(n1 + n2, n1): 0.0079 for 5 vs 5, 1.1e-5 for 10 vs 10.
+- within a run: the run's counted trials, in time order, are cut into k consecutive blocks; the
+  spread of the block medians is what drift inside the run does to the run's median, and gives
+  its standard error, sd(block medians) / sqrt(k), with k - 1 degrees of freedom;
+- between runs: u_r is invisible inside one run (every block shares it). It is taken from earlier
+  runs of the case (3 or more: `run_level_p`, a prediction t-test on run medians), else from a
+  stated run-to-run noise: an assumed floor, raised where the one or two earlier runs there are
+  spread more, or where the baseline's own blocks do (a run that wanders that far inside itself
+  can start anywhere in that range) (`run_noise`). The blocks alone under-estimate it: a run's
+  start state (placement, layout) is shared by all its blocks, hence the floor.
+
+The difference of two run medians then has variance  sigma_run^2 (1 + 1/B) + se_new^2 + se_base^2 / B
+(B baseline runs), tested with Student's t on Welch-Satterthwaite degrees of freedom (the assumed
+sigma_run counts as known). Holm's step-down correction keeps the chance of any false alarm
+across a whole comparison under alpha.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from functools import lru_cache
+from dataclasses import dataclass
 
-EXACT_MAX_N = 40  # exact distribution up to this many samples per side (DP over n1 * n2 states)
+import numpy as np
+from scipy import stats
 
-
-def _ranks(values: Sequence[float]) -> tuple[list[float], list[int]]:
-    """Average ranks (1-based) and the sizes of tie groups."""
-    order = sorted(range(len(values)), key=lambda i: values[i])
-    ranks = [0.0] * len(values)
-    ties = []
-    i = 0
-    while i < len(order):
-        j = i
-        while j + 1 < len(order) and values[order[j + 1]] == values[order[i]]:
-            j += 1
-        rank = (i + j) / 2 + 1
-        for k in range(i, j + 1):
-            ranks[order[k]] = rank
-        if j > i:
-            ties.append(j - i + 1)
-        i = j + 1
-    return ranks, ties
-
-
-@lru_cache(maxsize=64)
-def _u_counts(n1: int, n2: int) -> tuple[int, ...]:
-    """Number of arrangements giving each U = 0..n1*n2 under the null (no ties)."""
-    # f[m][u] for samples (i, m): f_i(u) = f_{i-1}(u - m) + f_i'(u) built by the usual recursion
-    # on the largest element; done as a table over n2 for each n1 step.
-    prev = [[1] for _ in range(n2 + 1)]  # i = 0: one arrangement, U = 0, for every m
-    for i in range(1, n1 + 1):
-        cur = [[1]]  # m = 0: U = 0
-        for m in range(1, n2 + 1):
-            a = prev[m]  # largest element is from sample 1: it beats all m -> shift by m
-            b = cur[m - 1]  # largest element is from sample 2: U unchanged
-            size = i * m + 1
-            row = [0] * size
-            for u, c in enumerate(a):
-                row[u + m] += c
-            for u, c in enumerate(b):
-                row[u] += c
-            cur.append(row)
-        prev = cur
-    return tuple(prev[n2])
-
-
-def mann_whitney_p(x: Sequence[float], y: Sequence[float]) -> float | None:
-    """Two-sided p-value that x and y come from the same distribution; None when untestable."""
-    n1, n2 = len(x), len(y)
-    if n1 < 2 or n2 < 2:
-        return None
-    ranks, ties = _ranks(list(x) + list(y))
-    u1 = sum(ranks[:n1]) - n1 * (n1 + 1) / 2
-    if not ties and n1 <= EXACT_MAX_N and n2 <= EXACT_MAX_N:
-        counts = _u_counts(n1, n2)
-        total = sum(counts)
-        u = int(round(u1))
-        lower = sum(counts[: u + 1]) / total
-        upper = sum(counts[u:]) / total
-        return min(1.0, 2 * min(lower, upper))
-    n = n1 + n2
-    mean = n1 * n2 / 2
-    tie_term = sum(t**3 - t for t in ties) / (n * (n - 1))
-    var = n1 * n2 / 12 * ((n + 1) - tie_term)
-    if var <= 0:
-        return 1.0  # every value identical
-    z = (abs(u1 - mean) - 0.5) / math.sqrt(var)
-    return min(1.0, math.erfc(max(z, 0.0) / math.sqrt(2)))
-
-
-def min_p(n1: int, n2: int) -> float:
-    """The smallest two-sided p a rank test can give for these sample sizes (no ties)."""
-    return min(1.0, 2 / math.comb(n1 + n2, n1))
+DEFAULT_BLOCKS = 10  # time blocks per run: 10 trials of an LLM case are 10 blocks of one trial
 
 
 def holm(p_values: Sequence[float | None]) -> list[float | None]:
@@ -99,53 +47,114 @@ def holm(p_values: Sequence[float | None]) -> list[float | None]:
     return adjusted
 
 
-def _betacf(a: float, b: float, x: float) -> float:
-    """Continued fraction of the incomplete beta function (modified Lentz)."""
-    tiny, qab, qap, qam = 1e-300, a + b, a + 1.0, a - 1.0
-    c, d = 1.0, 1.0 - qab * x / qap
-    d = 1.0 / (d if abs(d) > tiny else tiny)
-    h = d
-    for m in range(1, 300):
-        m2 = 2 * m
-        for aa in (m * (b - m) * x / ((qam + m2) * (a + m2)), -(a + m) * (qab + m) * x / ((a + m2) * (qap + m2))):
-            d = 1.0 + aa * d
-            d = 1.0 / (d if abs(d) > tiny else tiny)
-            c = 1.0 + aa / c
-            c = c if abs(c) > tiny else tiny
-            h *= d * c
-        if abs(d * c - 1.0) < 1e-14:
-            break
-    return h
+def t_two_sided_p(t: float, df: float) -> float:
+    """Two-sided p of Student's t with df degrees of freedom (df = inf: the normal)."""
+    return float(2 * stats.t.sf(abs(t), df))
 
 
-def betainc(a: float, b: float, x: float) -> float:
-    """Regularized incomplete beta I_x(a, b)."""
-    if x <= 0:
-        return 0.0
-    if x >= 1:
-        return 1.0
-    front = math.exp(math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) + a * math.log(x) + b * math.log1p(-x))
-    if x < (a + 1) / (a + b + 2):
-        return front * _betacf(a, b, x) / a
-    return 1.0 - front * _betacf(b, a, 1.0 - x) / b
-
-
-def t_two_sided_p(t: float, df: int) -> float:
-    """Two-sided p of Student's t with df degrees of freedom."""
-    return betainc(df / 2, 0.5, df / (df + t * t))
+def log_spread(medians: Sequence[float]) -> float | None:
+    """Sample sd (n - 1) of the logs of run medians: the run-to-run noise they show, as a fraction
+    (0.05 ~ 5%). None with fewer than 2 medians or one that is not positive."""
+    if len(medians) < 2 or any(m <= 0 for m in medians):
+        return None
+    return float(np.std(np.log(medians), ddof=1))
 
 
 def run_level_p(history: Sequence[float], new: float) -> float | None:
     """Is `new` (one run's median) from the population of earlier runs' medians? A prediction
-    t-test on the log scale (changes are ratios): t = (ln new - mean) / (sd * sqrt(1 + 1/n)).
-    None with fewer than 3 earlier runs, or no spread among them."""
-    if len(history) < 3 or new <= 0 or any(h <= 0 for h in history):
+    t-test on the log scale: t = (ln new - mean) / (sd * sqrt(1 + 1/n)), n - 1 degrees of freedom.
+    None with fewer than 3 earlier runs, a value that is not positive, or no spread among them."""
+    if len(history) < 3 or new <= 0:
         return None
-    logs = [math.log(h) for h in history]
-    n = len(logs)
-    mean = sum(logs) / n
-    sd = math.sqrt(sum((v - mean) ** 2 for v in logs) / (n - 1))
-    if sd == 0:
+    sd = log_spread(history)
+    if not sd:
         return None
-    t = (math.log(new) - mean) / (sd * math.sqrt(1 + 1 / n))
+    n = len(history)
+    t = (math.log(new) - float(np.mean(np.log(history)))) / (sd * math.sqrt(1 + 1 / n))
     return t_two_sided_p(t, n - 1)
+
+
+@dataclass(frozen=True)
+class RunLevel:
+    """One run of one metric: the log of its median, and what drift within the run makes of it."""
+
+    log_median: float
+    se: float  # standard error of log_median from the spread of block medians (log scale)
+    blocks: int  # k: consecutive time blocks of the run's trials
+    spread: float  # robust sd of the log block medians: 1.4826 * MAD (one slow trial does not move it)
+
+
+def run_level(values: Sequence[float], blocks: int = DEFAULT_BLOCKS) -> RunLevel | None:
+    """values: one run's per-trial samples IN TIME ORDER (positive; any unit). Cut into
+    min(blocks, n) consecutive blocks of near-equal size; se = sd(log block medians) / sqrt(k), the
+    standard error of the run's median when blocks hold many trials. When every block is a single
+    trial the run's median is the median of k values, and se is sqrt(pi / 2) times that (the
+    asymptotic efficiency of a median against a mean, normal case). None with fewer than 2 values
+    or one that is not positive (no ratio to judge)."""
+    if len(values) < 2 or min(values) <= 0:
+        return None
+    logs = np.log(np.asarray(values, dtype=float))
+    k = min(blocks, len(logs))
+    block_medians = [float(np.median(b)) for b in np.array_split(logs, k)]
+    se = float(np.std(block_medians, ddof=1) / math.sqrt(k))
+    if k == len(logs):
+        se *= math.sqrt(math.pi / 2)
+    spread = float(stats.median_abs_deviation(block_medians, scale="normal"))
+    return RunLevel(float(np.median(logs)), se, k, spread)
+
+
+@dataclass(frozen=True)
+class RunNoise:
+    """The run-to-run noise a comparison without 3+ earlier runs is judged against."""
+
+    sigma: float  # sd of a run's own offset, log scale (0.10 ~ 10%): the largest of the three below
+    basis: str  # which it is: "assumed" (the floor), "catalog" (earlier runs), "blocks" (the baseline's blocks)
+    floor: float  # the assumed run-to-run noise (--run-noise-pct / 100)
+    seen: float | None  # the spread of the earlier runs, where there are 2 or more
+    n_seen: int  # earlier runs looked at
+    blocks: float  # the baseline runs' block spread (root mean square over the runs)
+
+
+def run_noise(floor: float, earlier: Sequence[float], base: Sequence[RunLevel] = ()) -> RunNoise:
+    """floor: assumed sd of a run's offset (fraction, >= 0); earlier: medians of the case's earlier
+    runs (the baseline's among them); base: the baseline runs' levels. With one pair of runs nothing
+    says how far runs of this case wander, so the floor is an assumption the verdict states. The
+    spread of 2 earlier runs (one degree of freedom), or of the baseline's time blocks, may raise
+    it (a case seen to wander more), never lower it. The run under test does not set its own
+    yardstick: a change that makes a run erratic must not excuse itself."""
+    seen = log_spread(earlier)
+    blocks = math.sqrt(sum(b.spread**2 for b in base) / len(base)) if base else 0.0
+    sigma, basis = max((floor, "assumed"), (seen or 0.0, "catalog"), (blocks, "blocks"), key=lambda c: c[0])
+    return RunNoise(sigma, basis, floor, seen, len(earlier), blocks)
+
+
+@dataclass(frozen=True)
+class Difference:
+    """A run against baseline runs: the test and what it was made of."""
+
+    p: float
+    log_diff: float  # ln(new median / base median)
+    sd: float  # standard error of log_diff: run-to-run noise and drift within the runs
+    df: float  # Welch-Satterthwaite degrees of freedom (inf when the run-to-run term dominates)
+
+    def detectable(self, alpha: float) -> tuple[float, float]:
+        """The smallest decrease and increase, in %, this test alone calls significant at alpha."""
+        reach = float(stats.t.ppf(1 - alpha / 2, self.df)) * self.sd
+        return (math.expm1(-reach) * 100, math.expm1(reach) * 100)
+
+
+def difference_p(base: Sequence[RunLevel], new: RunLevel, sigma_run: float) -> Difference:
+    """base: the baseline runs' levels (B >= 1); new: the new run's; sigma_run: sd of a run's own
+    offset (log scale). Base level: the median of the base runs' log medians. Two-sided t test of
+    ln(new) - ln(base) against sqrt(sigma_run^2 (1 + 1/B) + se_new^2 + mean(se_base^2) / B)."""
+    n_base = len(base)
+    log_diff = new.log_median - float(np.median([b.log_median for b in base]))
+    within = [(new.se**2, new.blocks - 1)] + [(b.se**2 / n_base**2, b.blocks - 1) for b in base]
+    var = sigma_run**2 * (1 + 1 / n_base) + sum(v for v, _ in within)
+    if var <= 0:  # no noise anywhere (constant values, --run-noise-pct 0): exact
+        return Difference(1.0 if log_diff == 0 else 0.0, log_diff, 0.0, math.inf)
+    # Welch-Satterthwaite; the run-to-run term is stated, not estimated: it adds no uncertainty
+    spread = sum(v * v / df for v, df in within if df > 0)
+    df = var * var / spread if spread > 0 else math.inf
+    sd = math.sqrt(var)
+    return Difference(t_two_sided_p(log_diff / sd, df), log_diff, sd, df)

@@ -25,6 +25,7 @@ def pair(base_dir: Path, new_dir: Path, threshold_pct: float) -> dict:
     """One comparison for the page: counts, and rows of cells per case."""
     try:
         from melt.analysis.compare import compare_runs
+        from melt.report.verdicts import basis_summary
     except ImportError as e:  # the comparison module is optional for a one-run report
         return {"error": f"melt compare is not available: {e}"}
     cmp = compare_runs(base_dir, new_dir, threshold_pct=threshold_pct)
@@ -57,6 +58,7 @@ def pair(base_dir: Path, new_dir: Path, threshold_pct: float) -> dict:
         "base": cmp.base_runs[0] if cmp.base_runs else base_dir.name,
         "new": cmp.new_run or new_dir.name,
         "threshold_pct": threshold_pct,
+        "noise": "run-to-run noise from " + basis_summary(cmp),  # what the verdicts were judged against
         "regressed": cmp.regressed,
         # the headline `melt compare` exits 1 on: a significant regression, or a failed case
         "state": "regression" if cmp.regressed else ("failed cases" if cmp.failed else "no regression"),

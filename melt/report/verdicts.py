@@ -33,6 +33,23 @@ def _p(v: MetricVerdict) -> str:
     return "–" if v.p_value is None else f"{v.p_value:.2g}"
 
 
+def basis_summary(cmp: Comparison) -> str:
+    """Where the verdicts' run-to-run noise came from, for the whole comparison, in words."""
+    counts = {b: sum(v.basis == b for v in cmp.verdicts) for b in ("history", "catalog", "blocks", "assumed")}
+    words = {
+        "history": "3+ earlier runs",
+        "catalog": "the spread of 1-2 earlier runs",
+        "blocks": "the spread of the baseline's time blocks",
+        "assumed": f"an assumed {cmp.run_noise_pct:g}% (no history; --run-noise-pct)"
+        if cmp.run_noise_pct
+        else "none assumed (--run-noise-pct 0)",
+    }
+    parts = [f"{words[b]} for {n} test{'s' * (n != 1)}" for b, n in counts.items() if n]
+    if counts["catalog"] or counts["blocks"] or counts["assumed"]:
+        parts.append(f"with the drift within each run ({cmp.blocks} time blocks)")
+    return ", ".join(parts) if parts else "nothing tested"
+
+
 def headline(cmp: Comparison) -> str:
     counts = {k: n for k, n in cmp.counts().items() if n}
     state = "REGRESSION" if cmp.regressed else ("FAILED CASES" if cmp.failed else "no regression")
@@ -42,11 +59,10 @@ def headline(cmp: Comparison) -> str:
 
 def to_text(cmp: Comparison, everything: bool = False) -> str:
     rows = [v for v in cmp.verdicts if everything or v.verdict in NOTEWORTHY]
-    bases = sorted({v.basis for v in cmp.verdicts if v.basis})
     lines = [
         headline(cmp),
-        f"threshold ±{cmp.threshold_pct:g}%, alpha {cmp.alpha:g} (Holm over the comparison); tested on "
-        + (" and ".join({"runs": "earlier runs", "trials": "trials"}[b] for b in bases) or "nothing"),
+        f"threshold ±{cmp.threshold_pct:g}%, alpha {cmp.alpha:g} (Holm over the comparison); run-to-run noise from "
+        + basis_summary(cmp),
     ]
     if rows:
         lines.append("")
@@ -76,8 +92,9 @@ def to_markdown(cmp: Comparison) -> str:
     out = [f"### melt compare: {headline(cmp)}", ""]
     out.append(
         f"A change counts when it is beyond ±{cmp.threshold_pct:g}% in the metric's direction and significant "
-        f"(Holm-corrected, alpha {cmp.alpha:g}): against the case's earlier runs where the catalog has 3 or "
-        "more (run-to-run noise is the yardstick), else on the trials of the two runs (Mann-Whitney U)."
+        f"(Holm-corrected, alpha {cmp.alpha:g}), judged against the noise between runs: the case's earlier runs "
+        "where the catalog has 3 or more, else an assumed run-to-run noise (or the larger spread of 1-2 earlier "
+        f"runs or of the baseline's time blocks) plus the drift within each run. Here: {basis_summary(cmp)}."
     )
     out.append("")
     if notable:
@@ -106,7 +123,7 @@ def to_junit(cmp: Comparison) -> str:
                 suite, "testcase", classname=f"melt.{device}.{v.model}", name=f"{v.label} [{v.metric}] ({v.case_id})"
             )
             props = ET.SubElement(case, "properties")
-            for key in ("base_median", "new_median", "change_pct", "p_value", "n_base", "n_new", "verdict"):
+            for key in ("base_median", "new_median", "change_pct", "p_value", "n_base", "n_new", "verdict", "basis"):
                 value = getattr(v, key)
                 ET.SubElement(props, "property", name=key, value="" if value is None else str(value))
             message = f"{v.metric}: {_num(v.base_median)} -> {_num(v.new_median)} ({_change(v)}): {v.reason}"
