@@ -231,15 +231,7 @@ def main(argv: list[str] | None = None) -> int:
                 except (LlamaBenchError, RuntimeError) as e:  # a side that cannot run as asked: nothing concluded
                     return paired.bad_input(str(e))
     code = paired.overall_exit([r["exit_code"] for r in results])
-    if len(results) > 1:
-        say("== summary ==")
-        for r in results:
-            shown = "; ".join(
-                f"{k} {iv['ratio']:.3f} [{iv['low']:.3f}, {iv['high']:.3f}]" if (iv := r["intervals"][k]) else f"{k} -"
-                for k in RATIOS
-            )
-            say(f"prompt {r['prompt']}, threads {r['threads']}: {shown}; exit {r['exit_code']}")
-        say(f"overall exit {code} ({time.monotonic() - t0:.0f} s)")
+    paired.say_grid_summary(results, RATIOS, 3, code, time.monotonic() - t0, say)
     if args.json:
         Path(args.json).write_text(
             json.dumps(

@@ -146,15 +146,7 @@ def main(argv: list[str] | None = None) -> int:
                 except RuntimeError as e:  # the model does not load, the sampler does not start
                     return paired.bad_input(str(e))
     code = paired.overall_exit([r["exit_code"] for r in results])
-    if len(results) > 1:
-        say("== summary ==")
-        for r in results:
-            shown = "; ".join(
-                f"{k} {iv['ratio']:.4f} [{iv['low']:.4f}, {iv['high']:.4f}]" if (iv := r["intervals"][k]) else f"{k} -"
-                for k in RATIOS
-            )
-            say(f"prompt {r['prompt']}, threads {r['threads']}: {shown}; exit {r['exit_code']}")
-        say(f"overall exit {code} ({time.monotonic() - t0:.0f} s)")
+    paired.say_grid_summary(results, RATIOS, 4, code, time.monotonic() - t0, say)
     if args.json:
         out = {"machine": paired.machine_info(), "model": model, "combinations": results, "exit_code": code}
         Path(args.json).write_text(json.dumps(out, indent=2))

@@ -435,6 +435,22 @@ class MeltLlama:
         self.runner.close()
 
 
+def say_grid_summary(results: list[dict], ratios, digits: int, code: int, elapsed_s: float, say) -> None:
+    """The grid's closing table: per combination each ratio with its interval, and the exit codes."""
+    if len(results) < 2:
+        return
+    say("== summary ==")
+    for r in results:
+        shown = "; ".join(
+            f"{k} {iv['ratio']:.{digits}f} [{iv['low']:.{digits}f}, {iv['high']:.{digits}f}]"
+            if (iv := r["intervals"][k])
+            else f"{k} -"
+            for k in ratios
+        )
+        say(f"prompt {r['prompt']}, threads {r['threads']}: {shown}; exit {r['exit_code']}")
+    say(f"overall exit {code} ({elapsed_s:.0f} s)")
+
+
 # --------------------------------------------------------------------------------------------------------------
 # Command line
 
