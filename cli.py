@@ -277,7 +277,7 @@ def devices_list(no_check: bool) -> None:
     """List the shipped device profiles and whether each device answers now (and why not)."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from melt.devices.local import reachable
+    from melt.devices.device import reachable
     from melt.devices.profile import available_profiles, load_profile
 
     profiles = [load_profile(name) for name in available_profiles()]
@@ -297,11 +297,15 @@ def devices_list(no_check: bool) -> None:
 def devices_probe(device: str, as_json: bool) -> None:
     """Start the agent on DEVICE; report the machine, its runtimes, and its sensors: channels with
     units, the power method, which channel is total power, and what was looked for and not found."""
-    from melt.devices.local import open_session
+    from melt.devices.device import Device, probe_runtimes
     from melt.devices.profile import load_profile
 
     profile = load_profile(device)
-    env = open_session(profile).environment(["llama_cpp", "onnxruntime"])
+    target = Device(profile)
+    try:
+        env = target.environment(probe_runtimes(profile))
+    finally:
+        target.t.close()
     if as_json:
         click.echo(json.dumps({"device": profile.name, **env}, indent=2))
         return

@@ -17,8 +17,10 @@ from pathlib import Path
 from melt import hostinfo, sources
 from melt.analysis.metrics import case_metrics
 from melt.analysis.trace import read_trace
-from melt.devices import process
-from melt.devices.local import open_session
+from melt.deadline import Deadline, DeadlineExceeded
+from melt.devices import process, spawning
+from melt.devices.device import Device
+from melt.devices.lock import DeviceBusy
 from melt.devices.profile import DeviceProfile, load_profile
 from melt.devices.transport import TransportError
 from melt.errors import InputError, MeltError, Problem
@@ -201,13 +203,24 @@ class Execution:
         manifest.update(host=hostinfo.collect(), models={mid: m.to_json() for mid, m in models.items()}, cases=cases)
         return manifest
 
-    def _device_env(self, profile: DeviceProfile, session) -> dict:
-        """The device's facts; an unreachable device is recorded, its cases fail, the run goes on."""
+    def _open_device(self, profile: DeviceProfile) -> tuple[Device | None, dict]:
+        """Lock the device, end what earlier runs left there, read its facts. An unreachable or busy device is
+        recorded, its cases fail, the run goes on."""
         runtimes = sorted({c.runtime for c in self.plan.cases if c.device == profile.name})
+        device = None
         try:
-            return session.environment(runtimes)
+            device = Device(profile)
+            notes = device.open(self.run_id)
+            found = device.environment(runtimes)
+            return device, {**found, "notes": notes} if notes else found
+        except DeviceBusy as e:
+            if device is not None:
+                device.t.close()
+            return None, {"busy": str(e)}
         except (TransportError, MeltError) as e:
-            return {"unreachable": str(e)}
+            if device is not None:
+                device.close()
+            return None, {"unreachable": str(e), **({"notes": device.notes} if device and device.notes else {})}
 
     def _check_resumable(self, models: dict) -> None:
         """One run measures one recipe (or sweep) and one set of model files: a changed one starts a new run."""
@@ -275,6 +288,7 @@ class Execution:
                 pass
         except KeyboardInterrupt:
             self.stop.set()
+            spawning.kill_all()  # every case's tree on its device, through a second connection
             while not self.all_done.wait(0.2):  # kill what each worker waits on, until all stop
                 process.kill_all()
             with self.lock:
@@ -302,12 +316,7 @@ class Execution:
                     self.all_done.set()
 
     def _device_cases(self, profile: DeviceProfile, cases: list[Case], models: dict, manifest: dict, outcome) -> None:
-        try:
-            session = open_session(profile)
-        except MeltError as e:
-            session, device_env = None, {"unreachable": str(e)}
-        else:
-            device_env = self._device_env(profile, session)
+        device, device_env = self._open_device(profile)
         with self.lock:
             manifest["devices"][profile.name].update(device_env)
             self.run.write(manifest)
@@ -315,19 +324,21 @@ class Execution:
             for i, case in enumerate(cases):
                 if self.stop.is_set():
                     return
-                self._one_case(case, i, len(cases), profile, session, device_env, models, manifest, outcome)
+                self._one_case(case, i, len(cases), profile, device, device_env, models, manifest, outcome)
         finally:
-            if session is not None:
-                session.close()
+            if device is not None:
+                device.close()
 
-    def _one_case(self, case, i, total, profile, session, device_env, models, manifest, outcome) -> None:
+    def _one_case(self, case, i, total, profile, device, device_env, models, manifest, outcome) -> None:
         runtime_env = device_env.get("runtimes", {}).get(case.runtime, {})
         self.progress("case_start", case=case, index=i + 1, total=total)
         entry = manifest["cases"][case.case_id]
         with self.lock:
             entry.update(status="running", started_at=_now(), ended_at=None, reason=None)
             self.run.write(manifest)
-        if "unreachable" in device_env:
+        if "busy" in device_env:
+            status, reason = "failed", device_env["busy"]
+        elif "unreachable" in device_env:
             status, reason = "failed", f"device {case.device} unreachable: {device_env['unreachable']}"
         elif not runtime_env.get("available", False):
             reason = (
@@ -337,8 +348,8 @@ class Execution:
             status = "failed"
         else:
             try:
-                status, reason = self._run_case(case, models[case.model_id], session, profile)
-            except TransportError as e:  # the link or the device went away: this case only
+                status, reason = self._run_case(case, models[case.model_id], device, profile)
+            except (TransportError, DeadlineExceeded) as e:  # the link or the device went away, or time ran out
                 status, reason = "failed", str(e)
             except Exception as e:  # noqa: BLE001 - a bug in one case must not end the other devices' work
                 status, reason = "failed", f"melt error: {type(e).__name__}: {e}"
@@ -357,15 +368,18 @@ class Execution:
         )  # fmt: skip
 
     def _run_case(
-        self, case: Case, model: sources.ResolvedModel, session, profile: DeviceProfile
+        self, case: Case, model: sources.ResolvedModel, device: Device, profile: DeviceProfile
     ) -> tuple[str, str | None]:
+        """One case under one deadline (protocol.timeout_s): provisioning, the agent, the pull and clean-up all
+        take their time from it (melt.deadline)."""
+        deadline = Deadline(case.protocol["timeout_s"])
         case_dir = self.run.case_dir(case.case_id)
         if case_dir.exists():
             shutil.rmtree(case_dir)  # a failed earlier attempt: its partial files would mix with this one
         case_dir.mkdir(parents=True)
         case_json = {
             **case.to_json(),
-            "model_path": session.prepare_model(model),
+            "model_path": device.prepare_model(model, deadline),
             "model_sha256": model.sha256,
             "model_size_bytes": model.size_bytes,
             "sensors_root": profile.spec.sensors.root,
@@ -376,14 +390,21 @@ class Execution:
         write_json(case_dir / "case.json", case_json)
         if "prompts" in case.workload:
             shutil.copyfile(self.plan.recipe_of(case).directory / case.workload["prompts"], case_dir / "prompts.jsonl")
-        exit_ = session.run_case(case_dir, case.protocol["timeout_s"], self.run_id)
+        exit_ = device.run_case(case.runtime, case_dir, deadline, self.run_id)
         agent_json = case_dir / "agent.json"
         agent = read_json(agent_json) if agent_json.is_file() else {}
+        ended = (
+            "its processes on the device were ended"
+            if exit_.gone
+            else "its processes on the device could not be confirmed ended (melt ends them before the next case)"
+        )
         if exit_.timed_out:
             return (
                 "failed",
-                f"timed out after {case.protocol['timeout_s']} s (protocol.timeout_s); the agent was killed",
+                f"timed out after {case.protocol['timeout_s']:g} s (protocol.timeout_s) during {exit_.step}; {ended}",
             )
+        if exit_.lost:
+            return "failed", f"link lost during {exit_.step}: {exit_.lost}; {ended}"
         if exit_.returncode != 0 or agent.get("status") != "ok":
             reason = agent.get("error") or _exit_reason(exit_.returncode, exit_.log_tail)
             return "failed", reason

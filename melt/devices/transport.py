@@ -1,6 +1,7 @@
-"""Transports: run a command with a deadline, push and pull files. Local, SSH and ADB differ only
-here. Every argument that reaches a remote shell is quoted, so file names with spaces, quotes,
-$(...), backticks or ; are inert."""
+"""Transports: run a command with a deadline, spawn one that melt can end later (its whole tree, through
+a second connection), push and pull files. Local, SSH and ADB differ only here; sessions
+(melt.devices.agent_session, tools_session) work over any of them. Every argument that reaches a remote
+shell is quoted, so file names with spaces, quotes, $(...), backticks or ; are inert."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
 
+from melt.devices import spawning
 from melt.devices.process import run_captured
 from melt.errors import MeltError
 
@@ -35,11 +37,24 @@ class Completed:
 
 
 class Transport(ABC):
+    """run, spawn, push, pull_dir, close. `shares_files`: device paths are this machine's paths (local),
+    so sessions need not copy a case's files."""
+
     name = "transport"
+    shares_files = False
 
     @abstractmethod
+    def client(self, argv: list[str]) -> list[str]:
+        """The command line, on this machine, that runs argv on the device."""
+
     def run(self, argv: list[str], timeout_s: float) -> Completed:
         """Run argv on the device; never longer than timeout_s."""
+        return _run_local(self.client(argv), timeout_s)
+
+    def spawn(self, argv: list[str], state: str) -> spawning.Spawned:
+        """Start argv on the device in its own session (melt.devices.spawning): `state` is a device folder
+        for its pid and exit status; the handle's wait(timeout_s) and kill() end its whole tree."""
+        return spawning.spawn(self, self.client(spawning.spawn_argv(state, argv)), state)
 
     @abstractmethod
     def push(self, local: Path, remote: str, timeout_s: float) -> None:
@@ -56,6 +71,28 @@ class Transport(ABC):
 def _run_local(cmd: list[str], timeout_s: float, input_bytes: bytes | None = None) -> Completed:
     returncode, out, err = run_captured(cmd, timeout_s, input_bytes)
     return Completed(returncode, out.decode(errors="replace"), err.decode(errors="replace"))
+
+
+class LocalTransport(Transport):
+    """This machine: argv runs as it is (no shell), files are copied."""
+
+    name = "local"
+    shares_files = True
+
+    def client(self, argv: list[str]) -> list[str]:
+        return list(argv)
+
+    def push(self, local: Path, remote: str, timeout_s: float) -> None:
+        if Path(local).resolve() == Path(remote).resolve():
+            return
+        try:
+            shutil.copyfile(local, remote)
+        except OSError as e:
+            raise TransportError(f"copy {local} -> {remote} failed: {e}") from None
+
+    def pull_dir(self, remote: str, local: Path, timeout_s: float) -> None:
+        if Path(remote).resolve() != Path(local).resolve():
+            shutil.copytree(remote, local, dirs_exist_ok=True)
 
 
 class SshTransport(Transport):
@@ -109,8 +146,11 @@ class SshTransport(Transport):
             f"{self.target}: unreachable: {err.strip().splitlines()[-1] if err.strip() else 'ssh exit 255'}"
         )
 
+    def client(self, argv: list[str]) -> list[str]:
+        return ["ssh", *self.ssh_options(), self.target, shlex.join(argv)]
+
     def run(self, argv: list[str], timeout_s: float) -> Completed:
-        return self._check(_run_local(["ssh", *self.ssh_options(), self.target, shlex.join(argv)], timeout_s))
+        return self._check(_run_local(self.client(argv), timeout_s))
 
     def _has_rsync(self) -> bool:
         if self._rsync is None:
@@ -181,10 +221,13 @@ class AdbTransport(Transport):
             )
         return done
 
-    def run(self, argv: list[str], timeout_s: float) -> Completed:
+    def client(self, argv: list[str]) -> list[str]:
         if not shutil.which(self.adb):
             raise TransportError("adb not found on PATH; install Android platform-tools (Debian: apt install adb)")
-        return self._check(_run_local([*self._base(), "shell", shlex.join(argv)], timeout_s))
+        return [*self._base(), "shell", shlex.join(argv)]
+
+    def run(self, argv: list[str], timeout_s: float) -> Completed:
+        return self._check(_run_local(self.client(argv), timeout_s))
 
     def push(self, local: Path, remote: str, timeout_s: float) -> None:
         done = self._check(_run_local([*self._base(), "push", str(local), remote], timeout_s))

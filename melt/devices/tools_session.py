@@ -1,5 +1,7 @@
-"""A phone over ADB: no Python there, so facts come from a POSIX sh script and the device's own
-tools (getprop, uname, df), and runtimes are llama.cpp binaries from the profile's llama_cpp_bin.
+"""The tools session: llama.cpp's own tools (llama-bench, llama-completion) from the profile's llama_cpp_bin,
+driven by a POSIX sh script with the sh sampler beside them, for devices without Python (phones, minimal
+Linux images) or wherever a recipe asks for runtime llama_cpp_cli; over any transport. Facts come from a
+sh script and the device's own tools (getprop where there is one, uname, df).
 
 Every command melt runs there starts with llama_cpp_cli.SH_ENV (LC_ALL=C): the device's locale must not
 change how its tools print numbers. How each llama.cpp binary takes -fa is read once a session from
@@ -13,24 +15,21 @@ under the same wrapper, and the CPU's ISA features (/proc/cpuinfo)."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import tempfile
-import time
 from pathlib import Path
 
 from melt.agent import environment as agent_env
 from melt.agent import isa
-from melt.devices.local import AgentExit
-from melt.devices.profile import DeviceProfile
+from melt.deadline import CLEANUP_S, Deadline
+from melt.devices.exits import AgentExit
+from melt.devices.provision import content_name
 from melt.devices.transport import TransportError
 from melt.runtimes import llama_cpp_cli
 from melt.runtimes.llama_cpp_cli_output import FlashAttnUnsupported, flash_attn_args, flash_attn_form
-from melt.sources import ResolvedModel
 from melt.telemetry import sh_trace as sampler_sh
 
 SHORT_S = 60.0
-COPY_S = 3600.0
 # first lines of a case's device script (after SH_ENV, so LC_ALL=C is in it): the environment the tools get
 ENV_DUMP = 'env > "$1/environ.txt" 2>/dev/null\n'
 BUILD_UNKNOWN = (
@@ -58,18 +57,18 @@ kv python "$(command -v python3 2>/dev/null)"
 """
 
 
-class PhoneSession:
-    def __init__(self, profile: DeviceProfile, transport):
-        self.profile = profile
-        self.t = transport
+class ToolsSession:
+    def __init__(self, device):
+        self.d = device
+        self.profile = device.profile
+        self.t = device.t
         self._help: dict[str, str] = {}  # tool path -> its --help text, asked once a session
-        self._clean_env = agent_env.sh_wrapper(profile.spec.env)
+        self._clean_env = agent_env.sh_wrapper(device.profile.spec.env)
         self._cpuinfo: str | None = None
 
     def environment(self, runtimes: list[str], timeout_s: float = SHORT_S) -> dict:
         spec = self.profile.spec
-        work = spec.workdir or "/data/local/tmp/melt"
-        args = [spec.sensors.root.rstrip("/"), spec.llama_cpp_bin or "", work]
+        args = [spec.sensors.root.rstrip("/"), spec.llama_cpp_bin or "", self.d.workdir]
         done = self.t.run(["sh", "-c", llama_cpp_cli.SH_ENV + FACTS, "sh", *args], timeout_s)
         if done.timed_out or done.returncode != 0:
             raise TransportError(f"device {self.profile.name}: the facts script failed: {done.stderr.strip()[-300:]}")
@@ -100,11 +99,7 @@ class PhoneSession:
             if spec.llama_cpp_bin
             else "the profile sets no llama_cpp_bin"
         )
-        runtimes_found = {
-            name: {"available": False, "error": "a phone has no Python: use runtime llama_cpp_cli"}
-            for name in runtimes
-            if name != "llama_cpp_cli"
-        }
+        runtimes_found = {}
         runtimes_found["llama_cpp_cli"] = (
             {"available": True, "tools": tools} if "llama-bench" in tools else {"available": False, "error": why_not}
         )
@@ -137,36 +132,14 @@ class PhoneSession:
 
     @property
     def workdir(self) -> str:
-        return self.profile.spec.workdir or "/data/local/tmp/melt"
+        return self.d.workdir
 
     def _sh(self, script: str, *args: str, timeout_s: float = SHORT_S):
-        done = self.t.run(["sh", "-c", llama_cpp_cli.SH_ENV + script, "sh", *args], timeout_s)
-        if done.timed_out:
-            raise TransportError(f"device {self.profile.name}: no answer within {timeout_s} s")
-        return done
+        return self.d.sh(script, *args, timeout_s=timeout_s)
 
-    def prepare_model(self, model: ResolvedModel) -> str:
-        """Pushed once into workdir/models/<sha256>/, verified on the phone (toybox sha256sum)."""
-        remote = f"{self.workdir}/models/{model.sha256}/{model.path.name}"
-        if self._sh('test -f "$1.verified"', remote).returncode != 0:
-            self._sh('mkdir -p "$(dirname "$1")"', remote)
-            self.t.push(model.path, remote, COPY_S)
-            got = self._sh('sha256sum "$1" | cut -d" " -f1', remote, timeout_s=COPY_S).stdout.strip()
-            if got != model.sha256:
-                raise TransportError(
-                    f"device {self.profile.name}: {remote} has sha256 {got or '?'}, expected {model.sha256}"
-                )
-            self._sh(': > "$1.verified"', remote)
-        return remote
-
-    def _sampler(self) -> str:
+    def _sampler(self, deadline: Deadline | None = None) -> str:
         local = Path(sampler_sh.__file__).with_name("sampler.sh")
-        digest = hashlib.sha256(local.read_bytes()).hexdigest()[:16]
-        remote = f"{self.workdir}/agents/sampler-{digest}.sh"
-        if self._sh('test -f "$1"', remote).returncode != 0:
-            self._sh('mkdir -p "$(dirname "$1")"', remote)
-            self.t.push(local, remote, SHORT_S)
-        return remote
+        return self.d.provision.file(local, "agents", deadline, name=content_name(local, "sampler"))
 
     def _flash_attn(self, tool: str, asked: str) -> dict:
         """How to ask `tool` (a path on the phone) for flash attention on, off or auto, from its --help (asked
@@ -185,7 +158,9 @@ class PhoneSession:
         fa["log_args"] = llama_cpp_cli.resolution_log_args(Path(tool).name, fa)
         return fa
 
-    def run_case(self, case_dir: Path, timeout_s: float, run_id: str) -> AgentExit:
+    def run_case(self, case_dir: Path, deadline: Deadline, run_id: str) -> AgentExit:
+        """Spawn the driver script (melt.devices.spawning) in the case's folder on the device, wait until the
+        deadline, end its tree, pull the folder, and turn the tools' output into melt's files."""
         case = json.loads((case_dir / "case.json").read_text())
         real_prompts = "prompts" in case["workload"]  # one llama-completion run per trial, else llama-bench
         tool = f"{self.profile.spec.llama_cpp_bin}/{'llama-completion' if real_prompts else 'llama-bench'}"
@@ -195,11 +170,13 @@ class PhoneSession:
             agent = {"status": "failed", "runtime": llama_cpp_cli.runtime_info(Path(tool).name, None), "error": str(e)}
             (case_dir / "agent.json").write_text(json.dumps(agent, indent=2))
             return AgentExit(3, False, str(e))
-        remote = f"{self.workdir}/runs/{run_id}/{case_dir.name}"
-        self._sh('rm -rf "$1" && mkdir -p "$1"', remote)
+        shared = self.t.shares_files
+        remote = str(case_dir.resolve()) if shared else f"{self.workdir}/runs/{run_id}/{case_dir.name}"
+        if not shared:
+            self._sh('rm -rf "$1" && mkdir -p "$1"', remote)
         telemetry = case.get("telemetry") or {}
         args = [
-            remote, self._sampler(), str(telemetry.get("interval_ms", 0)), self.profile.spec.sensors.root,
+            remote, self._sampler(deadline), str(telemetry.get("interval_ms", 0)), self.profile.spec.sensors.root,
             str(telemetry.get("idle_s", 0)), str(case["protocol"].get("cooldown_s", 0)),
         ]  # fmt: skip
         bin_dir = self.profile.spec.llama_cpp_bin
@@ -214,15 +191,32 @@ class PhoneSession:
                 local = case_dir / "prompts" / f"p{k}.txt"
                 local.parent.mkdir(exist_ok=True)
                 local.write_text(text)
-                self.t.push(local, f"{remote}/prompts/p{k}.txt", COPY_S)
+                if not shared:
+                    self.t.push(local, f"{remote}/prompts/p{k}.txt", deadline.for_step("push of the prompts"))
             script = llama_cpp_cli.completion_script(case, bin_dir, case["model_path"], len(prompts), fa["args"])
         else:
             prefill, decode = llama_cpp_cli.commands(case, tool, case["model_path"], fa["args"] + fa["log_args"])
             script, args = llama_cpp_cli.DRIVER, [*args, prefill, decode]
-        started = time.monotonic()
         script = llama_cpp_cli.SH_ENV + ENV_DUMP + script
-        done = self.t.run([*self._clean_env, "sh", "-c", script, "sh", *args], timeout_s)
-        self.t.pull_dir(remote, case_dir, COPY_S)
+        budget = deadline.for_step("the llama.cpp tools")
+        argv = [*self._clean_env, "sh", "-c", script, "sh", *args]
+        ended = self.t.spawn(argv, self.d.spawn_state(run_id, case_dir.name)).wait(budget, CLEANUP_S)
+        if not shared:
+            try:
+                self.t.pull_dir(remote, case_dir, deadline.remaining() or CLEANUP_S)
+            except TransportError:
+                if ended.timed_out or ended.lost:
+                    return AgentExit(
+                        None, ended.timed_out, ended.lost or "", ended.lost, ended.gone, "the llama.cpp tools"
+                    )
+                if deadline.expired():
+                    raise deadline.exceeded("the pull of the results") from None
+                raise
+        if ended.timed_out or ended.lost:
+            log = "\n".join(p.read_text(errors="replace")[-1000:] for p in sorted(case_dir.glob("*.log")))
+            return AgentExit(
+                None, ended.timed_out, log[-2000:] or (ended.lost or ""), ended.lost, ended.gone, "the llama.cpp tools"
+            )
         battery = self.profile.spec.sensors.battery
         pins = battery.model_dump(exclude_none=True) if battery else None
         if real_prompts:
@@ -233,8 +227,8 @@ class PhoneSession:
         (case_dir / "agent.json").write_text(json.dumps(agent, indent=2))
         log = "\n".join(p.read_text(errors="replace")[-1000:] for p in sorted(case_dir.glob("*.log")))
         (case_dir / "agent.log").write_text(log)
-        timed_out = done.timed_out or time.monotonic() - started >= timeout_s
-        return AgentExit(0 if agent["status"] == "ok" else (done.returncode or 3), timed_out, log[-2000:])
+        rc = 0 if agent["status"] == "ok" else (ended.returncode or 3)
+        return AgentExit(rc, False, log[-2000:], None, ended.gone, "the llama.cpp tools")
 
     def _tools_environment(self, case_dir: Path) -> dict:
         """agent.json's environment for a phone case: the variables the llama.cpp tools ran with (environ.txt,
