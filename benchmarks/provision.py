@@ -20,9 +20,9 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 from lab import sshd as lab_sshd  # noqa: E402
 
+from melt.deadline import Deadline  # noqa: E402
+from melt.devices.device import Device  # noqa: E402
 from melt.devices.profile import load_profile  # noqa: E402
-from melt.devices.remote import RemoteSession  # noqa: E402
-from melt.devices.transport import SshTransport  # noqa: E402
 from melt.recipe import Source  # noqa: E402
 from melt.sources import resolve  # noqa: E402
 
@@ -53,9 +53,9 @@ def main() -> int:
             for attempt in ("first push", "re-push (unchanged)"):
                 start = time.monotonic()
                 resolved = resolve(Source(path=str(model)), tmp)  # host side: hash (cached by size+mtime)
-                session = RemoteSession(profile, SshTransport(profile.spec.transport))
-                session.prepare_model(resolved)
-                session.close()
+                device = Device(profile)
+                device.prepare_model(resolved, Deadline(3600))
+                device.close()
                 timings[attempt] = time.monotonic() - start
                 print(f"{attempt}: {timings[attempt]:.2f} s", flush=True)
         finally:

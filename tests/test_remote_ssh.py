@@ -207,7 +207,7 @@ def test_link_cut_mid_case_then_resume(tmp_path, models, linked_sshd):
 
 
 def test_reachability_says_why(tmp_path, sshd):
-    from melt.devices.local import reachable
+    from melt.devices.device import reachable
     from melt.devices.profile import load_profile
 
     assert reachable(load_profile(str(ssh_profile(tmp_path, sshd)))) == (True, "")
