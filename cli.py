@@ -65,8 +65,8 @@ def cli() -> None:
 @devices_option
 def validate(recipe: Path, devices: tuple[str, ...]) -> None:
     """Check RECIPE (or a sweep file) and device profiles without running anything; exit 2 on bad input."""
-    from melt.run import plan
-    from melt.sweep import is_sweep_file, plan_sweep
+    from melt.plan import plan, plan_sweep
+    from melt.sweep import is_sweep_file
 
     if is_sweep_file(recipe):
         if devices:
@@ -106,7 +106,8 @@ def _case_line(event: str, info: dict) -> str | None:
 def run(recipe: Path, devices: tuple[str, ...], results_dir: Path, run_id: str | None, resume: bool,
         case_ids: tuple[str, ...]) -> None:  # fmt: skip
     """Run RECIPE on each DEVICE; write results/<run_id>/. Exit 1 if any case failed."""
-    from melt.run import execute, plan
+    from melt.plan import plan
+    from melt.run import execute
 
     if resume and not run_id:
         raise InputError([], hint="--resume needs --run-id: the run to finish (see `melt results list`).")
@@ -152,9 +153,9 @@ def sweep(sweep_file: Path, tags: tuple[str, ...], results_dir: Path, run_id: st
     """Run every recipe of SWEEP on its pool of devices, as one run: one worker per device, devices
     in parallel, each device running one case at a time. A device that fails does not stop the
     others; --resume finishes what is missing. Exit 1 if any case failed."""
+    from melt.plan import plan_sweep
     from melt.progress import SweepProgress
     from melt.run import execute
-    from melt.sweep import plan_sweep
 
     if resume and not run_id:
         raise InputError([], hint="--resume needs --run-id: the sweep run to finish (see `melt results list`).")
@@ -296,18 +297,21 @@ def devices_list(no_check: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def devices_probe(device: str, as_json: bool) -> None:
     """Start the agent on DEVICE; report the machine, its runtimes, and its sensors: channels with
-    units, the power method, which channel is total power, and what was looked for and not found."""
-    from melt.devices.device import Device, probe_runtimes
+    units, the power method, which channel is total power, and what was looked for and not found;
+    and the capabilities its profile declares (python, llama_cpp_bin) with the runtimes they allow."""
+    from melt.devices.capability import declared, runtimes
+    from melt.devices.device import Device
     from melt.devices.profile import load_profile
 
     profile = load_profile(device)
     target = Device(profile)
     try:
-        env = target.environment(probe_runtimes(profile))
+        env = target.environment(runtimes(profile))
     finally:
         target.t.close()
+    capabilities = declared(profile)
     if as_json:
-        click.echo(json.dumps({"device": profile.name, **env}, indent=2))
+        click.echo(json.dumps({"device": profile.name, "capabilities": capabilities, **env}, indent=2))
         return
     e = env["environment"]
     facts = [
@@ -321,11 +325,24 @@ def devices_probe(device: str, as_json: bool) -> None:
     if "cpu_governors" in e:
         click.echo(f"  governors: {', '.join(e['cpu_governors']) or 'not readable'}")
     click.echo(_environment_lines(e))
+    click.echo(_capability_lines(capabilities))
     for name, r in env["runtimes"].items():
         versions = ", ".join(f"{k}={v}" for k, v in r.items() if k in ("llama_cpp_python", "onnxruntime"))
         click.echo(f"  {name}: {'ok ' + versions if r['available'] else r['error']}")
     if env.get("sensors"):
         click.echo(_sensor_lines(env["sensors"]))
+
+
+def _capability_lines(c: dict) -> str:
+    """The profile's capabilities (melt.devices.capability.declared): what it declares and what that allows."""
+    python = c["python"] or "none"
+    lines = [
+        f"  capabilities (from the profile): python {python} ({c['python_from']}), "
+        f"llama_cpp_bin {c['llama_cpp_bin'] or 'none'}",
+        f"    runtimes: {', '.join(c['runtimes']) or 'none'}",
+    ]
+    lines += [f"    not {runtime}: needs {r['key']}, found {r['found']}" for runtime, r in c["refused"].items()]
+    return "\n".join(lines)
 
 
 def _environment_lines(e: dict) -> str:

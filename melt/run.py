@@ -1,4 +1,4 @@
-"""A run: plan (validate everything, write nothing), then execute case by case.
+"""A run: execute a plan (melt/plan.py) case by case.
 
 Every case runs in a fresh agent process; its raw files land in its folder, metrics are derived
 from them, and run.json records each case's status as it goes, so a crash or Ctrl-C loses only
@@ -10,7 +10,7 @@ from __future__ import annotations
 import shutil
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -21,71 +21,12 @@ from melt.deadline import Deadline, DeadlineExceeded
 from melt.devices import process, spawning
 from melt.devices.device import Device
 from melt.devices.lock import DeviceBusy
-from melt.devices.profile import DeviceProfile, load_profile
+from melt.devices.profile import DeviceProfile
 from melt.devices.transport import TransportError
 from melt.errors import InputError, MeltError, Problem
-from melt.recipe import Case, OrtModel, Recipe, expand, load_recipe, ort_inputs
+from melt.plan import Plan
+from melt.recipe import Case, OrtModel, Recipe, ort_inputs
 from melt.results.layout import RunDir, check_run_id, read_json, read_trials, write_json
-from melt.sweep import Sweep
-
-SUPPORTED_TRANSPORTS = ("local", "ssh", "adb")
-
-
-@dataclass(frozen=True)
-class Plan:
-    recipes: list[Recipe]
-    profiles: list[DeviceProfile]
-    cases: list[Case]
-    sweep: Sweep | None = None  # several recipes over a pool of devices
-
-    @property
-    def recipe(self) -> Recipe:
-        return self.recipes[0]
-
-    @property
-    def name(self) -> str:
-        return self.sweep.name if self.sweep else self.recipe.name
-
-    def recipe_of(self, case: Case) -> Recipe:
-        return next(r for r in self.recipes if r.name == case.recipe)
-
-    def only(self, case_ids: list[str] | tuple[str, ...]) -> Plan:
-        """The plan narrowed to these cases (e.g. to confirm a regression by running them again)."""
-        if not case_ids:
-            return self
-        known = {c.case_id for c in self.cases}
-        unknown = [c for c in case_ids if c not in known]
-        if unknown:
-            raise InputError(Problem("--case", "", "case ids of this plan (see `melt validate`)", ", ".join(unknown)))
-        return replace(self, cases=[c for c in self.cases if c.case_id in set(case_ids)])
-
-
-def check_profiles(profiles: list[DeviceProfile]) -> None:
-    problems = []
-    seen = set()
-    for p in profiles:
-        if p.spec.transport.kind not in SUPPORTED_TRANSPORTS:
-            problems.append(
-                Problem(
-                    str(p.path),
-                    "transport.kind",
-                    f"one of {list(SUPPORTED_TRANSPORTS)}",
-                    repr(p.spec.transport.kind),
-                )
-            )
-        if p.name in seen:
-            problems.append(Problem(str(p.path), "name", "each device once", f"{p.name!r} twice"))
-        seen.add(p.name)
-    if problems:
-        raise InputError(problems)
-
-
-def plan(recipe_path: str | Path, devices: list[str] | tuple[str, ...] = ()) -> Plan:
-    """Validate the recipe and profiles and expand the matrix. Raises InputError; writes nothing."""
-    recipe = load_recipe(recipe_path)
-    profiles = [load_profile(d) for d in (devices or ["local"])]
-    check_profiles(profiles)
-    return Plan([recipe], profiles, expand(recipe, [p.name for p in profiles]))
 
 
 def default_run_id(name: str, now: datetime | None = None) -> str:
@@ -447,4 +388,4 @@ def execute(
     return Execution(the_plan, results, run_id, resume, progress).execute()
 
 
-__all__ = ["plan", "execute", "reanalyse", "Plan", "Outcome", "MeltError"]
+__all__ = ["execute", "reanalyse", "Execution", "Outcome"]

@@ -59,6 +59,20 @@ def test_probe_over_adb(phone):
     assert "power method battery" in text.stdout
 
 
+def test_probe_reports_the_profiles_capabilities_on_a_phone(phone):
+    _, profile = phone
+    proc = run_melt("devices", "probe", profile, "--json")
+    assert proc.returncode == 0, proc.stderr
+    caps = json.loads(proc.stdout)["capabilities"]
+    assert caps["python"] is None and caps["python_from"].startswith("the default for adb")
+    assert caps["runtimes"] == ["llama_cpp_cli"] and caps["llama_cpp_bin"].endswith("llama.cpp/bin")
+    assert set(caps["refused"]) == {"llama_cpp", "onnxruntime"}
+    assert {r["found"] for r in caps["refused"].values()} == {"no python (adb devices have none unless set)"}
+    text = run_melt("devices", "probe", profile).stdout
+    assert "capabilities (from the profile): python none" in text and "runtimes: llama_cpp_cli" in text, text
+    assert "not onnxruntime: needs python, found no python (adb devices have none unless set)" in text, text
+
+
 def test_unknown_serial_is_a_clear_error(phone, monkeypatch):
     _, profile = phone
     monkeypatch.setenv("MELT_FAKE_ADB_DEVICES", "SOMEONE_ELSE=/nowhere")

@@ -11,7 +11,7 @@ import yaml
 from conftest import ROOT
 
 from cli import cli as app
-from melt.sweep import plan_sweep
+from melt.plan import plan_sweep
 
 WORKFLOW = ROOT / ".github" / "workflows" / "nightly.yml"
 

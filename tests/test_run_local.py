@@ -286,7 +286,7 @@ def test_killed_agent_is_a_failed_case_with_the_reason(workdir):
     wrapper.write_text(
         "#!/bin/sh\n"
         '# a device whose agent gets SIGKILLed while running the "doomed" case\n'
-        'for a; do last=$a; done\n'
+        "for a; do last=$a; done\n"
         'case "$*" in *" run "*) grep -q doomed "$last/case.json" && kill -9 $$ ;; esac\n'
         f'exec {sys.executable} "$@"\n'
     )

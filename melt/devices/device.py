@@ -10,13 +10,13 @@ left running there (melt.devices.spawning.LEFTOVERS), before any case starts; cl
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from melt.deadline import Deadline
 from melt.devices import lock, spawning
 from melt.devices.agent_session import AgentSession
+from melt.devices.capability import device_python
 from melt.devices.exits import AgentExit
 from melt.devices.profile import DeviceProfile
 from melt.devices.provision import Provisioner
@@ -29,27 +29,6 @@ from melt.sources import ResolvedModel, cache_dir
 SHORT_S = 60.0
 AGENT_RUNTIMES = ("llama_cpp", "onnxruntime")
 TOOLS_RUNTIMES = ("llama_cpp_cli",)
-
-
-def device_python(profile: DeviceProfile) -> str | None:
-    """The device's Python: the profile's `python`; where absent, the Python running melt on `local`,
-    `python3` over SSH, none over ADB (phones have none; Termux users set it); `python: false`: none."""
-    python = profile.spec.python
-    if python is False:
-        return None
-    if python:
-        return str(python)
-    kind = profile.spec.transport.kind
-    return sys.executable if kind == "local" else "python3" if kind == "ssh" else None
-
-
-def probe_runtimes(profile: DeviceProfile) -> list[str]:
-    """The runtimes the profile says the device can run: the agent's where it has Python, llama.cpp's
-    tools where it names llama_cpp_bin."""
-    return [
-        *(AGENT_RUNTIMES if device_python(profile) else ()),
-        *(TOOLS_RUNTIMES if profile.spec.llama_cpp_bin else ()),
-    ]
 
 
 def make_transport(profile: DeviceProfile):

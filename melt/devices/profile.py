@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Literal, Union
+from typing import Annotated, Any, Literal, Union
 
-from pydantic import AfterValidator, Field
+from pydantic import AfterValidator, BeforeValidator, Field
 
 from melt.agent.environment import check_pass
 from melt.errors import InputError, Problem
@@ -61,14 +61,28 @@ class Limits(Strict):
     tdp_w: Annotated[float, Field(gt=0)] | None = None
 
 
+def _python_value(value: Any) -> Any:
+    """python: a path or command (a non-empty string), false (the device has none), or absent."""
+    if value is None or value is False or (isinstance(value, str) and value.strip()):
+        return value
+    raise ValueError("a path or command of a Python 3.10+ on the device, or false (the device has no Python)")
+
+
+def _folder_value(value: Any) -> Any:
+    if isinstance(value, str) and value.strip():
+        return value
+    raise ValueError("a folder on the device (a non-empty string)")
+
+
 class ProfileSpec(Strict):
     name: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")]
     description: str = ""
     platform: Literal["linux", "jetson", "raspberrypi", "android"] = "linux"
     transport: Transport
     workdir: str | None = None
-    python: str | None = None
-    llama_cpp_bin: str | None = None
+    # capabilities (melt/devices/capability.py): which runtimes the device can run
+    python: Annotated[str | Literal[False] | None, BeforeValidator(_python_value)] = None  # absent: per transport
+    llama_cpp_bin: Annotated[str, BeforeValidator(_folder_value)] | None = None  # llama.cpp's tools: llama_cpp_cli
     # variables the agent gets beyond the allow-list (melt/agent/environment.py): NAME takes the value it has
     # where the agent starts (this shell for local, the device's login shell, the adb shell), NAME=value sets it
     env: list[Annotated[str, AfterValidator(check_pass)]] = []
