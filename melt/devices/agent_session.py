@@ -75,7 +75,7 @@ class AgentSession:
         budget = deadline.for_step("the agent")
         argv = [*self._clean_env, "sh", "-c", RUN, "sh", remote, self.python, agent, str(int(budget) + 2)]
         ended = self.t.spawn(argv, self.d.spawn_state(run_id, case_dir.name)).wait(budget, CLEANUP_S)
-        if not shared:
+        if not shared and not (ended.lost and ended.gone is None):  # a device that did not answer: no pull
             try:  # after a time-out or a lost link: what the agent wrote so far, if the device answers
                 self.t.pull_dir(remote, case_dir, deadline.remaining() or CLEANUP_S)
             except TransportError:

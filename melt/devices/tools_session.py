@@ -201,6 +201,8 @@ class ToolsSession:
         budget = deadline.for_step("the llama.cpp tools")
         argv = [*self._clean_env, "sh", "-c", script, "sh", *args]
         ended = self.t.spawn(argv, self.d.spawn_state(run_id, case_dir.name)).wait(budget, CLEANUP_S)
+        if ended.lost and ended.gone is None:  # the device did not answer the clean-up: it will not answer a pull
+            return AgentExit(None, False, ended.lost, ended.lost, None, "the llama.cpp tools")
         if not shared:
             try:
                 self.t.pull_dir(remote, case_dir, deadline.remaining() or CLEANUP_S)

@@ -1,0 +1,250 @@
+"""Nothing melt starts outlives its case, on any transport: Ctrl-C, a cut link and a case deadline each
+leave no process of the run on the device (asked with `ps` there, through the device's own transport),
+and the next run finds the device to itself; one run at a time on a device (a lock, taken over when its
+melt is gone); the case's one deadline names the step that ran out; llama.cpp's tools run over SSH on a
+board with no Python."""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+from conftest import run_melt, spawn_melt, wait_for_cases, write_recipe
+from lab import sshd as lab_sshd
+from test_adb import phone  # noqa: F401 - the stand-in phone fixture
+from test_remote_ssh import ssh_profile
+
+from melt.devices.device import Device
+from melt.devices.profile import load_profile
+
+
+@pytest.fixture(scope="module")
+def sshd(tmp_path_factory):
+    server = lab_sshd.start(tmp_path_factory.mktemp("sshd"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def linked_sshd(tmp_path_factory):
+    server = lab_sshd.start_in_netns(tmp_path_factory.mktemp("netns-sshd"), index=8)
+    yield server
+    server.stop()
+
+
+def device_procs(profile: Path, marker: str) -> list[str]:
+    """`ps` on the device, through its transport: the command lines that contain marker (this test's ps
+    itself left out)."""
+    device = Device(load_profile(str(profile)))
+    try:
+        done = device.t.run(["ps", "-ww", "-eo", "pid,pgid,args"], 20)
+    finally:
+        device.t.close()
+    assert done.returncode == 0, done.stderr
+    return [line for line in done.stdout.splitlines()[1:] if marker in line and " ps -ww" not in line]
+
+
+def wait_for_procs(profile: Path, marker: str, timeout_s: float = 60) -> list[str]:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        found = device_procs(profile, marker)
+        if any("melt-agent" in line or "llama-bench" in line for line in found):
+            return found
+        time.sleep(0.1)
+    raise AssertionError(f"no process with {marker!r} on the device within {timeout_s} s")
+
+
+def onnx_recipe(
+    folder: Path, models, name: str, min_duration_s: float, timeout_s: float = 300, params="", cooldown_s: float = 0
+) -> Path:
+    folder.mkdir(exist_ok=True)
+    if not (folder / "static.onnx").exists():
+        (folder / "static.onnx").symlink_to(models["static_onnx"])
+    return write_recipe(
+        folder,
+        f"""
+        name: {name}
+        models:
+          - id: static
+            runtime: onnxruntime
+            source: {{path: static.onnx}}
+            {params}
+        protocol: {{warmup: 0, repetitions: 3, min_duration_s: {min_duration_s}, timeout_s: {timeout_s},
+                    cooldown_s: {cooldown_s}}}
+        telemetry: {{interval_ms: 100, idle_s: 0.2}}
+        """,
+    )
+
+
+def _seconds(entry: dict) -> float:
+    return (datetime.fromisoformat(entry["ended_at"]) - datetime.fromisoformat(entry["started_at"])).total_seconds()
+
+
+def test_ctrl_c_over_ssh_leaves_nothing_on_the_device_then_resume_runs_alone(tmp_path, models, sshd):
+    recipe = onnx_recipe(tmp_path, models, "intr", 2, params="params: {intra_op_threads: [1, 2]}")
+    profile = ssh_profile(tmp_path, sshd, name="lab-intr")
+    results = tmp_path / "r"
+    proc = spawn_melt("run", recipe, "-d", profile, "--results", results, "--run-id", "i")
+    wait_for_cases(results / "i" / "run.json", lambda cases: any(c["status"] == "running" for c in cases), 60)
+    before = wait_for_procs(profile, "/runs/i/")
+    proc.send_signal(signal.SIGINT)
+    proc.communicate(timeout=60)
+    assert proc.returncode != 0
+    assert device_procs(profile, "/runs/i/") == [], before  # the agent's tree, ended through a second connection
+    assert not list((tmp_path / "device work dir" / "spawned").iterdir())  # and confirmed: no state left
+
+    again = run_melt("run", recipe, "-d", profile, "--results", results, "--run-id", "i", "--resume")
+    assert again.returncode == 0, again.stdout + again.stderr
+    run = json.loads((results / "i" / "run.json").read_text())
+    assert run["status"] == "complete"
+    assert "notes" not in run["devices"]["lab-intr"]  # nothing was left to end, and the lock was released
+
+
+def test_link_cut_leaves_the_agent_running_until_the_next_connection_ends_it(tmp_path, models, linked_sshd):
+    """A cut link cannot end the agent (it runs in its own session on the device); the next melt on the device
+    ends it before its first case starts, and says so in run.json."""
+    # a cool-down of 40 s after the trials: the case outlives the link by far
+    recipe = onnx_recipe(tmp_path, models, "cut", 0.5, cooldown_s=40)
+    profile = ssh_profile(tmp_path, linked_sshd, name="lab-far")
+    results = tmp_path / "r"
+    proc = spawn_melt("run", recipe, "-d", profile, "--results", results, "--run-id", "c")
+    wait_for_cases(results / "c" / "run.json", lambda cases: any(c["status"] == "running" for c in cases), 60)
+    wait_for_procs(profile, "/runs/c/")
+    linked_sshd.cut()
+    try:  # every remote call has a deadline: melt gives the case up by itself
+        wait_for_cases(results / "c" / "run.json", lambda cases: all(c["status"] == "failed" for c in cases), 90)
+    finally:
+        linked_sshd.restore()
+    left = device_procs(profile, "/runs/c/")
+    assert any("melt-agent" in line for line in left), "the cut case's agent should still run on the device"
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 1, out + err
+    run = json.loads((results / "c" / "run.json").read_text())
+    ((case_id, entry),) = run["cases"].items()
+    assert "link lost" in entry["reason"] and "could not be confirmed ended" in entry["reason"], entry
+
+    again = run_melt("run", recipe, "-d", profile, "--results", results, "--run-id", "c", "--resume")
+    assert again.returncode == 0, again.stdout + again.stderr
+    run = json.loads((results / "c" / "run.json").read_text())
+    notes = run["devices"]["lab-far"]["notes"]
+    assert any(f"ended processes left running on the device by c case {case_id}" in n for n in notes), notes
+    assert run["cases"][case_id]["status"] == "ok" and device_procs(profile, "/runs/c/") == []
+
+
+def test_case_deadline_ends_the_tree_on_the_device_within_its_budget(tmp_path, models, sshd):
+    recipe = onnx_recipe(tmp_path, models, "late", 30, timeout_s=6)
+    profile = ssh_profile(tmp_path, sshd, name="lab-late")
+    proc = run_melt("run", recipe, "-d", profile, "--results", tmp_path / "r", "--run-id", "d")
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    ((_, entry),) = json.loads((tmp_path / "r" / "d" / "run.json").read_text())["cases"].items()
+    assert entry["status"] == "failed", entry
+    assert "timed out after 6 s (protocol.timeout_s) during the agent" in entry["reason"]
+    assert "its processes on the device were ended" in entry["reason"]
+    assert _seconds(entry) <= 6 + 4  # the whole case: provisioning, agent, pull and clean-up (1 s stamps)
+    assert device_procs(profile, "/runs/d/") == []
+
+
+def test_the_step_that_ran_out_is_named(tmp_path, models, sshd):
+    """Provisioning comes out of the case's deadline too: a budget spent before the model's push names it."""
+    recipe = onnx_recipe(tmp_path, models, "tight", 1, timeout_s=0.001)
+    profile = ssh_profile(tmp_path, sshd, name="lab-tight")
+    proc = run_melt("run", recipe, "-d", profile, "--results", tmp_path / "r", "--run-id", "t")
+    assert proc.returncode == 1
+    ((_, entry),) = json.loads((tmp_path / "r" / "t" / "run.json").read_text())["cases"].items()
+    assert entry["reason"] == "timed out after 0.001 s (protocol.timeout_s) during push of the model", entry
+
+
+def test_one_run_at_a_time_on_a_device_and_a_dead_run_s_lock_is_taken_over(tmp_path, models, sshd):
+    recipe = onnx_recipe(tmp_path, models, "hold", 20)
+    profile = ssh_profile(tmp_path, sshd, name="lab-held")
+    results = tmp_path / "r"
+    first = spawn_melt("run", recipe, "-d", profile, "--results", results, "--run-id", "first")
+    wait_for_cases(results / "first" / "run.json", lambda cases: any(c["status"] == "running" for c in cases), 60)
+    wait_for_procs(profile, "/runs/first/")
+
+    second = run_melt("run", recipe, "-d", profile, "--results", results, "--run-id", "second")
+    assert second.returncode == 1
+    ((_, entry),) = json.loads((results / "second" / "run.json").read_text())["cases"].items()
+    assert entry["status"] == "failed"
+    assert f"in use by melt run first (host {__import__('socket').gethostname()}, pid {first.pid}" in entry["reason"]
+    assert "still running" in entry["reason"]
+
+    first.kill()  # killed outright: no clean-up, the lock and the agent stay on the device
+    first.communicate(timeout=30)
+    assert any("melt-agent" in line for line in device_procs(profile, "/runs/first/"))
+    third = run_melt("run", onnx_recipe(tmp_path / "q", models, "quick", 0.2), "-d", profile,
+                     "--results", results, "--run-id", "third")  # fmt: skip
+    assert third.returncode == 0, third.stdout + third.stderr
+    notes = json.loads((results / "third" / "run.json").read_text())["devices"]["lab-held"]["notes"]
+    assert any("took over the lock of melt run first (host" in n and f"pid {first.pid}" in n for n in notes), notes
+    assert any("ended processes left running on the device by first case" in n for n in notes), notes
+    assert device_procs(profile, "/runs/first/") == []
+    assert not (tmp_path / "device work dir" / "lock").exists()  # released at the end of the third run
+
+
+def test_llama_cpp_tools_over_ssh_on_a_board_without_python(tmp_path, models, sshd, llama_bench_bin):
+    """runtime llama_cpp_cli on an SSH board whose profile says `python: false` and names llama_cpp_bin: the
+    tools session drives the real llama-bench there; no agent is pushed."""
+    bin_dir = tmp_path / "board" / "llama.cpp"
+    bin_dir.mkdir(parents=True)
+    (bin_dir / "llama-bench").symlink_to(llama_bench_bin)
+    (tmp_path / "tiny.gguf").symlink_to(models["gguf"])
+    recipe = write_recipe(
+        tmp_path,
+        """
+        name: tools
+        models:
+          - id: tiny
+            runtime: llama_cpp_cli
+            source: {path: tiny.gguf}
+            workload: {prompt_tokens: [16], n_gen: 8}
+            params: {threads: 1}
+        protocol: {warmup: 0, repetitions: 2}
+        telemetry: {interval_ms: 100, idle_s: 0.2}
+        """,
+    )
+    profile = ssh_profile(tmp_path, sshd, name="lab-yocto", platform="raspberrypi")
+    text = profile.read_text().splitlines()
+    text = [line for line in text if not line.startswith("python:")] + ["python: false", f"llama_cpp_bin: {bin_dir}"]
+    profile.write_text("\n".join(text) + "\n")
+    proc = run_melt("run", recipe, "-d", profile, "--results", tmp_path / "r", "--run-id", "y")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    ((case_id, entry),) = json.loads((tmp_path / "r" / "y" / "run.json").read_text())["cases"].items()
+    trials = (tmp_path / "r" / "y" / "cases" / case_id / "trials.jsonl").read_text().splitlines()
+    assert sorted(json.loads(t)["test"] for t in trials) == ["pp", "pp", "tg", "tg"]
+    assert not list((tmp_path / "device work dir" / "agents").glob("*.pyz"))  # no Python: no agent pushed
+    assert list((tmp_path / "device work dir" / "agents").glob("sampler-*.sh"))
+
+
+def test_ctrl_c_on_a_phone_leaves_nothing_behind(phone, models, tmp_path, llama_bench_bin):  # noqa: F811
+    home, profile = phone
+    bench = home / "data/local/tmp/llama.cpp/bin/llama-bench"
+    bench.unlink()
+    bench.symlink_to(llama_bench_bin)
+    (tmp_path / "tiny.gguf").symlink_to(models["gguf"])
+    recipe = write_recipe(
+        tmp_path,
+        """
+        name: phone
+        models:
+          - id: tiny
+            runtime: llama_cpp_cli
+            source: {path: tiny.gguf}
+            workload: {prompt_tokens: [64], n_gen: 64}
+            params: {threads: 1}
+        protocol: {warmup: 0, repetitions: 200}
+        telemetry: {interval_ms: 100, idle_s: 0.5}
+        """,
+    )
+    results = tmp_path / "r"
+    workdir = str(home / "data/local/tmp/melt")  # in every command line of the case: driver, sampler, llama-bench
+    proc = spawn_melt("run", recipe, "-d", profile, "--results", results, "--run-id", "ph")
+    wait_for_procs(profile, "/runs/ph/")
+    proc.send_signal(signal.SIGINT)
+    proc.communicate(timeout=60)
+    assert proc.returncode != 0
+    assert device_procs(profile, workdir) == []
