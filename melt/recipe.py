@@ -200,6 +200,8 @@ class Telemetry(Strict):
     # a case whose trials shared the machine beyond these is semivalid (melt/analysis/busy.py)
     max_foreign_cpu_pct: Annotated[float, Field(ge=0)] = 5.0  # CPU other processes used, % of one core
     max_steal_pct: Annotated[float, Field(ge=0)] = 2.0  # time a hypervisor took, % of all CPU time
+    # beyond this coefficient of variation of the trials' figure the case is semivalid (melt/analysis/metrics.py)
+    max_cv_pct: Annotated[float, Field(gt=0)] = 10.0
 
 
 class Gate(Strict):

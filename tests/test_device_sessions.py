@@ -248,3 +248,48 @@ def test_ctrl_c_on_a_phone_leaves_nothing_behind(phone, models, tmp_path, llama_
     proc.communicate(timeout=60)
     assert proc.returncode != 0
     assert device_procs(profile, workdir) == []
+
+
+def test_the_agent_over_adb_on_a_phone_with_python(phone, models, tmp_path):  # noqa: F811
+    """A phone with Python (Termux) runs the agent: the same session as SSH and local, over ADB."""
+    import sys
+
+    home, profile = phone
+    profile.write_text(profile.read_text() + f"python: {sys.executable}\n")
+    recipe = onnx_recipe(tmp_path, models, "termux", 0.2)
+    proc = run_melt("run", recipe, "-d", profile, "--results", tmp_path / "r", "--run-id", "tx")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    ((case_id, entry),) = json.loads((tmp_path / "r" / "tx" / "run.json").read_text())["cases"].items()
+    assert entry["status"] == "ok"
+    assert list((home / "data/local/tmp/melt/agents").glob("melt-agent-*.pyz"))  # pushed with adb push
+    assert (tmp_path / "r" / "tx" / "cases" / case_id / "trials.jsonl").stat().st_size > 0  # pulled back
+
+
+def test_llama_cpp_tools_on_local(tmp_path, models, llama_bench_bin):
+    """The tools session over the local transport: runtime llama_cpp_cli on this machine, when the local
+    profile names llama_cpp_bin."""
+    bin_dir = tmp_path / "llama.cpp"
+    bin_dir.mkdir()
+    (bin_dir / "llama-bench").symlink_to(llama_bench_bin)
+    (tmp_path / "tiny.gguf").symlink_to(models["gguf"])
+    profile = tmp_path / "here.yaml"
+    profile.write_text(f"name: here\ntransport: {{kind: local}}\nllama_cpp_bin: {bin_dir}\n")
+    recipe = write_recipe(
+        tmp_path,
+        """
+        name: tools-here
+        models:
+          - id: tiny
+            runtime: llama_cpp_cli
+            source: {path: tiny.gguf}
+            workload: {prompt_tokens: [16], n_gen: 8}
+            params: {threads: 1}
+        protocol: {warmup: 0, repetitions: 2}
+        telemetry: {interval_ms: 100, idle_s: 0.2}
+        """,
+    )
+    proc = run_melt("run", recipe, "-d", profile, "--results", tmp_path / "r", "--run-id", "h")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    ((case_id, _),) = json.loads((tmp_path / "r" / "h" / "run.json").read_text())["cases"].items()
+    metrics = json.loads((tmp_path / "r" / "h" / "cases" / case_id / "metrics.json").read_text())
+    assert metrics["summary"]["decode_tok_s"] > 0 and metrics["summary"]["n_trials"] == 2

@@ -141,8 +141,12 @@ def _llama_bench(counted: list[dict]) -> tuple[dict, dict, float | None]:
     return figures, spreads, cv_pct(tg)
 
 
-def validity(n_trials: int, counted_s: float, cv: float | None, protocol: dict, agent_protocol: dict) -> dict:
-    """valid / semivalid / invalid, with every reason (pyperf-style warnings, as data)."""
+def validity(
+    n_trials: int, counted_s: float, cv: float | None, protocol: dict, agent_protocol: dict,
+    max_cv_pct: float = CV_LIMIT_PCT,
+) -> dict:  # fmt: skip
+    """valid / semivalid / invalid, with every reason (pyperf-style warnings, as data). max_cv_pct: the spread
+    limit (telemetry.max_cv_pct), in % of the mean."""
     reasons, verdict = [], "valid"
     if n_trials == 0:
         return {"verdict": "invalid", "reasons": ["no counted trials"]}
@@ -154,8 +158,8 @@ def validity(n_trials: int, counted_s: float, cv: float | None, protocol: dict, 
         reasons.append(
             f"too short: counted trials took {counted_s:.3f} s < min_duration_s {protocol['min_duration_s']}"
         )
-    if cv is not None and cv > CV_LIMIT_PCT:
-        reasons.append(f"spread over {CV_LIMIT_PCT:.0f}%: cv {cv:.1f}%")
+    if cv is not None and cv > max_cv_pct:
+        reasons.append(f"spread over {max_cv_pct:g}%: cv {cv:.1f}%")
     if "max_repetitions" in agent_protocol.get("stopped_because", ""):
         reasons.append(f"stopped at the cap: {agent_protocol['stopped_because']}")
     if reasons:
@@ -184,7 +188,8 @@ def case_metrics(case: dict, trials: list[dict], agent: dict, trace: Trace | Non
         if not any(t.get("mode") == "completion" for t in counted):
             n_counted = len([t for t in counted if t.get("test") == "tg"])
         protocol = {**protocol, "min_duration_s": 0}
-    verdict = validity(n_counted, counted_s, cv, protocol, agent.get("protocol", {}))
+    max_cv = case.get("telemetry", {}).get("max_cv_pct", CV_LIMIT_PCT)
+    verdict = validity(n_counted, counted_s, cv, protocol, agent.get("protocol", {}), max_cv)
     observed = telemetry_figures(runtime, counted, agent, trace, case.get("telemetry", {}))
     figures.update(observed["figures"])
     gate = agent.get("gate") or {}
