@@ -12,6 +12,7 @@ command -v rsync >/dev/null 2>&1 || need+=(rsync)
 command -v ip >/dev/null 2>&1 || [ -x /usr/sbin/ip ] || need+=(iproute2)  # network namespaces: cut a link
 command -v busybox >/dev/null 2>&1 || need+=(busybox)  # the phone's sh sampler under busybox sh
 command -v mksh >/dev/null 2>&1 || need+=(mksh)  # ... and under mksh, Android's shell
+command -v toybox >/dev/null 2>&1 || need+=(toybox)  # Android's tools beside mksh (tests/test_spawning.py)
 [ -f /usr/share/i18n/locales/de_DE ] || need+=(locales)  # a comma-decimal locale (localedef) for llama.cpp's output
 [ -x /usr/bin/chromium ] || need+=(chromium)  # the report, opened in a real headless browser
 [ ${#need[@]} -eq 0 ] && exit 0

@@ -17,7 +17,6 @@ import pytest
 from conftest import run_melt, write_recipe
 from test_isa import SM8150_FEATURES, arm64_cpuinfo
 
-from melt.agent import environment as agent_env
 from melt.agent.environment import (
     ALLOWED,
     SPEED_RELEVANT,
@@ -336,18 +335,3 @@ def test_phone_tools_run_without_shell_variables(phone, models, tmp_path):
     _check_recorded(env, _phone_withheld())
     assert env["names"].count("LC_ALL") == 1 and "LC_ALL=C" in (case_dir / "environ.txt").read_text()
     assert env["isa"]["build_form"] == "per-backend" and env["isa"]["build_features"]
-
-
-def test_agent_package_is_stdlib_only():
-    """melt.agent.environment and melt.agent.isa run on the device: standard library only."""
-    import ast
-
-    for module in (agent_env, __import__("melt.agent.isa", fromlist=["isa"])):
-        tree = ast.parse(Path(module.__file__).read_text())
-        imported = {
-            (n.module if isinstance(n, ast.ImportFrom) else a.name).split(".")[0]
-            for n in ast.walk(tree)
-            if isinstance(n, (ast.Import, ast.ImportFrom))
-            for a in (n.names if isinstance(n, ast.Import) else [n])
-        }
-        assert imported <= set(sys.stdlib_module_names) | {"__future__"}, imported

@@ -10,6 +10,7 @@ is used where it is and the agent zipapp runs from melt's cache.
 from __future__ import annotations
 
 import hashlib
+import re
 from pathlib import Path
 
 from melt.deadline import Deadline
@@ -30,18 +31,29 @@ fi"""
 FREE_KB = r"""{ df -Pk "$1" 2>/dev/null || df -k "$1" 2>/dev/null; } | tail -n 1"""
 
 _SUFFIX = {"K": 1, "M": 1024, "G": 1024**2, "T": 1024**3}
+# df's columns `blocks used available capacity%` (POSIX -P, and coreutils', busybox's and toybox's -k): found by
+# the capacity's %, so a filesystem name or mount point with spaces in it, or busybox wrapping a long name onto
+# a line of its own, does not shift them
+_POSIX = re.compile(r"(?:^|\s)(\d+)\s+(\d+)\s+(\d+)\s+\d+%(?:\s|$)")
+# Android's toolbox df (2.3 to 5.x): `path size used free blksize`, sizes like 823M, 5.8G or 0.0K
+_TOOLBOX = re.compile(r"\s([\d.]+)([KMGT])\s+([\d.]+)([KMGT])\s+([\d.]+)([KMGT])\s+\d+\s*$")
+# Android before 2.3: `/data: 76544K total, 63684K used, 12860K available (block size 4096)`
+_LEGACY = re.compile(r"(\d+)K available")
 
 
 def parse_free_kb(line: str) -> int | None:
-    """KiB available from df's last line: POSIX `df -P` puts it 4th (Filesystem 1024-blocks Used Available ...);
-    Android's old toolbox df prints `path size used free blksize` with sizes like 1.2G. None when neither."""
-    fields = line.split()
-    if len(fields) >= 4:
-        value = fields[3]
-        if value.isdigit():
-            return int(value)
-        if value[:-1].replace(".", "", 1).isdigit() and value[-1].upper() in _SUFFIX:
-            return int(float(value[:-1]) * _SUFFIX[value[-1].upper()])
+    """KiB available from df's last line: the Available column of `df -Pk`/`df -k` (coreutils, busybox, toybox;
+    names and mount points may hold spaces), the Free column of Android's toolbox df (K/M/G sizes, decimals
+    truncated to KiB) or `NK available` (Android before 2.3). None when the line is none of these."""
+    if m := _POSIX.search(line):
+        return int(m.group(3))
+    if m := _TOOLBOX.search(line):
+        try:
+            return int(float(m.group(5)) * _SUFFIX[m.group(6)])
+        except ValueError:  # "1.2.3G"
+            return None
+    if m := _LEGACY.search(line):
+        return int(m.group(1))
     return None
 
 
@@ -67,10 +79,9 @@ class Provisioner:
         says nothing usable lets the copy itself tell."""
         free = self.free_bytes(self.workdir)
         if free is not None and free < need_bytes:
-            short_mb = (need_bytes - free) / 1e6
             raise TransportError(
-                f"device {self.device}: {self.workdir} has {free / 1e6:.0f} MB free, {what} needs "
-                f"{need_bytes / 1e6:.0f} MB ({short_mb:.0f} MB short); free space or move workdir"
+                f"device {self.device}: {self.workdir} has {_mb(free)} MB free, {what} needs "
+                f"{_mb(need_bytes)} MB ({_mb(need_bytes - free)} MB short); free space or move workdir"
             )
 
     def file(self, local: Path, folder: str, deadline: Deadline | None = None, name: str | None = None) -> str:
@@ -112,6 +123,11 @@ class Provisioner:
             self.sh(': > "$1.verified"', remote)
         self._models[model.sha256] = remote
         return remote
+
+
+def _mb(n_bytes: int) -> str:
+    """Bytes as MB (10**6) in words: one decimal below 10 MB, so a small shortfall is not "0 MB"."""
+    return f"{n_bytes / 1e6:.1f}" if n_bytes < 10e6 else f"{n_bytes / 1e6:.0f}"
 
 
 def content_name(local: Path, stem: str) -> str:

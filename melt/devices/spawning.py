@@ -1,7 +1,8 @@
 """Commands started on a device in their own session, so melt can end the whole tree later.
 
 `spawn` runs SPAWN on the device through the transport's client (ssh, adb shell, a local sh): it starts
-the command under `setsid` (or in a job-control process group where there is no setsid), with stdin from
+the command under `setsid` (where there is none: in a job-control process group, or in the spawning
+shell's own group where the shell refuses job control without a tty, as dash and busybox sh do), with stdin from
 /dev/null and its output in a file, records `PGID START` in STATE/pid (START: field 22 of
 /proc/PGID/stat, the process's start time in clock ticks since boot, so a reused pid is not taken for
 ours), waits for it and writes its exit status to STATE/exit. The command does not depend on the
@@ -10,8 +11,9 @@ connection, which kills the process group (SIGKILL), confirms nothing of it is l
 fails) and removes STATE. Where the link is down that second connection fails, and the state folder
 stays: `leftovers()` finds it at the next connection, before any new case starts.
 
-The scripts are POSIX sh and use only kill, sed, cut, sleep, setsid, mkdir, rm, mv, cat (coreutils,
-busybox and toybox all have them); they are tested under dash, mksh and busybox sh.
+The scripts are POSIX sh and use only kill, sed, cut, sleep, setsid, mkdir, rm, mv, cat, tr, printf (coreutils,
+busybox and toybox all have them); tests/test_spawning.py runs them under dash, mksh, busybox sh and bash, with
+and without setsid.
 """
 
 from __future__ import annotations
@@ -28,13 +30,19 @@ SPAWN = r"""d=$1; shift
 mkdir -p "$d" && rm -f "$d/exit" "$d/pid" || exit 96
 if command -v setsid >/dev/null 2>&1; then
   setsid "$@" </dev/null >"$d/output" 2>&1 &
+  c=$!; p=$c
 else
-  set -m; "$@" </dev/null >"$d/output" 2>&1 &
+  # job control gives the command a process group of its own, but dash and busybox sh refuse it without
+  # a tty and leave it in this shell's group: then that is the group to end (sshd, adbd and a local
+  # client each start this shell in a session of its own, so the group holds nothing else)
+  set -m 2>/dev/null; "$@" </dev/null >"$d/output" 2>&1 &
+  c=$!
+  p=$(sed 's/^.*) //' "/proc/$c/stat" 2>/dev/null | cut -d' ' -f3)
+  [ -n "$p" ] || p=$c
 fi
-p=$!
 s=$(sed 's/^.*) //' "/proc/$p/stat" 2>/dev/null | cut -d' ' -f20)
 printf '%s %s\n' "$p" "$s" > "$d/pid.part" && mv "$d/pid.part" "$d/pid"
-wait "$p"; rc=$?
+wait "$c"; rc=$?
 printf '%s\n' "$rc" > "$d/exit.part" && mv "$d/exit.part" "$d/exit"
 exit "$rc"
 """
