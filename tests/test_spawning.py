@@ -177,7 +177,7 @@ def test_tree_outlives_its_client_and_reap_ends_all_of_it(shell, tmp_path):
     time.sleep(0.3)
     assert all(alive(p) for p in members), "the tree must outlive its client"
     reaped = shell.run(REAP, str(state))
-    assert reaped.stdout == "gone\n", reaped.stdout + reaped.stderr
+    assert reaped.stdout == "killed\ngone\n", reaped.stdout + reaped.stderr
     assert not tree(shell.token) and not group_members(pgid)
     assert not state.exists()
 
@@ -209,7 +209,7 @@ def test_reap_leaves_a_reused_pid_alone(shell, tmp_path, bystander):
     (ours / "pid").write_text(f"{bystander.pid} {real}\n")
     waiter = threading.Thread(target=bystander.wait)  # its parent (this test) reaps it, as a device's init would
     waiter.start()
-    assert shell.run(REAP, str(ours)).stdout == "gone\n"
+    assert shell.run(REAP, str(ours)).stdout == "killed\ngone\n"
     waiter.join(5)
     assert bystander.returncode == -signal.SIGKILL
 
@@ -227,8 +227,9 @@ def test_leftovers_end_only_the_running_tree(shell, tmp_path, bystander):
     (folder / "old--stale" / "pid").write_text(f"{bystander.pid} {int(start_time(bystander.pid)) + 1}\n")
     done = shell.run(LEFTOVERS, str(folder))
     assert done.returncode == 0, done.stderr
-    found = {name: (r.returncode, r.gone) for name, r in parse_leftovers(done.stdout).items()}
-    assert found == {"old--running": (None, True), "old--ended": (0, True), "old--stale": (None, True)}, done.stdout
+    found = {name: (r.returncode, r.gone, r.killed) for name, r in parse_leftovers(done.stdout).items()}
+    expected = {"old--running": (None, True, True), "old--ended": (0, True, False), "old--stale": (None, True, False)}
+    assert found == expected, done.stdout  # only the running tree is said to be killed
     assert not any(alive(p) for p in members) and not tree(shell.token)
     assert bystander.poll() is None
     assert list(folder.iterdir()) == []
@@ -249,7 +250,7 @@ def test_reap_that_comes_before_the_pid_file_still_ends_the_tree(shell, tmp_path
         waiter = threading.Thread(target=client.wait)
         waiter.start()
         reaped = shell.run(REAP, str(state))  # at once: SPAWN has likely not written its pid file yet
-        assert reaped.stdout == "gone\n", reaped.stdout + reaped.stderr
+        assert reaped.stdout == "killed\ngone\n", reaped.stdout + reaped.stderr
         waiter.join(10)
         time.sleep(0.2)  # a tree REAP missed would have started by now
         assert not tree(shell.token), f"attempt {attempt}: the tree outlived REAP"
@@ -281,13 +282,13 @@ def test_parse_reap(text, returncode, gone):
 
 
 def test_parse_leftovers_of_generated_output():
-    rows = {"r1--a": "gone ", "r1--b": "exit 0 gone ", "r2--a b": "exit 9 alive 77 ", "r3--c": ""}
+    rows = {"r1--a": "killed gone ", "r1--b": "exit 0 gone ", "r2--a b": "exit 9 killed alive 77 ", "r3--c": ""}
     text = "".join(f"{name}\t{said}\n" for name, said in rows.items())
     found = parse_leftovers(text)
     assert found == {
-        "r1--a": Reaped(None, True, "gone"),
+        "r1--a": Reaped(None, True, "killed gone", killed=True),
         "r1--b": Reaped(0, True, "exit 0 gone"),
-        "r2--a b": Reaped(9, False, "exit 9 alive 77"),
+        "r2--a b": Reaped(9, False, "exit 9 killed alive 77", killed=True),
         "r3--c": Reaped(None, None, ""),
     }
     assert parse_leftovers("") == {} and parse_leftovers("\n\n") == {}

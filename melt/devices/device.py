@@ -120,7 +120,7 @@ class Device:
         for name, reaped in spawning.parse_leftovers(done.stdout).items():
             if reaped.gone is False:
                 stuck.append(name)
-            elif reaped.returncode is None:
+            elif reaped.killed:
                 self.notes.append(f"ended processes left running on the device by {name.replace('--', ' case ')}")
         if stuck:
             raise TransportError(f"device {self.name}: processes of {', '.join(stuck)} survive SIGKILL there")

@@ -47,8 +47,9 @@ printf '%s\n' "$rc" > "$d/exit.part" && mv "$d/exit.part" "$d/exit"
 exit "$rc"
 """
 
-# $1 state folder. Prints `exit RC` when the command ended by itself, then `gone` (nothing of its process
-# group is left; the folder is removed) or `alive PGID` (SIGKILL did not end it within 5 s).
+# $1 state folder. Prints `exit RC` when the command ended by itself, `killed` when something of its process
+# group was still there and got SIGKILL, then `gone` (nothing of the group is left; the folder is removed)
+# or `alive PGID` (SIGKILL did not end it within 5 s).
 _KILL_FN = r"""reap() {
   d=$1
   i=0
@@ -61,7 +62,10 @@ _KILL_FN = r"""reap() {
     # the leader is ours when its start time matches; a group whose leader is gone keeps its pgid
     # reserved (the kernel does not reuse a pid that is still a process group id)
     if [ -z "$now" ] || [ -z "$s" ] || [ "$now" = "$s" ]; then
+      kill -0 -"$p" 2>/dev/null && printf 'killed\n'
       kill -KILL -"$p" 2>/dev/null
+      # the leader too: a reap that comes before setsid() took effect finds no group yet
+      [ -n "$now" ] && kill -KILL "$p" 2>/dev/null
       i=0
       while kill -0 -"$p" 2>/dev/null && [ "$i" -lt 50 ]; do sleep 0.1; i=$((i+1)); done
       if kill -0 -"$p" 2>/dev/null; then printf 'alive %s\n' "$p"; return 1; fi
@@ -86,18 +90,20 @@ done
 
 @dataclass(frozen=True)
 class Reaped:
-    """What REAP found: the command's own exit status (None if it had not ended by itself) and whether
-    its process group is confirmed gone (None: the device could not be asked)."""
+    """What REAP found: the command's own exit status (None if it had not ended by itself), whether
+    its process group is confirmed gone (None: the device could not be asked), and whether anything of it was
+    still running and had to be killed."""
 
     returncode: int | None
     gone: bool | None
     detail: str = ""
+    killed: bool = False
 
 
 def parse_reap(text: str) -> Reaped:
     """REAP's words: `exit RC`, then `gone` or `alive PGID` (as lines, or joined by spaces as LEFTOVERS
-    prints them). Without `gone` or `alive`: not confirmed."""
-    rc, gone = None, None
+    prints them), `killed` where it ended something. Without `gone` or `alive`: not confirmed."""
+    rc, gone, killed = None, None, False
     words = text.split()
     for i, word in enumerate(words):
         nxt = words[i + 1] if i + 1 < len(words) else ""
@@ -107,7 +113,9 @@ def parse_reap(text: str) -> Reaped:
             gone = True
         elif word == "alive":
             gone = False
-    return Reaped(rc, gone, text.strip())
+        elif word == "killed":
+            killed = True
+    return Reaped(rc, gone, text.strip(), killed)
 
 
 def parse_leftovers(text: str) -> dict[str, Reaped]:
@@ -215,7 +223,7 @@ def spawn_argv(state: str, argv: list[str]) -> list[str]:
 
 def kill_all(timeout_s: float = 10.0) -> list[Reaped]:
     """Ctrl-C: end every spawned command's tree on its device (in parallel, each over a second
-    connection), then the local clients."""
+    connection). The local clients are process.kill_all()'s."""
     with _live_lock:
         live = list(_live)
     results: list[Reaped] = []
