@@ -80,6 +80,25 @@ def onnx_recipe(
     )
 
 
+def tools_recipe(folder: Path, models, prompt: int = 16, n_gen: int = 8, repetitions: int = 2) -> Path:
+    """A llama_cpp_cli recipe on the tiny GGUF (llama-bench on the device)."""
+    (folder / "tiny.gguf").symlink_to(models["gguf"])
+    return write_recipe(
+        folder,
+        f"""
+        name: tools
+        models:
+          - id: tiny
+            runtime: llama_cpp_cli
+            source: {{path: tiny.gguf}}
+            workload: {{prompt_tokens: [{prompt}], n_gen: {n_gen}}}
+            params: {{threads: 1}}
+        protocol: {{warmup: 0, repetitions: {repetitions}}}
+        telemetry: {{interval_ms: 100, idle_s: 0.2}}
+        """,
+    )
+
+
 def _seconds(entry: dict) -> float:
     return (datetime.fromisoformat(entry["ended_at"]) - datetime.fromisoformat(entry["started_at"])).total_seconds()
 
@@ -192,21 +211,7 @@ def test_llama_cpp_tools_over_ssh_on_a_board_without_python(tmp_path, models, ss
     bin_dir = tmp_path / "board" / "llama.cpp"
     bin_dir.mkdir(parents=True)
     (bin_dir / "llama-bench").symlink_to(llama_bench_bin)
-    (tmp_path / "tiny.gguf").symlink_to(models["gguf"])
-    recipe = write_recipe(
-        tmp_path,
-        """
-        name: tools
-        models:
-          - id: tiny
-            runtime: llama_cpp_cli
-            source: {path: tiny.gguf}
-            workload: {prompt_tokens: [16], n_gen: 8}
-            params: {threads: 1}
-        protocol: {warmup: 0, repetitions: 2}
-        telemetry: {interval_ms: 100, idle_s: 0.2}
-        """,
-    )
+    recipe = tools_recipe(tmp_path, models)
     profile = ssh_profile(tmp_path, sshd, name="lab-yocto", platform="raspberrypi")
     text = profile.read_text().splitlines()
     text = [line for line in text if not line.startswith("python:")] + ["python: false", f"llama_cpp_bin: {bin_dir}"]
@@ -225,21 +230,7 @@ def test_ctrl_c_on_a_phone_leaves_nothing_behind(phone, models, tmp_path, llama_
     bench = home / "data/local/tmp/llama.cpp/bin/llama-bench"
     bench.unlink()
     bench.symlink_to(llama_bench_bin)
-    (tmp_path / "tiny.gguf").symlink_to(models["gguf"])
-    recipe = write_recipe(
-        tmp_path,
-        """
-        name: phone
-        models:
-          - id: tiny
-            runtime: llama_cpp_cli
-            source: {path: tiny.gguf}
-            workload: {prompt_tokens: [64], n_gen: 64}
-            params: {threads: 1}
-        protocol: {warmup: 0, repetitions: 200}
-        telemetry: {interval_ms: 100, idle_s: 0.5}
-        """,
-    )
+    recipe = tools_recipe(tmp_path, models, prompt=64, n_gen=64, repetitions=200)
     results = tmp_path / "r"
     workdir = str(home / "data/local/tmp/melt")  # in every command line of the case: driver, sampler, llama-bench
     proc = spawn_melt("run", recipe, "-d", profile, "--results", results, "--run-id", "ph")
@@ -271,23 +262,9 @@ def test_llama_cpp_tools_on_local(tmp_path, models, llama_bench_bin):
     bin_dir = tmp_path / "llama.cpp"
     bin_dir.mkdir()
     (bin_dir / "llama-bench").symlink_to(llama_bench_bin)
-    (tmp_path / "tiny.gguf").symlink_to(models["gguf"])
     profile = tmp_path / "here.yaml"
     profile.write_text(f"name: here\ntransport: {{kind: local}}\nllama_cpp_bin: {bin_dir}\n")
-    recipe = write_recipe(
-        tmp_path,
-        """
-        name: tools-here
-        models:
-          - id: tiny
-            runtime: llama_cpp_cli
-            source: {path: tiny.gguf}
-            workload: {prompt_tokens: [16], n_gen: 8}
-            params: {threads: 1}
-        protocol: {warmup: 0, repetitions: 2}
-        telemetry: {interval_ms: 100, idle_s: 0.2}
-        """,
-    )
+    recipe = tools_recipe(tmp_path, models)
     proc = run_melt("run", recipe, "-d", profile, "--results", tmp_path / "r", "--run-id", "h")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     ((case_id, _),) = json.loads((tmp_path / "r" / "h" / "run.json").read_text())["cases"].items()
