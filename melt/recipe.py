@@ -181,7 +181,7 @@ ModelSpec = Annotated[Union[LlamaCppModel, OrtModel, LlamaCppCliModel], Field(di
 
 class Protocol(Strict):
     warmup: Annotated[int, Field(ge=0)] = 1
-    repetitions: PositiveInt = 10  # a rank test on 5 vs 5 trials can never be significant after correction
+    repetitions: PositiveInt = 10  # 10 trials: 10 time blocks for melt compare's within-run spread (significance.py)
     min_duration_s: Annotated[float, Field(ge=0)] = 1.0
     max_repetitions: PositiveInt = 100_000  # a cap for very fast models with a long min_duration_s
     cooldown_s: Annotated[float, Field(ge=0)] = 0.0
