@@ -15,7 +15,7 @@ from pathlib import Path
 from melt.agent.environment import sh_wrapper
 from melt.deadline import CLEANUP_S, Deadline
 from melt.devices import agentpack
-from melt.devices.exits import AgentExit
+from melt.devices.exits import AgentExit, pull_case
 from melt.devices.transport import TransportError
 
 # $1 case folder on the device, $2 python, $3 agent, $4 seconds for `timeout` (a backstop: the host ends
@@ -57,32 +57,20 @@ class AgentSession:
                 "profile to a Python 3.10+ on the device. The agent starts with an allow-listed environment: a "
                 "variable it needs there (LD_LIBRARY_PATH, say) goes in the profile's `env:`"
             )
-        env = json.loads(done.stdout)
-        free = self.d.provision.free_bytes(self.d.workdir)
-        env["environment"]["workdir_free_mb"] = free / 1e6 if free is not None else None
-        return env
+        return json.loads(done.stdout)
 
     def run_case(self, case_dir: Path, deadline: Deadline, run_id: str) -> AgentExit:
         """Push the case's files, spawn the agent, wait until the deadline, end its tree, pull the folder."""
-        shared = self.t.shares_files
-        remote = str(case_dir.resolve()) if shared else f"{self.d.workdir}/runs/{run_id}/{case_dir.name}"
         agent = self.agent_path(deadline)
-        if not shared:
-            self.d.sh('rm -rf "$1" && mkdir -p "$1"', remote)
+        remote = self.d.case_folder(run_id, case_dir)
+        if not self.t.shares_files:
             for name in ("case.json", "prompts.jsonl"):
                 if (case_dir / name).is_file():
                     self.t.push(case_dir / name, f"{remote}/{name}", deadline.for_step(f"push of {name}"))
         budget = deadline.for_step("the agent")
         argv = [*self._clean_env, "sh", "-c", RUN, "sh", remote, self.python, agent, str(int(budget) + 2)]
         ended = self.t.spawn(argv, self.d.spawn_state(run_id, case_dir.name)).wait(budget, CLEANUP_S)
-        if not shared and not (ended.lost and ended.gone is None):  # a device that did not answer: no pull
-            try:  # after a time-out or a lost link: what the agent wrote so far, if the device answers
-                self.t.pull_dir(remote, case_dir, deadline.remaining() or CLEANUP_S)
-            except TransportError:
-                if ended.returncode is not None and not ended.timed_out:
-                    if deadline.expired():
-                        raise deadline.exceeded("the pull of the results") from None
-                    raise
+        pull_case(self.t, remote, case_dir, ended, deadline)
         log = case_dir / "agent.log"
         tail = log.read_text(errors="replace")[-2000:] if log.is_file() else (ended.lost or "")
         return AgentExit(ended.returncode, ended.timed_out, tail, ended.lost, ended.gone)

@@ -95,6 +95,15 @@ class Device:
             self._provisioner = Provisioner(self.name, self.t, self.workdir, self.sh, self.python)
         return self._provisioner
 
+    def case_folder(self, run_id: str, case_dir: Path) -> str:
+        """The case's folder on the device, made empty there: case_dir itself where the device shares this
+        machine's files (local), else workdir/runs/<run_id>/<case_id>."""
+        if self.t.shares_files:
+            return str(case_dir.resolve())
+        remote = f"{self.workdir}/runs/{run_id}/{case_dir.name}"
+        self.sh('rm -rf "$1" && mkdir -p "$1"', remote)
+        return remote
+
     def spawn_state(self, run_id: str, case_id: str) -> str:
         return f"{self.workdir}/spawned/{run_id}--{case_id}"
 
@@ -157,7 +166,10 @@ class Device:
             else:
                 found["runtimes"].update(by_tools["runtimes"])
                 found.setdefault("tools", by_tools.get("facts"))
-        found.setdefault("environment", {})["workdir"] = self.workdir
+        free = self.provision.free_bytes(self.workdir)
+        found.setdefault("environment", {}).update(
+            workdir=self.workdir, workdir_free_mb=free / 1e6 if free is not None else None
+        )
         return found
 
     def prepare_model(self, model: ResolvedModel, deadline: Deadline) -> str:

@@ -22,7 +22,7 @@ from pathlib import Path
 from melt.agent import environment as agent_env
 from melt.agent import isa
 from melt.deadline import CLEANUP_S, Deadline
-from melt.devices.exits import AgentExit
+from melt.devices.exits import AgentExit, pull_case
 from melt.devices.provision import content_name
 from melt.devices.transport import TransportError
 from melt.runtimes import llama_cpp_cli
@@ -30,6 +30,7 @@ from melt.runtimes.llama_cpp_cli_output import FlashAttnUnsupported, flash_attn_
 from melt.telemetry import sh_trace as sampler_sh
 
 SHORT_S = 60.0
+STEP = "the llama.cpp tools"  # what a case's deadline or lost link interrupted
 # first lines of a case's device script (after SH_ENV, so LC_ALL=C is in it): the environment the tools get
 ENV_DUMP = 'env > "$1/environ.txt" 2>/dev/null\n'
 BUILD_UNKNOWN = (
@@ -49,7 +50,6 @@ kv soc "$(getprop ro.soc.model 2>/dev/null)"
 kv cpu_count "$(grep -c '^processor' "$root/proc/cpuinfo" 2>/dev/null)"
 kv cpu_model "$(grep -m1 -E '^(Hardware|model name)' "$root/proc/cpuinfo" 2>/dev/null | cut -d: -f2-)"
 kv mem_total_kb "$(grep -m1 '^MemTotal:' "$root/proc/meminfo" 2>/dev/null | tr -s ' ' | cut -d' ' -f2)"
-kv workdir_free_kb "$(df -k "$work" 2>/dev/null | tail -n 1 | tr -s ' ' | cut -d' ' -f4)"
 for tool in llama-bench llama-cli llama-completion; do
   if [ -x "$bin/$tool" ]; then kv "tool.$tool" "$bin/$tool"; fi
 done
@@ -84,7 +84,6 @@ class ToolsSession:
             "cpu_model": (facts.get("cpu_model") or "").strip() or None,
             "cpu_count": int(facts["cpu_count"]) if facts.get("cpu_count", "").isdigit() else None,
             "mem_total_mb": _mb(facts.get("mem_total_kb")),
-            "workdir_free_mb": _mb(facts.get("workdir_free_kb")),
             "python": facts.get("python") or None,
         }
         listing = self.t.run([*self._clean_env, "env"], timeout_s)
@@ -99,10 +98,11 @@ class ToolsSession:
             if spec.llama_cpp_bin
             else "the profile sets no llama_cpp_bin"
         )
-        runtimes_found = {}
-        runtimes_found["llama_cpp_cli"] = (
-            {"available": True, "tools": tools} if "llama-bench" in tools else {"available": False, "error": why_not}
-        )
+        runtimes_found = {
+            "llama_cpp_cli": {"available": True, "tools": tools}
+            if "llama-bench" in tools
+            else {"available": False, "error": why_not}
+        }
         return {"environment": environment, "runtimes": runtimes_found, "facts": facts, "sensors": self._sensors()}
 
     def _sensors(self) -> dict:
@@ -171,9 +171,7 @@ class ToolsSession:
             (case_dir / "agent.json").write_text(json.dumps(agent, indent=2))
             return AgentExit(3, False, str(e))
         shared = self.t.shares_files
-        remote = str(case_dir.resolve()) if shared else f"{self.workdir}/runs/{run_id}/{case_dir.name}"
-        if not shared:
-            self._sh('rm -rf "$1" && mkdir -p "$1"', remote)
+        remote = self.d.case_folder(run_id, case_dir)
         telemetry = case.get("telemetry") or {}
         args = [
             remote, self._sampler(deadline), str(telemetry.get("interval_ms", 0)), self.profile.spec.sensors.root,
@@ -198,27 +196,13 @@ class ToolsSession:
             prefill, decode = llama_cpp_cli.commands(case, tool, case["model_path"], fa["args"] + fa["log_args"])
             script, args = llama_cpp_cli.DRIVER, [*args, prefill, decode]
         script = llama_cpp_cli.SH_ENV + ENV_DUMP + script
-        budget = deadline.for_step("the llama.cpp tools")
+        budget = deadline.for_step(STEP)
         argv = [*self._clean_env, "sh", "-c", script, "sh", *args]
         ended = self.t.spawn(argv, self.d.spawn_state(run_id, case_dir.name)).wait(budget, CLEANUP_S)
-        if ended.lost and ended.gone is None:  # the device did not answer the clean-up: it will not answer a pull
-            return AgentExit(None, False, ended.lost, ended.lost, None, "the llama.cpp tools")
-        if not shared:
-            try:
-                self.t.pull_dir(remote, case_dir, deadline.remaining() or CLEANUP_S)
-            except TransportError:
-                if ended.timed_out or ended.lost:
-                    return AgentExit(
-                        None, ended.timed_out, ended.lost or "", ended.lost, ended.gone, "the llama.cpp tools"
-                    )
-                if deadline.expired():
-                    raise deadline.exceeded("the pull of the results") from None
-                raise
+        pulled = pull_case(self.t, remote, case_dir, ended, deadline)
         if ended.timed_out or ended.lost:
-            log = "\n".join(p.read_text(errors="replace")[-1000:] for p in sorted(case_dir.glob("*.log")))
-            return AgentExit(
-                None, ended.timed_out, log[-2000:] or (ended.lost or ""), ended.lost, ended.gone, "the llama.cpp tools"
-            )
+            tail = _tools_log(case_dir)[-2000:] if pulled else ""
+            return AgentExit(None, ended.timed_out, tail or (ended.lost or ""), ended.lost, ended.gone, STEP)
         battery = self.profile.spec.sensors.battery
         pins = battery.model_dump(exclude_none=True) if battery else None
         if real_prompts:
@@ -227,10 +211,10 @@ class ToolsSession:
             agent = llama_cpp_cli.collect(case_dir, pins, fa)
         agent["environment"] = self._tools_environment(case_dir)
         (case_dir / "agent.json").write_text(json.dumps(agent, indent=2))
-        log = "\n".join(p.read_text(errors="replace")[-1000:] for p in sorted(case_dir.glob("*.log")))
+        log = _tools_log(case_dir)
         (case_dir / "agent.log").write_text(log)
         rc = 0 if agent["status"] == "ok" else (ended.returncode or 3)
-        return AgentExit(rc, False, log[-2000:], None, ended.gone, "the llama.cpp tools")
+        return AgentExit(rc, False, log[-2000:], None, ended.gone, STEP)
 
     def _tools_environment(self, case_dir: Path) -> dict:
         """agent.json's environment for a phone case: the variables the llama.cpp tools ran with (environ.txt,
@@ -255,6 +239,11 @@ class ToolsSession:
 
     def close(self) -> None:
         self.t.close()
+
+
+def _tools_log(case_dir: Path) -> str:
+    """The last 1000 characters of each log the tools wrote into the case folder, in name order."""
+    return "\n".join(p.read_text(errors="replace")[-1000:] for p in sorted(case_dir.glob("*.log")))
 
 
 def _mb(kb: str | None) -> float | None:
