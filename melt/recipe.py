@@ -91,6 +91,7 @@ class LlamaCppParams(Strict):
     cache_type_k: axis(Literal[KV_CACHE_TYPES]) | None = None
     cache_type_v: axis(Literal[KV_CACHE_TYPES]) | None = None
     use_mmap: axis(bool) | None = None
+    swa_full: axis(bool) | None = None  # a full-size sliding-window KV cache; left out: false, as llama.cpp's tools
 
 
 class LlamaCppModel(Strict):

@@ -116,6 +116,11 @@ models:
     runtime: llama_cpp
     source: {path: tiny.gguf}
     workload: {prompt_tokens: 16, n_gen: 4}
+  - id: swa
+    runtime: llama_cpp
+    source: {path: tiny.gguf}
+    workload: {prompt_tokens: 16, n_gen: 4}
+    params: {threads: 1, swa_full: [true, false]}
 protocol: {warmup: 0, repetitions: 2, min_duration_s: 0}
 telemetry: {interval_ms: 0, idle_s: 0}
 """
@@ -188,6 +193,23 @@ def test_other_params_left_out_take_the_c_library_defaults(run):
     assert isinstance(eff["use_mmap"], bool)
 
 
+def test_swa_full_left_out_is_llama_cpp_tools_default_not_the_c_one(run, llama_bench_bin):
+    """The C default keeps a full-size sliding-window cache; llama-cli / llama-completion (and llama-bench)
+    do not, and melt runs as they do. The real tool's --help says its default."""
+    import llama_cpp
+
+    text = subprocess.run([str(llama_bench_bin.parent / "llama-completion"), "--help"], capture_output=True,
+                          text=True).stdout  # fmt: skip
+    (tools_default,) = re.findall(r"--swa-full\s+use full-size SWA cache \(default: (true|false)\)", text)
+    assert llama_cpp.llama_context_default_params().swa_full is True  # what melt deliberately does not take
+    eff = run["only-threads prompt_tokens=16 threads=1"]["effective"]
+    assert eff["swa_full"] is eff["asked"]["swa_full"] is (tools_default == "true") is False
+    assert "swa_full" in eff["defaults"]
+    for value in (True, False):
+        eff = run[f"swa prompt_tokens=16 threads=1 swa_full={value}"]["effective"]
+        assert eff["swa_full"] is value and "swa_full" not in eff["defaults"]
+
+
 @pytest.mark.parametrize("fa, asked", [("False", "off"), ("True", "on"), ("auto", "auto")])
 def test_an_explicit_choice_is_recorded_with_what_ran(run, fa, asked):
     c = run[f"fa prompt_tokens=16 threads=1 flash_attn={fa}"]
@@ -256,6 +278,7 @@ def test_an_older_llama_cpp_python_gets_its_own_defaults(params, flash_attn, ask
     cp, asked_ctx = runner._context_params(OLD_LIB, 20)
     assert cp.flash_attn is flash_attn and asked_ctx["flash_attn"] == asked  # auto: that build's default, off
     assert cp.no_perf is False and (cp.n_ctx, cp.n_batch, cp.n_ubatch) == (20, 2048, 512)
+    assert asked_ctx["swa_full"] is None  # no sliding-window choice in that build
     mp, asked_model = runner._model_params(OLD_LIB)
     assert (mp.n_gpu_layers, mp.use_mmap) == (0, True) and asked_model == {"n_gpu_layers": 0, "use_mmap": True}
     runner.params = {**params, "use_mmap": False, "n_gpu_layers": -1}

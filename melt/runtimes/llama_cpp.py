@@ -9,14 +9,18 @@ Parameters a recipe leaves out take llama.cpp's own defaults, not llama-cpp-pyth
 defaults of its own, n_batch 512 and flash attention off among them, and cannot ask for flash attention
 auto), so the model and context are made here from the C library's llama_model_default_params() and
 llama_context_default_params(), read at run time from the build in use (never restated here), with only
-what the case sets written over them. Two have no real C default and take the rule of llama.cpp's tools:
+what the case sets written over them. Four take the rule of llama.cpp's tools instead of the C default:
 threads (the C default is a placeholder, 4, "TODO: better default") is common_cpu_get_num_math()
 (melt.runtimes.cpu_math), as llama-bench's -t and llama-cli's; threads_batch is threads, as both tools
 do. n_ctx (C default 512, which a longer prompt does not fit) is llama-bench's: the longest prompt +
-n_gen. melt turns no_perf off (the C default is on) to read llama.cpp's own per-trial counters; that
-observes, it changes no computation. What llama.cpp resolved is recorded in load()'s effective_params:
-from its getters where it has them (llama_n_ctx, llama_n_threads, ...), else from its log lines
-(melt.runtimes.llama_log: flash attention auto, GPU layers offloaded, load mode).
+n_gen. swa_full (the C default keeps the sliding-window layers' KV cache at full context size, true;
+common_params and llama-bench's to_llama_cparams set false, a cache of the window plus one ubatch) is
+false, so a sliding-window model (Gemma 3) runs as llama-bench and llama-cli run it; the outputs are the
+same, the cache is smaller and, here, Gemma 3 270M decodes ~5% faster. melt turns no_perf off (the
+C default is on) to read llama.cpp's own per-trial counters; that observes, it changes no computation.
+What llama.cpp resolved is recorded in load()'s effective_params: from its getters where it has them
+(llama_n_ctx, llama_n_threads, ...), else from its log lines (melt.runtimes.llama_log: flash attention
+auto, GPU layers offloaded, load mode).
 """
 
 from __future__ import annotations
@@ -44,7 +48,7 @@ KV_TYPES = {
 }
 # the recipe's llama.cpp params (melt.recipe.LlamaCppParams): those a case leaves out are llama.cpp's defaults
 PARAMS = ("threads", "threads_batch", "n_ctx", "n_batch", "n_ubatch", "n_gpu_layers", "flash_attn",
-          "cache_type_k", "cache_type_v", "use_mmap")  # fmt: skip
+          "cache_type_k", "cache_type_v", "use_mmap", "swa_full")  # fmt: skip
 FLASH_ATTN_TYPES = {"auto": -1, "off": 0, "on": 1}  # enum llama_flash_attn_type (include/llama.h, August 2025 on)
 # a recipe's n_gpu_layers -1 (all) is passed as INT32_MAX, as llama-cpp-python does: builds before 2025 offload
 # no layer for a negative count (llm_load_tensors: i_gpu_start = n_layer - n_gpu_layers)
@@ -208,6 +212,8 @@ class Runner:
             asked_fa = "on" if cp.flash_attn else "off"
         if "no_perf" in fields:
             cp.no_perf = self.no_perf
+        if "swa_full" in fields:  # llama.cpp's tools' default, not the C one (module docstring)
+            cp.swa_full = p.get("swa_full", False)
         return cp, {
             "threads": cp.n_threads,
             "threads_batch": cp.n_threads_batch,
@@ -217,6 +223,8 @@ class Runner:
             "flash_attn": asked_fa,
             "cache_type_k": _kv_name(cp.type_k),
             "cache_type_v": _kv_name(cp.type_v),
+            # a build from before sliding-window caches (May 2025) has no such choice
+            "swa_full": bool(cp.swa_full) if "swa_full" in fields else None,
         }
 
     def load(self) -> dict:
@@ -285,6 +293,8 @@ class Runner:
             unknown["n_gpu_layers"] = "llama.cpp's log has no 'offloaded N/M layers to GPU' line"
         mode = load_mode(text)
         use_mmap = mode.startswith("mmap") if mode else asked["use_mmap"]
+        if asked["swa_full"] is None:
+            unknown["swa_full"] = "this llama.cpp has no swa_full context parameter (before May 2025)"
         if not isinstance(use_mmap, bool):
             use_mmap = None
             unknown["use_mmap"] = "llama.cpp's log does not say which load mode auto became"
@@ -299,6 +309,7 @@ class Runner:
             "cache_type_k": asked["cache_type_k"],
             "cache_type_v": asked["cache_type_v"],
             "use_mmap": use_mmap,
+            "swa_full": asked["swa_full"],
             "asked": {k: asked[k] for k in PARAMS},
             "defaults": [k for k in PARAMS if k not in self.params],
             "llama_cpp_said": {"flash_attn": flash_attn_lines(text)},
