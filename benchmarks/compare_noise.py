@@ -34,6 +34,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from record import add_out_arg, kept_output  # noqa: E402
 
 from melt.analysis.compare import DEFAULT_RUN_NOISE_PCT, compare_runs, load_run  # noqa: E402
 from melt.analysis.samples import INFORMATION_ONLY, RUN_LEVEL  # noqa: E402
@@ -109,7 +112,14 @@ def main() -> None:
     ap.add_argument("--reuse", action="store_true", help="reuse finished runs already in --results")
     ap.add_argument("--threshold", type=float, default=5.0)
     ap.add_argument("--run-noise-pct", type=float, default=DEFAULT_RUN_NOISE_PCT, help="as `melt compare`'s")
+    add_out_arg(ap)
     args = ap.parse_args()
+    with kept_output("compare_noise", args.out):
+        code = study(args)
+    sys.exit(code)
+
+
+def study(args) -> int:
     results = args.results or Path(tempfile.mkdtemp(prefix="melt-noise-"))
     print(f"runs in {results}")
     runs = [run(results, f"aa-{i:02d}", args.recipe, args.reuse) for i in range(args.seed_runs + args.pairs + 1)]
@@ -134,8 +144,7 @@ def main() -> None:
     starved_verdict(runs[-1], starved, args.threshold, noise, True)
     print(f"\nverdict: A/A without history flagged {without} of {len(pairs)} (budget 0); "
           f"starved run flagged without history: {caught}")  # fmt: skip
-    if without or not caught:
-        sys.exit(1)
+    return 1 if without or not caught else 0
 
 
 if __name__ == "__main__":

@@ -35,6 +35,7 @@ sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
 
 import paired  # noqa: E402
+from record import add_out_arg, kept_output  # noqa: E402
 
 from melt.agent.telemetry import SamplerProcess  # noqa: E402
 
@@ -118,6 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("-t", "--threads", type=int, nargs="+", default=[2], help="threads (several: a grid)")
     ap.add_argument("-n", "--n-gen", type=int, default=128, help="generated tokens per trial")
     paired.add_rule_args(ap, half_width=0.005, max_pairs=120)
+    add_out_arg(ap)
     args = ap.parse_args(argv)
     if min([*args.prompt, *args.threads, args.n_gen]) < 1 or args.n_gen < 2:
         return paired.bad_input("--prompt and --threads must be >= 1 and -n >= 2 (a decode rate needs two tokens)")
@@ -126,6 +128,11 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as e:
         return paired.bad_input(str(e))
 
+    with kept_output("observer_cost", args.out, argv):
+        return _run(args, model)
+
+
+def _run(args, model: str) -> int:
     def say(text: str) -> None:
         print(text, flush=True)
 

@@ -11,7 +11,8 @@ ends gives the ratio's 95 % confidence interval around the geometric mean ratio.
 every judged ratio's interval is no wider than +-half_width (exp(t*s/sqrt(n)) - 1 <= half_width; a
 fixed-width sequential interval in the manner of Chow and Robbins, 1965) or a cap (pairs, seconds) is hit.
 The verdict follows from where the interval lies: wholly at or above the budget -> pass, wholly below ->
-fail, across it -> not concluded.
+fail, across it -> not concluded. A two-sided budget (a band [budget, upper]: "within 3%" is 0.97..1.03) passes an
+interval wholly inside the band, fails one wholly outside it, either side, and leaves the rest open.
 
 Busy machine: during each pair a CpuMeter measures the CPU time the whole machine spent (/proc/stat via
 psutil.cpu_times: user + nice + system + irq + softirq; guest time is already inside user) minus what this
@@ -19,7 +20,7 @@ process and its waited-for children (melt's runtime in-process, llama-bench, the
 time (the hypervisor running someone else). That "foreign" time over the pair's wall time is in cores. A
 pair over max_foreign_pair, or a mean over max_foreign_mean, makes the series refuse to conclude (busy).
 
-Exit codes the scripts use (EXIT_*): 0 pass, 1 fail (an interval wholly below the budget), 2 bad input (or a
+Exit codes the scripts use (EXIT_*): 0 pass, 1 fail (an interval wholly outside the budget), 2 bad input (or a
 side that cannot run as asked: the error is printed), 3 not concluded (busy machine, or an interval across the
 budget; the reason is printed).
 """
@@ -217,15 +218,21 @@ def ratio_interval(ratios: list[float], confidence: float = 0.95) -> Interval | 
     return Interval(n, math.exp(mean), math.exp(mean - half), math.exp(mean + half), math.expm1(half), confidence)
 
 
-def judge(interval: Interval | None, budget: float) -> str:
-    """'pass' (low >= budget), 'fail' (high < budget) or 'open' (across it, or no interval yet)."""
+def judge(interval: Interval | None, budget: float, upper: float | None = None) -> str:
+    """'pass' (low >= budget, and high <= upper where there is one), 'fail' (high < budget, or low > upper) or
+    'open' (across a bound, or no interval yet)."""
     if interval is None:
         return "open"
-    if interval.low >= budget:
-        return "pass"
-    if interval.high < budget:
+    if interval.high < budget or (upper is not None and interval.low > upper):
         return "fail"
+    if interval.low >= budget and (upper is None or interval.high <= upper):
+        return "pass"
     return "open"
+
+
+def budget_text(budget: float, upper: float | None) -> str:
+    """The budget as printed: '>= 0.99', or '0.97..1.03' for a band."""
+    return f">= {budget}" if upper is None else f"{budget}..{upper}"
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -239,6 +246,7 @@ class Rule:
     CPU, in cores, above which one pair / the mean over the pairs makes the series refuse to conclude."""
 
     budget: float
+    upper: float | None = None  # a band's upper end (two-sided budget), None: one-sided
     half_width: float = 0.03
     confidence: float = 0.95
     min_pairs: int = 5
@@ -328,8 +336,8 @@ def run_series(
     runs inside a CpuMeter. The loop stops at the first of: a pair over max_foreign_pair, or at least min_pairs
     with a mean over max_foreign_mean (busy); at least min_pairs and every judged interval within half_width;
     max_pairs; max_seconds. Exit code: 3 when busy
-    (its reason says how busy), else 1 when any judged interval lies wholly below the budget, else 0 when every
-    judged interval lies at or above it, else 3 (the reason names the interval across the budget)."""
+    (its reason says how busy), else 1 when any judged interval lies wholly outside the budget, else 0 when every
+    judged interval lies within it, else 3 (the reason names the interval across the budget)."""
     rule.check()
     meter = CpuMeter()
     series = Series()
@@ -366,7 +374,7 @@ def run_series(
         if time.monotonic() - t0 >= rule.max_seconds:
             series.stopped = f"max seconds ({rule.max_seconds:g}) reached after {n} pairs"
             break
-    series.verdicts = {k: judge(series.intervals[k], rule.budget) for k in judged}
+    series.verdicts = {k: judge(series.intervals[k], rule.budget, rule.upper) for k in judged}
     series.busy = _busy_reason(series, rule)
     if series.busy:
         series.reasons = [f"not concluded: {series.busy}"]
@@ -381,7 +389,8 @@ def run_series(
                 iv = series.intervals[k]
                 where = iv.text() if iv else "no interval (under two pairs)"
                 series.reasons.append(
-                    f"not concluded: {k} {where} lies across the budget {rule.budget} ({series.stopped})"
+                    f"not concluded: {k} {where} lies across the budget {budget_text(rule.budget, rule.upper)} "
+                    f"({series.stopped})"
                 )
         series.exit_code = EXIT_NOT_CONCLUDED
     return series
@@ -471,9 +480,10 @@ def add_rule_args(ap, *, half_width: float, min_pairs: int = 5, max_pairs: int =
     g.add_argument("--json", help="write every pair, interval and verdict to this file")
 
 
-def rule_from_args(args, budget: float) -> Rule:
+def rule_from_args(args, budget: float, upper: float | None = None) -> Rule:
     return Rule(
         budget=budget,
+        upper=upper,
         half_width=args.half_width,
         min_pairs=args.min_pairs,
         max_pairs=args.max_pairs,
@@ -509,9 +519,12 @@ def checked_inputs(args, budget: float) -> str:
     return model
 
 
-def print_conclusion(series: Series, judged: list[str], budget: float, say: Callable[[str], None] = print) -> None:
+def print_conclusion(
+    series: Series, judged: list[str], budget: float, say: Callable[[str], None] = print, upper: float | None = None
+) -> None:
     for name, iv in series.intervals.items():
-        mark = f" (budget >= {budget}: {series.verdicts[name]})" if name in judged else " (not judged)"
+        shown = budget_text(budget, upper)
+        mark = f" (budget {shown}: {series.verdicts[name]})" if name in judged else " (not judged)"
         say(f"{name} ratio {iv.text() if iv else '(under two pairs: no interval)'}{mark}")
     say(f"stopped: {series.stopped}; other processes used {100 * series.foreign_mean():.1f}% of a core on average")
     for reason in series.reasons:

@@ -16,9 +16,10 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+sys.path[:0] = [str(ROOT), str(ROOT / "tests"), str(ROOT / "benchmarks")]
 
 from lab import sshd as lab_sshd  # noqa: E402
+from record import add_out_arg, kept_output  # noqa: E402
 
 from melt.deadline import Deadline  # noqa: E402
 from melt.devices.device import Device  # noqa: E402
@@ -32,7 +33,13 @@ BUDGET_S = 1.0
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--mb", type=int, default=250)
+    add_out_arg(ap)
     args = ap.parse_args()
+    with kept_output("provision", args.out):
+        return push_twice(args)
+
+
+def push_twice(args) -> int:
     with tempfile.TemporaryDirectory(prefix="melt-provision-") as tmp:
         tmp = Path(tmp)
         os.environ["MELT_CACHE"] = str(tmp / "cache")

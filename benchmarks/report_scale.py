@@ -25,6 +25,9 @@ import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from record import add_out_arg, kept_output  # noqa: E402
 
 from melt.analysis.metrics import case_metrics  # noqa: E402
 from melt.analysis.trace import read_trace  # noqa: E402
@@ -228,7 +231,13 @@ def main() -> int:
     ap.add_argument("--minutes", type=float, default=10)
     ap.add_argument("--hz", type=float, default=10)
     ap.add_argument("--keep", type=Path, help="Write the synthetic run and its report here and keep them.")
+    add_out_arg(ap)
     args = ap.parse_args()
+    with kept_output("report_scale", args.out):
+        return scale(args)
+
+
+def scale(args) -> int:
     work = args.keep or Path(tempfile.mkdtemp(prefix="melt-report-scale-"))
     try:
         t = time.perf_counter()

@@ -101,6 +101,32 @@ def test_judge_by_where_the_interval_lies(low, high, verdict):
     assert paired.judge(None, 0.97) == "open"
 
 
+@pytest.mark.parametrize(
+    "low, high, verdict",
+    [(0.97, 1.03, "pass"), (0.99, 1.02, "pass"), (0.95, 0.969, "fail"), (1.031, 1.05, "fail"),
+     (1.01, 1.04, "open"), (0.96, 0.98, "open"), (0.9, 1.1, "open")],
+)  # fmt: skip
+def test_a_two_sided_budget_fails_above_as_below(low, high, verdict):
+    iv = paired.Interval(5, math.sqrt(low * high), low, high, math.sqrt(high / low) - 1, 0.95)
+    assert paired.judge(iv, 0.97, 1.03) == verdict
+    assert paired.budget_text(0.97, 1.03) == "0.97..1.03" and paired.budget_text(0.99, None) == ">= 0.99"
+
+
+def test_kept_output_tees_what_is_printed_under_a_header(tmp_path, capsys):
+    import record
+
+    with record.kept_output("demo", str(tmp_path), ["-p", "16"]) as path:
+        print("pair 1: ratio 1.000")
+    assert path.parent == tmp_path and re.fullmatch(r"demo-\d{8}T\d{6}Z\.txt", path.name)
+    lines = path.read_text().splitlines()
+    assert lines[0] == "# benchmarks/demo.py -p 16" and lines[2].startswith("# machine: ")
+    assert lines[3:] == ["pair 1: ratio 1.000"]
+    assert capsys.readouterr().out == f"pair 1: ratio 1.000\noutput kept in {path}\n"
+    with record.kept_output("demo", "none") as nothing:
+        print("not kept")
+    assert nothing is None and len(list(tmp_path.iterdir())) == 1
+
+
 # -- the loop -----------------------------------------------------------------------------------------------
 
 
@@ -235,8 +261,10 @@ def test_machine_line_names_the_cpu_and_its_cores():
 
 
 def script(name: str, *args, timeout: float = 120) -> subprocess.CompletedProcess:
+    """Run a benchmark script; its output is kept nowhere unless the test passes --out."""
+    keep = [] if "--out" in args else ["--out", "none"]
     return subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / name), *map(str, args)],
+        [sys.executable, str(ROOT / "benchmarks" / name), *map(str, args), *keep],
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -250,16 +278,17 @@ def printed_intervals(out: str) -> dict[str, tuple[float, float]]:
     return {m["name"]: (float(m["lo"]), float(m["hi"])) for m in INTERVAL.finditer(out)}
 
 
-def expected_exit(intervals: list[tuple[float, float]], budget: float) -> int:
-    if any(hi < budget for _, hi in intervals):
+def expected_exit(intervals: list[tuple[float, float]], budget: float, upper: float = math.inf) -> int:
+    if any(hi < budget or lo > upper for lo, hi in intervals):
         return 1
-    return 0 if all(lo >= budget for lo, _ in intervals) else 3
+    return 0 if all(lo >= budget and hi <= upper for lo, hi in intervals) else 3
 
 
 def test_fidelity_grid_prints_intervals_and_exits_as_they_say(models, llama_bench_bin, tmp_path):
     out = tmp_path / "f.json"
     args = ["--model", models["gguf"], "--bin", llama_bench_bin, "-p", 16, 24, "-t", 1, "-n", 8]
-    proc = script("fidelity.py", *args, "--min-pairs", 3, "--max-pairs", 3, *QUIET, "--json", out)
+    kept = tmp_path / "outputs"
+    proc = script("fidelity.py", *args, "--min-pairs", 3, "--max-pairs", 3, *QUIET, "--json", out, "--out", kept)
     assert proc.returncode in (0, 1, 3), proc.stdout + proc.stderr
     data = json.loads(out.read_text())
     assert [(c["prompt"], c["threads"]) for c in data["combinations"]] == [(16, 1), (24, 1)]
@@ -273,7 +302,7 @@ def test_fidelity_grid_prints_intervals_and_exits_as_they_say(models, llama_benc
             assert (lo, hi) == pytest.approx(
                 (combo["intervals"][name]["low"], combo["intervals"][name]["high"]), abs=6e-4
             )
-        assert combo["exit_code"] == expected_exit(list(printed.values()), 0.97)
+        assert combo["exit_code"] == expected_exit(list(printed.values()), 0.97, 1.03)  # within 3%, both ways
         assert (
             f"verdict: {['PASS', 'FAIL', '', 'NOT CONCLUDED'][combo['exit_code']]} (exit {combo['exit_code']})"
             in section
@@ -286,6 +315,13 @@ def test_fidelity_grid_prints_intervals_and_exits_as_they_say(models, llama_benc
         assert f"-b {eff['n_batch']} -ub {eff['n_ubatch']}" in section and eff["threads"] == 1
     assert proc.returncode == paired.overall_exit(codes)
     assert proc.stdout.startswith("machine: ")
+    # what it printed is kept, headed by the command, the commit and the machine
+    (path,) = kept.glob("fidelity-*.txt")
+    head, body = path.read_text().split("\n", 3)[:3], path.read_text().split("\n", 3)[3]
+    assert head[0].startswith("# benchmarks/fidelity.py --model ") and "--json" in head[0]
+    assert re.match(r"# started \d{8}T\d{6}Z; melt commit [0-9a-f]{12}", head[1])
+    assert head[2].startswith("# machine: ")
+    assert proc.stdout == body + f"output kept in {path}\n"
 
 
 def test_fidelity_asks_both_sides_for_flash_attention_alike(models, llama_bench_bin):
