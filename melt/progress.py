@@ -11,15 +11,9 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-FIGURES = (
-    ("load_s", "load {:.2f} s"),
-    ("prefill_tok_s", "prefill {:.1f} tok/s"),
-    ("decode_tok_s", "decode {:.1f} tok/s"),
-    ("ttft_s", "ttft {:.3f} s"),
-    ("latency_p50_ms", "p50 {:.3f} ms"),
-    ("throughput_ips", "{:.1f} inf/s"),
-    ("peak_rss_mb", "peak rss {:.0f} MB"),
-)
+from melt import registry
+
+FIGURES = tuple((m.name, m.live) for m in registry.METRICS if m.live)  # the live view's figures (melt.registry)
 
 
 def figures_line(metrics: dict | None) -> str:

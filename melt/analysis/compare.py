@@ -29,7 +29,7 @@ history.
 from __future__ import annotations
 
 import statistics
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from melt.analysis.samples import DIRECTION, INFORMATION_ONLY, RUN_LEVEL, case_samples
@@ -44,7 +44,8 @@ from melt.analysis.significance import (
     run_level_p,
     run_noise,
 )
-from melt.results.layout import RunDir
+from melt.results.catalog import Catalog
+from melt.results.reader import CaseData, read_run
 
 DEFAULT_THRESHOLD_PCT = 5.0
 DEFAULT_ALPHA = 0.05
@@ -59,20 +60,6 @@ DEFAULT_ALPHA = 0.05
 # tests. A case noisier than this needs history (3+ runs) or --run-noise-pct.
 DEFAULT_RUN_NOISE_PCT = 10.0
 VERDICTS = ("worse", "better", "not significant", "new", "missing", "failed", "untested")
-
-
-@dataclass(frozen=True)
-class CaseData:
-    """One case of one run: what it is, how it ended, its per-trial samples."""
-
-    run_id: str
-    case_id: str
-    device: str
-    model: str
-    label: str
-    status: str
-    reason: str | None = None
-    samples: dict[str, list[float]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -138,24 +125,20 @@ class Comparison:
 
 
 def load_run(run_dir: Path, manifest: dict | None = None) -> dict[str, CaseData]:
-    """Every case of a run folder with its status and per-trial samples (ok cases only);
-    `manifest` is its run.json where the caller has read it already."""
-    run = RunDir(run_dir)
-    manifest = manifest or run.read()
+    """Every case of a run folder with its status and per-trial samples (ok cases only), read through
+    melt.results.reader (its schema checked: InputError for a newer one); `manifest` is its run.json where
+    the caller has read it already."""
     out = {}
-    for case_id, entry in manifest.get("cases", {}).items():
-        samples = {}
-        if entry["status"] == "ok" and (run.case_dir(case_id) / "case.json").is_file():
-            samples = case_samples(run.case_dir(case_id))
-        out[case_id] = CaseData(
-            run_id=manifest.get("run_id", run.path.name),
-            case_id=case_id,
-            device=entry.get("device", ""),
-            model=entry.get("model", ""),
-            label=entry.get("label", case_id),
-            status=entry["status"],
-            reason=entry.get("reason"),
-            samples=samples,
+    for c in read_run(run_dir, manifest).cases:
+        out[c.case_id] = CaseData(
+            run_id=c.run_id,
+            case_id=c.case_id,
+            device=c.device,
+            model=c.model,
+            label=c.label,
+            status=c.status,
+            reason=c.reason,
+            samples=case_samples(c.folder) if c.status == "ok" and c.case else {},
         )
     return out
 
@@ -292,8 +275,6 @@ def _order_key(case_id: str, base: dict, new: dict) -> tuple:
 def run_history(results_dir: Path, new_manifest: dict, base: dict[str, list[CaseData]]) -> dict:
     """Medians of the earlier runs of NEW's cases, from the catalog of results_dir, plus the
     baseline runs themselves where the catalog lacks them."""
-    from melt.results.catalog import Catalog
-
     with Catalog.open(Path(results_dir)) as catalog:
         history = catalog.run_history(
             list(new_manifest.get("cases", {})), new_manifest.get("started_at"), new_manifest.get("run_id")
@@ -319,7 +300,7 @@ def compare_runs(
     """BASE run folder against NEW run folder; run-to-run noise from the run history in the catalog
     of results_dir (default: the folder holding NEW), else run_noise_pct (see `compare`).
     use_history=False: as if the catalog were empty."""
-    base_manifest, new_manifest = RunDir(base_run_dir).read(), RunDir(new_run_dir).read()
+    base_manifest, new_manifest = read_run(base_run_dir).manifest, read_run(new_run_dir).manifest
     base = {k: [v] for k, v in load_run(base_run_dir, base_manifest).items()}
     new = load_run(new_run_dir, new_manifest)
     base_id = base_manifest.get("run_id", Path(base_run_dir).name)

@@ -8,30 +8,13 @@ last token. Summaries are medians over counted trials; warm-ups are never counte
 
 from __future__ import annotations
 
+from melt import registry
 from melt.analysis.busy import DEFAULT_MAX_FOREIGN_CPU_PCT, DEFAULT_MAX_STEAL_PCT, busy_reasons
 from melt.analysis.stats import cv_pct, percentile, spread
-from melt.analysis.telemetry_metrics import TELEMETRY_COLUMNS, telemetry_figures
+from melt.analysis.telemetry_metrics import telemetry_figures
 from melt.analysis.trace import Trace
 
-ID_COLUMNS = ["case_id", "device", "model", "runtime"]
-METRIC_COLUMNS = [
-    "load_s", "ttft_s", "prefill_tok_s", "decode_tok_s", "itl_p50_ms", "itl_p90_ms", "itl_p99_ms", "e2e_s",
-    "latency_p50_ms", "latency_p90_ms", "latency_p99_ms", "throughput_ips", "peak_rss_mb",
-    "power_avg_w", "energy_j", "energy_prefill_j", "energy_decode_j", "j_per_token", "power_method",
-    "temp_max_c", "throttled", "foreign_cpu_pct", "steal_pct", "n_trials", "cv_pct", "validity",
-]  # fmt: skip
-LLAMA_COLUMNS = {
-    "load_s",
-    "ttft_s",
-    "prefill_tok_s",
-    "decode_tok_s",
-    "itl_p50_ms",
-    "itl_p90_ms",
-    "itl_p99_ms",
-    "e2e_s",
-}
-ORT_COLUMNS = {"load_s", "latency_p50_ms", "latency_p90_ms", "latency_p99_ms", "throughput_ips"}
-CLI_COLUMNS = {"prefill_tok_s", "decode_tok_s"}
+METRIC_COLUMNS = registry.names()  # summary.csv's metric columns (melt.registry)
 NOT_FROM_LLAMA_BENCH = "not measured: llama.cpp's tools report totals (no per-token times or memory on phones)"
 CV_LIMIT_PCT = 10.0
 MIN_TRIALS_FOR_SPREAD = 3
@@ -172,7 +155,7 @@ def case_metrics(case: dict, trials: list[dict], agent: dict, trace: Trace | Non
     figure is empty where it is."""
     runtime = case["runtime"]
     counted = [t for t in trials if not t.get("warmup")]
-    applicable = {"llama_cpp": LLAMA_COLUMNS, "llama_cpp_cli": CLI_COLUMNS}.get(runtime, ORT_COLUMNS)
+    applicable = registry.produced_by(runtime)
     if runtime == "llama_cpp":
         figures, spreads, cv = _llama(counted) if counted else ({}, {}, None)
     elif runtime == "llama_cpp_cli":
@@ -210,17 +193,18 @@ def case_metrics(case: dict, trials: list[dict], agent: dict, trace: Trace | Non
         verdict["verdict"] = "semivalid"
     summary: dict = {}
     missing: dict = {}
-    for column in METRIC_COLUMNS:
-        if column in ("n_trials", "cv_pct", "validity", "power_method"):
+    for m in registry.METRICS:
+        column = m.name
+        if m.source == "case":
             continue
         value = figures.get(column)
         summary[column] = value
         if value is None:
-            if column in TELEMETRY_COLUMNS:
+            if m.source == "telemetry":
                 missing[column] = observed["missing"].get(column, "not measurable")
-            elif runtime == "llama_cpp_cli" and column in LLAMA_COLUMNS | {"peak_rss_mb"}:
+            elif runtime == "llama_cpp_cli" and "llama_cpp" in m.runtimes:  # what melt's agent measures
                 missing[column] = NOT_FROM_LLAMA_BENCH
-            elif column in ("load_s", "peak_rss_mb") or column in applicable:
+            elif column in applicable:
                 missing[column] = "not measurable: too few counted trials or tokens" if counted else "no counted trials"
             else:
                 missing[column] = f"not applicable to runtime {runtime}"

@@ -11,35 +11,18 @@ from __future__ import annotations
 import statistics
 from pathlib import Path
 
+from melt import registry
 from melt.analysis.metrics import llama_trial
 from melt.results.layout import read_json, read_trials
 
-# metric -> "higher" or "lower" is better
-DIRECTION = {
-    "prefill_tok_s": "higher",
-    "decode_tok_s": "higher",
-    "ttft_s": "lower",
-    "e2e_s": "lower",
-    "itl_p50_ms": "lower",
-    "latency_p50_ms": "lower",
-    "latency_p90_ms": "lower",
-    "throughput_ips": "higher",
-    "energy_j": "lower",
-    "j_per_token": "lower",
-    "peak_rss_mb": "lower",
-    "load_s": "lower",
-}
+# metric -> "higher" or "lower" is better, for every metric a comparison looks at (melt.registry)
+DIRECTION = registry.compared()
 # one value per run: judged only against earlier runs (the catalog's history)
-RUN_LEVEL = ("peak_rss_mb", "load_s", "throughput_ips", "latency_p90_ms")
+RUN_LEVEL = registry.judged_as("run") + registry.judged_as("info")
 # shown with their change, never judged: a few milliseconds of load (page cache, the case's place
-# in the run) and a tail percentile or rate of one run swing by 10-50% between identical runs here;
-# the per-inference latency distribution (latency_p50_ms) is what is judged for ONNX models
-INFORMATION_ONLY = ("load_s", "throughput_ips", "latency_p90_ms")
-UNIT = {"tok_s": "tok/s", "s": "s", "ms": "ms", "ips": "inf/s", "j": "J", "token": "J/tok", "mb": "MB"}
-
-
-def unit_of(metric: str) -> str:
-    return UNIT.get(metric.rsplit("_", 1)[-1], "")
+# in the run) and a tail percentile or rate of one run swing between identical runs more than the
+# rest; the per-inference latency distribution (latency_p50_ms) is what is judged for ONNX models
+INFORMATION_ONLY = registry.judged_as("info")
 
 
 def _llama(counted: list[dict]) -> dict[str, list[float]]:

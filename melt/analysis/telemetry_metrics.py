@@ -4,21 +4,12 @@ from __future__ import annotations
 
 import statistics
 
+from melt import registry
 from melt.analysis.busy import busy_figures
 from melt.analysis.energy import PhaseEnergy, integrate
 from melt.analysis.trace import Trace
 
-TELEMETRY_COLUMNS = [
-    "power_avg_w",
-    "energy_j",
-    "energy_prefill_j",
-    "energy_decode_j",
-    "j_per_token",
-    "temp_max_c",
-    "throttled",
-    "foreign_cpu_pct",
-    "steal_pct",
-]
+TELEMETRY_COLUMNS = registry.names("telemetry")  # the summary columns the trace gives (melt.registry)
 POWER_PROBES = ("ina2xx", "tegrastats", "vcgencmd", "android_battery", "nvml", "rapl")
 BUSY_UTIL_PCT = 50.0  # a core counts as busy above this utilisation
 CAPPED_RATIO = 0.9  # and as held below max when its frequency is under 90% of its maximum

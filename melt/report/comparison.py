@@ -5,18 +5,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from melt import registry
 from melt.report.table import fmt
 
-ORDER = [
-    "decode_tok_s", "prefill_tok_s", "ttft_s", "e2e_s", "itl_p50_ms", "latency_p50_ms", "latency_p90_ms",
-    "throughput_ips", "j_per_token", "energy_j", "peak_rss_mb", "load_s",
-]  # fmt: skip
-TITLES = {
-    "decode_tok_s": "decode tok/s", "prefill_tok_s": "prefill tok/s", "ttft_s": "TTFT s", "e2e_s": "end-to-end s",
-    "itl_p50_ms": "ITL p50 ms", "latency_p50_ms": "latency p50 ms", "latency_p90_ms": "latency p90 ms",
-    "throughput_ips": "inf/s", "j_per_token": "J/token", "energy_j": "energy J", "peak_rss_mb": "peak RSS MB",
-    "load_s": "load s",
-}  # fmt: skip
+ORDER = registry.compare_order()
+TITLES = {m: registry.metric(m).heading for m in ORDER}
 # the verdict a row is sorted and coloured by: the most alarming of its cells
 SEVERITY = ["worse", "failed", "missing", "better", "new", "not significant", "untested"]
 

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
-from melt.results.layout import RunDir, read_json, read_trials
+from melt.results.layout import read_json, read_trials
+from melt.results.reader import read_run
 
 
 @dataclass
@@ -136,26 +137,21 @@ class RunView:
 
 
 def load_run(run_dir: Path) -> RunView:
-    run = RunDir(run_dir)
-    manifest = run.read()
-    run_id = manifest.get("run_id", run.path.name)
-    cases = []
-    for case_id, entry in manifest.get("cases", {}).items():
-        folder = run.case_dir(case_id)
-        case = read_json(folder / "case.json") if (folder / "case.json").is_file() else {}
-        metrics = run.metrics(case_id) if entry.get("status") == "ok" else None
-        cases.append(
-            CaseView(
-                run_id=run_id,
-                case_id=case_id,
-                status=entry.get("status", "pending"),
-                reason=entry.get("reason"),
-                device=case.get("device") or entry.get("device", "?"),
-                model=case.get("model") or entry.get("model", "?"),
-                label=case.get("label") or entry.get("label", case_id),
-                path=folder,
-                case=case,
-                metrics=metrics,
-            )
+    """The run folder for the page, read through melt.results.reader (InputError for a newer schema)."""
+    run = read_run(run_dir)
+    cases = [
+        CaseView(
+            run_id=c.run_id,
+            case_id=c.case_id,
+            status=c.status,
+            reason=c.reason,
+            device=c.device or "?",
+            model=c.model or "?",
+            label=c.label,
+            path=c.folder,
+            case=c.case,
+            metrics=c.metrics,
         )
-    return RunView(run.path, manifest, cases)
+        for c in run.cases
+    ]
+    return RunView(run.path, run.manifest, cases)

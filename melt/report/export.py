@@ -6,23 +6,15 @@ import csv
 import json
 from pathlib import Path
 
+from melt import registry
 from melt.results.layout import RunDir
+from melt.results.reader import read_run
 
 MD_COLUMNS = [
     ("device", "device", "{}"),
     ("label", "case", "{}"),
     ("flash_attn", "flash attn", "{}"),  # as llama.cpp ran it (summary.csv's cell, e.g. "on (auto)")
-    ("load_s", "load s", "{:.3f}"),
-    ("ttft_s", "TTFT s", "{:.3f}"),
-    ("prefill_tok_s", "prefill tok/s", "{:.1f}"),
-    ("decode_tok_s", "decode tok/s", "{:.2f}"),
-    ("itl_p90_ms", "ITL p90 ms", "{:.2f}"),
-    ("latency_p50_ms", "latency p50 ms", "{:.3f}"),
-    ("latency_p99_ms", "latency p99 ms", "{:.3f}"),
-    ("throughput_ips", "inf/s", "{:.1f}"),
-    ("peak_rss_mb", "peak RSS MB", "{:.0f}"),
-    ("cv_pct", "cv %", "{:.1f}"),
-    ("validity", "validity", "{}"),
+    *((m.name, m.heading, m.digits) for m in registry.METRICS if m.digits),  # the registry's markdown metrics
 ]
 
 
@@ -48,8 +40,7 @@ def _failed(manifest: dict) -> list[tuple[str, dict]]:
 
 
 def to_markdown(run_dir: Path) -> str:
-    run = RunDir(run_dir)
-    manifest = run.read()
+    manifest = read_run(run_dir).manifest
     rows = _rows(run_dir)
     used = [c for c in MD_COLUMNS if any(r.get(c[0]) not in ("", None) for r in rows)]
     kind = manifest["recipe"].get("kind", "recipe")  # a sweep records itself as the run's recipe
@@ -69,11 +60,12 @@ def to_markdown(run_dir: Path) -> str:
 
 
 def to_json(run_dir: Path) -> str:
-    run = RunDir(run_dir)
-    manifest = run.read()
+    run = read_run(run_dir)
+    manifest = run.manifest
+    metrics_of = {c.case_id: c.metrics for c in run.cases}
     cases = []
     for row in _rows(run_dir):
-        metrics = run.metrics(row["case_id"]) or {}
+        metrics = metrics_of.get(row["case_id"]) or {}
         cases.append(
             {
                 **row,

@@ -5,29 +5,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from melt import registry
 from melt.report.data import CaseView
 
-# metric, column title, unit
-COLUMNS = [
-    ("load_s", "load", "s"),
-    ("ttft_s", "TTFT", "s"),
-    ("prefill_tok_s", "prefill", "tok/s"),
-    ("decode_tok_s", "decode", "tok/s"),
-    ("itl_p50_ms", "ITL p50", "ms"),
-    ("itl_p99_ms", "ITL p99", "ms"),
-    ("latency_p50_ms", "latency p50", "ms"),
-    ("latency_p99_ms", "latency p99", "ms"),
-    ("throughput_ips", "throughput", "inf/s"),
-    ("peak_rss_mb", "peak RSS", "MB"),
-    ("power_avg_w", "power", "W"),
-    ("energy_j", "energy", "J"),
-    ("j_per_token", "energy/token", "J/tok"),
-    ("temp_max_c", "max temp", "°C"),
-    ("throttled", "throttled", ""),
-    ("foreign_cpu_pct", "other CPU", "% core"),
-    ("n_trials", "trials", ""),
-    ("cv_pct", "cv", "%"),
-]
+# metric, column title, unit: the registry's table metrics, in summary.csv order
+COLUMNS = [(m.name, m.title, m.unit) for m in registry.METRICS if m.table]
 NOT_APPLICABLE = "not applicable"
 
 

@@ -16,14 +16,14 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 
-from melt.analysis.compare import CaseData
-from melt.analysis.metrics import METRIC_COLUMNS
+from melt import registry
 from melt.analysis.samples import samples_of
-from melt.results.layout import RunDir, read_json, read_trials
+from melt.results.layout import RunDir, read_json
+from melt.results.reader import CaseData, read_run
 
 CATALOG_NAME = "catalog.duckdb"
 CATALOG_SCHEMA = 1
-TEXT_METRICS = {"power_method": "VARCHAR", "validity": "VARCHAR", "throttled": "BOOLEAN", "n_trials": "INTEGER"}
+METRIC_COLUMNS = registry.names()
 FINGERPRINT_FILES = ("run.json", "summary.csv", "compare.json")
 HISTORY_RUNS = 20  # earlier runs a comparison takes its run-to-run spread from
 
@@ -54,7 +54,7 @@ CASE_COLUMNS = {
     "status": "VARCHAR",
     "reason": "VARCHAR",
     "params": "VARCHAR",  # JSON of workload + params
-    **{m: TEXT_METRICS.get(m, "DOUBLE") for m in METRIC_COLUMNS},
+    **{m.name: registry.SQL_TYPES[m.kind] for m in registry.METRICS},
 }
 SAMPLE_COLUMNS = {"run_id": "VARCHAR", "case_id": "VARCHAR", "metric": "VARCHAR", "trial": "INTEGER", "value": "DOUBLE"}
 
@@ -101,25 +101,20 @@ def _run_row(run_path: Path, manifest: dict) -> dict:
 
 
 def _case_rows(run_path: Path, manifest: dict) -> tuple[list[dict], list[dict]]:
-    run = RunDir(run_path)
-    run_id = manifest.get("run_id", run_path.name)
     cases, samples = [], []
-    for case_id, entry in manifest.get("cases", {}).items():
+    for c in read_run(run_path, manifest).cases:
         row = {k: None for k in CASE_COLUMNS}
-        row.update(run_id=run_id, case_id=case_id, status=entry["status"], reason=entry.get("reason"))
-        row.update(device=entry.get("device"), model=entry.get("model"), label=entry.get("label"))
-        case_dir = run.case_dir(case_id)
-        case = read_json(case_dir / "case.json") if (case_dir / "case.json").is_file() else None
-        if case:
-            row.update(recipe=case.get("recipe"), runtime=case.get("runtime"))
-            row["params"] = json.dumps({**case.get("workload", {}), **case.get("params", {})}, sort_keys=True)
-        metrics = run.metrics(case_id) if entry["status"] == "ok" else None
-        if metrics and case:
+        row.update(run_id=c.run_id, case_id=c.case_id, status=c.status, reason=c.reason)
+        row.update(device=c.device or None, model=c.model or None, label=c.label)
+        if c.case:
+            row.update(recipe=c.case.get("recipe"), runtime=c.runtime)
+            row["params"] = json.dumps({**c.case.get("workload", {}), **c.case.get("params", {})}, sort_keys=True)
+        if c.metrics and c.case:
             for m in METRIC_COLUMNS:
-                row[m] = metrics["summary"].get(m)
-            for metric, values in samples_of(case, read_trials(case_dir / "trials.jsonl"), metrics).items():
+                row[m] = c.summary.get(m)
+            for metric, values in samples_of(c.case, c.trials(), c.metrics).items():
                 samples += [
-                    {"run_id": run_id, "case_id": case_id, "metric": metric, "trial": i, "value": v}
+                    {"run_id": c.run_id, "case_id": c.case_id, "metric": metric, "trial": i, "value": v}
                     for i, v in enumerate(values)
                 ]
         cases.append(row)

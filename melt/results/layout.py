@@ -13,8 +13,9 @@ import re
 from pathlib import Path
 
 from melt import SCHEMA_VERSION
-from melt.analysis.metrics import ID_COLUMNS, METRIC_COLUMNS
 from melt.errors import InputError, Problem
+from melt.registry import ID_COLUMNS
+from melt.registry import names as metric_names
 
 RUN_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
@@ -101,7 +102,7 @@ class RunDir:
             row.update(point)
             row.update(metrics["summary"])
             rows.append(row)
-        columns = ID_COLUMNS + ["label"] + [p for p in param_names if p not in METRIC_COLUMNS] + METRIC_COLUMNS
+        columns = ID_COLUMNS + ["label"] + [p for p in param_names if p not in metric_names()] + metric_names()
         with self.summary_csv.open("w", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
             writer.writeheader()

@@ -1,0 +1,138 @@
+"""Every summary metric once: its name, unit, type, which way is better, how `melt compare` judges it, its
+title and formats, and which runtimes produce it. summary.csv's columns, the catalog's types, the report's
+table, the markdown export, the comparison's columns and the live view are all read from here, so a new
+metric is one entry (plus its computation in melt.analysis).
+
+Words (DESIGN.md, "Metric names"): the name carries the unit (`decode_tok_s`, `power_avg_w`); `judged`
+says what a comparison does with it:
+- "trial": one sample per counted trial (ONNX: per inference), tested trial by trial or run by run
+  (melt.analysis.compare);
+- "run": one value per run (peak RSS), judged only against earlier runs;
+- "info": one value per run, shown with its change but never judged (it swings between identical runs:
+  `benchmarks/compare_noise.py` measures by how much);
+- None: not compared (a tail percentile, a flag, a count).
+
+This module imports nothing from melt: everything else imports it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+AGENT_RUNTIMES = frozenset({"llama_cpp", "onnxruntime"})  # melt's agent runs these (load time, peak RSS)
+LLAMA = frozenset({"llama_cpp"})
+LLAMA_ANY = frozenset({"llama_cpp", "llama_cpp_cli"})
+ORT = frozenset({"onnxruntime"})
+EVERY = frozenset({"llama_cpp", "llama_cpp_cli", "onnxruntime"})
+
+
+@dataclass(frozen=True)
+class Metric:
+    """One summary metric. unit: as shown ('' for none); kind: float | int | bool | text (summary.csv keeps
+    text, the catalog types the column by it); direction: 'higher' | 'lower' is better, None where it has no
+    better side; judged: 'trial' | 'run' | 'info' | None (module docstring); source: 'runtime' (a runtime's
+    own analysis), 'agent' (what the agent reports of its process), 'telemetry' (the sampler's trace) or
+    'case' (the case's own bookkeeping: trials, spread, validity); runtimes: those whose analysis produces it
+    (telemetry: every runtime, where the device has the sensor); title: short column title; digits: the
+    markdown export's format; table: shown in the report's comparison table; live: the live view's format;
+    compare_rank: the column order of a comparison (lower first)."""
+
+    name: str
+    unit: str
+    title: str
+    kind: str = "float"
+    direction: str | None = None
+    judged: str | None = None
+    source: str = "runtime"
+    runtimes: frozenset = EVERY
+    digits: str | None = None
+    table: bool = False
+    live: str | None = None
+    compare_rank: int = 100
+
+    @property
+    def heading(self) -> str:
+        """The title with its unit, as a column heading: 'decode tok/s'."""
+        return f"{self.title} {self.unit}" if self.unit else self.title
+
+
+# summary.csv's metric columns, in this order (the results contract: DESIGN.md "summary.csv")
+METRICS: tuple[Metric, ...] = (
+    Metric("load_s", "s", "load", direction="lower", judged="info", source="agent", runtimes=AGENT_RUNTIMES,
+           digits="{:.3f}", table=True, live="load {:.2f} s", compare_rank=12),
+    Metric("ttft_s", "s", "TTFT", direction="lower", judged="trial", runtimes=LLAMA, digits="{:.3f}", table=True,
+           live="ttft {:.3f} s", compare_rank=3),
+    Metric("prefill_tok_s", "tok/s", "prefill", direction="higher", judged="trial", runtimes=LLAMA_ANY,
+           digits="{:.1f}", table=True, live="prefill {:.1f} tok/s", compare_rank=2),
+    Metric("decode_tok_s", "tok/s", "decode", direction="higher", judged="trial", runtimes=LLAMA_ANY,
+           digits="{:.2f}", table=True, live="decode {:.1f} tok/s", compare_rank=1),
+    Metric("itl_p50_ms", "ms", "ITL p50", direction="lower", judged="trial", runtimes=LLAMA, table=True,
+           compare_rank=5),
+    Metric("itl_p90_ms", "ms", "ITL p90", direction="lower", runtimes=LLAMA, digits="{:.2f}"),
+    Metric("itl_p99_ms", "ms", "ITL p99", direction="lower", runtimes=LLAMA, table=True),
+    Metric("e2e_s", "s", "end-to-end", direction="lower", judged="trial", runtimes=LLAMA, compare_rank=4),
+    Metric("latency_p50_ms", "ms", "latency p50", direction="lower", judged="trial", runtimes=ORT, digits="{:.3f}",
+           table=True, live="p50 {:.3f} ms", compare_rank=6),
+    Metric("latency_p90_ms", "ms", "latency p90", direction="lower", judged="info", runtimes=ORT, compare_rank=7),
+    Metric("latency_p99_ms", "ms", "latency p99", direction="lower", runtimes=ORT, digits="{:.3f}", table=True),
+    Metric("throughput_ips", "inf/s", "throughput", direction="higher", judged="info", runtimes=ORT,
+           digits="{:.1f}", table=True, live="{:.1f} inf/s", compare_rank=8),
+    Metric("peak_rss_mb", "MB", "peak RSS", direction="lower", judged="run", source="agent",
+           runtimes=AGENT_RUNTIMES, digits="{:.0f}", table=True, live="peak rss {:.0f} MB", compare_rank=11),
+    Metric("power_avg_w", "W", "power", source="telemetry", table=True),
+    Metric("energy_j", "J", "energy", direction="lower", judged="trial", source="telemetry", table=True,
+           compare_rank=10),
+    Metric("energy_prefill_j", "J", "prefill energy", source="telemetry", runtimes=LLAMA_ANY),
+    Metric("energy_decode_j", "J", "decode energy", source="telemetry", runtimes=LLAMA_ANY),
+    Metric("j_per_token", "J/tok", "energy/token", direction="lower", judged="trial", source="telemetry",
+           runtimes=LLAMA_ANY, table=True, compare_rank=9),
+    Metric("power_method", "", "power method", kind="text", source="case"),
+    Metric("temp_max_c", "°C", "max temp", source="telemetry", table=True),
+    Metric("throttled", "", "throttled", kind="bool", source="telemetry", table=True),
+    Metric("foreign_cpu_pct", "% core", "other CPU", source="telemetry", table=True),
+    Metric("steal_pct", "%", "steal", source="telemetry"),
+    Metric("n_trials", "", "trials", kind="int", source="case", table=True),
+    Metric("cv_pct", "%", "cv", source="case", digits="{:.1f}", table=True),
+    Metric("validity", "", "validity", kind="text", source="case", digits="{}"),
+)  # fmt: skip
+
+BY_NAME: dict[str, Metric] = {m.name: m for m in METRICS}
+# summary.csv's identity columns, before the label, the params and the metrics
+ID_COLUMNS = ["case_id", "device", "model", "runtime"]
+SQL_TYPES = {"float": "DOUBLE", "int": "INTEGER", "bool": "BOOLEAN", "text": "VARCHAR"}
+
+
+def metric(name: str) -> Metric:
+    """The registry entry of `name`; KeyError for a name that is not a summary metric."""
+    return BY_NAME[name]
+
+
+def names(source: str | None = None) -> list[str]:
+    """Metric names in summary.csv order, those of one source only where given."""
+    return [m.name for m in METRICS if source is None or m.source == source]
+
+
+def produced_by(runtime: str) -> set[str]:
+    """The runtime-measured metrics (source runtime or agent) a case of this runtime can have."""
+    return {m.name for m in METRICS if m.source in ("runtime", "agent") and runtime in m.runtimes}
+
+
+def compared() -> dict[str, str]:
+    """{metric: direction} of every metric a comparison looks at (judged is not None)."""
+    return {m.name: m.direction for m in METRICS if m.judged}
+
+
+def judged_as(kind: str) -> tuple[str, ...]:
+    """The metrics judged as `kind` ('trial', 'run' or 'info')."""
+    return tuple(m.name for m in METRICS if m.judged == kind)
+
+
+def compare_order() -> list[str]:
+    """The compared metrics in a comparison's column order."""
+    return [m.name for m in sorted((m for m in METRICS if m.judged), key=lambda m: m.compare_rank)]
+
+
+def unit_of(name: str) -> str:
+    """The unit of a metric ('' where it has none or is not a summary metric)."""
+    m = BY_NAME.get(name)
+    return m.unit if m else ""
