@@ -94,6 +94,23 @@ class LlamaCppParams(Strict):
     swa_full: axis(bool) | None = None  # a full-size sliding-window KV cache; left out: false, as llama.cpp's tools
 
 
+class Perplexity(Strict):
+    """Perplexity as llama.cpp's llama-perplexity scores it (melt.quality.perplexity): non-overlapping windows
+    of n_ctx tokens, the second half of each scored. text: a UTF-8 file relative to the recipe (default: melt's
+    shipped public-domain text, melt/runtimes/prompt_text.txt); it must tokenize to at least 2 x n_ctx tokens."""
+
+    text: str | None = None
+    n_ctx: Annotated[int, Field(ge=16)] = 512
+    max_chunks: PositiveInt | None = 16  # None: every whole window of the text
+
+
+class LlamaCppQuality(Strict):
+    """Measured once per case, after the speed trials, in the same agent process, with the same model and
+    params (DESIGN.md "Recipe": quality)."""
+
+    perplexity: Perplexity | None = None
+
+
 class LlamaCppModel(Strict):
     id: Identifier
     runtime: Literal["llama_cpp"]
@@ -101,6 +118,7 @@ class LlamaCppModel(Strict):
     sha256: Sha256 | None = None
     workload: LlamaCppWorkload
     params: LlamaCppParams = LlamaCppParams()
+    quality: LlamaCppQuality | None = None
 
 
 class OrtInput(Strict):
@@ -259,6 +277,9 @@ class Case:
     label: str = field(compare=False, default="")
     telemetry: dict = field(compare=False, default_factory=dict)  # how it is observed: not in case_id
     gate: dict | None = field(compare=False, default=None)
+    # what is measured of its output (perplexity, ...): a figure of its own, beside the speed ones; not in
+    # case_id, so a quality block added to a recipe keeps the speed figures' history
+    quality: dict | None = field(compare=False, default=None)
 
     def to_json(self) -> dict:
         return {
@@ -274,6 +295,7 @@ class Case:
             "protocol": self.protocol,
             "telemetry": self.telemetry,
             "gate": self.gate,
+            "quality": self.quality,
         }
 
 
@@ -333,9 +355,33 @@ def expand(recipe: Recipe, devices: list[str]) -> list[Case]:
                         label=label.strip(),
                         telemetry=telemetry,
                         gate=gate,
+                        quality=_quality(model),
                     )
                 )
     return cases
+
+
+def _quality(model) -> dict | None:
+    """A model's quality block as a case holds it (None where it has none)."""
+    quality = getattr(model, "quality", None)
+    if quality is None:
+        return None
+    return quality.model_dump(mode="json", exclude_none=True) or None
+
+
+def _check_quality(doc: YamlDoc, i: int, model: LlamaCppModel) -> list[Problem]:
+    ppl = model.quality.perplexity if model.quality else None
+    if ppl is None or ppl.text is None:
+        return []
+    path = (doc.path.parent / ppl.text).resolve()
+    key = ("models", i, "quality", "perplexity", "text")
+    if not path.is_file():
+        return [doc.problem(key, "a UTF-8 text file (relative to the recipe)", f"no file {path}")]
+    try:
+        path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        return [doc.problem(key, "a UTF-8 text file (relative to the recipe)", f"{path}: {e}")]
+    return []
 
 
 def _check_llama_workload(doc: YamlDoc, i: int, model: LlamaCppModel) -> list[Problem]:
@@ -420,7 +466,7 @@ def _check_models(doc: YamlDoc, spec: RecipeSpec) -> list[Problem]:
             expected, found, hint = problem
             problems.append(doc.problem(("models", i, "source", model.source.kind), expected, found + hint))
         if isinstance(model, LlamaCppModel):
-            problems += _check_llama_workload(doc, i, model)
+            problems += _check_llama_workload(doc, i, model) + _check_quality(doc, i, model)
         elif isinstance(model, OrtModel) and not problem:
             problems += _check_ort_inputs(doc, i, model)
         elif isinstance(model, LlamaCppCliModel) and model.workload.prompts is not None:

@@ -31,8 +31,9 @@ class Metric:
     """One summary metric. unit: as shown ('' for none); kind: float | int | bool | text (summary.csv keeps
     text, the catalog types the column by it); direction: 'higher' | 'lower' is better, None where it has no
     better side; judged: 'trial' | 'run' | 'info' | None (module docstring); source: 'runtime' (a runtime's
-    own analysis), 'agent' (what the agent reports of its process), 'telemetry' (the sampler's trace) or
-    'case' (the case's own bookkeeping: trials, spread, validity); runtimes: those whose analysis produces it
+    own analysis), 'agent' (what the agent reports of its process), 'telemetry' (the sampler's trace),
+    'quality' (measured of the model's output after the speed trials: melt.analysis.quality) or 'case' (the
+    case's own bookkeeping: trials, spread, validity); runtimes: those whose analysis produces it
     (telemetry: every runtime, where the device has the sensor); title: short column title; digits: the
     markdown export's format; table: shown in the report's comparison table; live: the live view's format;
     compare_rank: the column order of a comparison (lower first)."""
@@ -94,6 +95,8 @@ METRICS: tuple[Metric, ...] = (
     Metric("n_trials", "", "trials", kind="int", source="case", table=True),
     Metric("cv_pct", "%", "cv", source="case", digits="{:.1f}", table=True),
     Metric("validity", "", "validity", kind="text", source="case", digits="{}"),
+    Metric("ppl", "", "perplexity", direction="lower", source="quality", runtimes=LLAMA, digits="{:.4f}",
+           table=True),
 )  # fmt: skip
 
 BY_NAME: dict[str, Metric] = {m.name: m for m in METRICS}

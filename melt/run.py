@@ -12,6 +12,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from importlib import resources
 from pathlib import Path
 
 from melt import hostinfo, sources
@@ -27,6 +28,11 @@ from melt.errors import InputError, MeltError, Problem
 from melt.plan import Plan
 from melt.recipe import Case, OrtModel, Recipe, ort_inputs
 from melt.results.layout import RunDir, check_run_id, read_json, read_trials, write_json
+
+
+def shipped_text() -> Path:
+    """melt's public-domain text (melt/runtimes/prompt_text.txt): the default perplexity text."""
+    return Path(str(resources.files("melt.runtimes").joinpath("prompt_text.txt")))
 
 
 def default_run_id(name: str, now: datetime | None = None) -> str:
@@ -331,6 +337,11 @@ class Execution:
         write_json(case_dir / "case.json", case_json)
         if "prompts" in case.workload:
             shutil.copyfile(self.plan.recipe_of(case).directory / case.workload["prompts"], case_dir / "prompts.jsonl")
+        perplexity = (case.quality or {}).get("perplexity")
+        if perplexity is not None:  # the text travels with the case, as the prompts do
+            text = perplexity.get("text")
+            src = self.plan.recipe_of(case).directory / text if text else shipped_text()
+            shutil.copyfile(src, case_dir / "perplexity.txt")
         exit_ = device.run_case(case.runtime, case_dir, deadline, self.run_id)
         agent_json = case_dir / "agent.json"
         agent = read_json(agent_json) if agent_json.is_file() else {}

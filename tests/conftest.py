@@ -96,10 +96,11 @@ def wait_for_cases(run_json: Path, ready, timeout_s: float, poll_s: float = 0.05
 @pytest.fixture(scope="session")
 def llama_bench_bin() -> Path:
     """llama.cpp's own llama-bench, built from the llama.cpp that llama-cpp-python vendors (the
-    phones' runtime, run here by the stand-in phone). Built once into the user's cache."""
+    phones' runtime, run here by the stand-in phone), with llama-completion and llama-perplexity beside it.
+    Built once into the user's cache."""
     out = Path(os.environ.get("LLAMA_BENCH_DIR", Path.home() / ".cache" / "melt" / "llama-bench"))
     binary = out / "llama-bench"
-    if not binary.exists():
+    if not all((out / tool).exists() for tool in ("llama-bench", "llama-completion", "llama-perplexity")):
         env = dict(os.environ, LLAMA_BENCH_DIR=str(out))
         subprocess.run([str(ROOT / "benchmarks" / "build_llama_bench.sh")], check=True, env=env, capture_output=True)
     return binary

@@ -18,13 +18,13 @@ def test_a_metric_with_a_unit_says_it_in_its_name(m):
         assert ending is not None, f"{m.name}: unit {m.unit!r} but no unit in the name"
         expected = ENDINGS[ending]
         assert m.unit in (expected if isinstance(expected, tuple) else (expected,))
-    else:
-        assert ending is None and m.kind in ("text", "bool", "int")
+    else:  # no unit: a flag, a count, a text, or a dimensionless quality figure (perplexity)
+        assert ending is None and (m.kind in ("text", "bool", "int") or m.source == "quality")
 
 
 @pytest.mark.parametrize("m", registry.METRICS, ids=lambda m: m.name)
 def test_what_is_judged_has_a_better_side_and_a_known_source(m):
-    assert m.kind in registry.SQL_TYPES and m.source in ("runtime", "agent", "telemetry", "case")
+    assert m.kind in registry.SQL_TYPES and m.source in ("runtime", "agent", "telemetry", "quality", "case")
     assert m.judged in (None, "trial", "run", "info")
     if m.judged:
         assert m.direction in ("higher", "lower") and m.kind == "float"

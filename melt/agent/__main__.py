@@ -110,6 +110,10 @@ def cmd_run(case_dir: str) -> int:
         with open(os.path.join(case_dir, "trials.jsonl"), "w") as out:
             result["protocol"] = run_trials(runner, case["protocol"], out)
         _phase(phases, "trials", t)
+        if case.get("quality") and hasattr(runner, "quality"):  # after the speed trials, same model and params
+            t = time.monotonic_ns()
+            result["quality"] = runner.quality(case["quality"])
+            _phase(phases, "quality", t)
         if case["protocol"].get("cooldown_s"):
             t = time.monotonic_ns()
             time.sleep(case["protocol"]["cooldown_s"])  # cool-down, inside the trace

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from melt import registry
 from melt.analysis.busy import DEFAULT_MAX_FOREIGN_CPU_PCT, DEFAULT_MAX_STEAL_PCT, busy_reasons
+from melt.analysis.quality import quality_figures
 from melt.analysis.stats import cv_pct, percentile, spread
 from melt.analysis.telemetry_metrics import telemetry_figures
 from melt.analysis.trace import Trace
@@ -175,6 +176,8 @@ def case_metrics(case: dict, trials: list[dict], agent: dict, trace: Trace | Non
     verdict = validity(n_counted, counted_s, cv, protocol, agent.get("protocol", {}), max_cv)
     observed = telemetry_figures(runtime, counted, agent, trace, case.get("telemetry", {}))
     figures.update(observed["figures"])
+    quality, quality_missing, quality_details = quality_figures(case, agent)
+    figures.update(quality)
     gate = agent.get("gate") or {}
     if gate.get("timed_out"):
         verdict["reasons"].append(
@@ -202,6 +205,8 @@ def case_metrics(case: dict, trials: list[dict], agent: dict, trace: Trace | Non
         if value is None:
             if m.source == "telemetry":
                 missing[column] = observed["missing"].get(column, "not measurable")
+            elif m.source == "quality":
+                missing[column] = quality_missing.get(column, "not measured")
             elif runtime == "llama_cpp_cli" and "llama_cpp" in m.runtimes:  # what melt's agent measures
                 missing[column] = NOT_FROM_LLAMA_BENCH
             elif column in applicable:
@@ -234,4 +239,5 @@ def case_metrics(case: dict, trials: list[dict], agent: dict, trace: Trace | Non
         },
         "effective_params": agent.get("load", {}).get("effective_params"),
         "telemetry": observed["details"],
+        "quality": quality_details,
     }

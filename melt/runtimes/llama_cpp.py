@@ -412,6 +412,29 @@ class Runner:
             **self._llama_perf(),
         }
 
+    def quality(self, spec: dict) -> dict:
+        """The case's quality block (melt.recipe.LlamaCppQuality, as case.json holds it) measured on the loaded
+        model, after the speed trials: {"perplexity": melt.runtimes.llama_quality.perplexity()'s figures and the
+        text's sha256, or {"error": why}}. The text is the case folder's perplexity.txt (the host puts it there).
+        A quality figure that cannot be measured leaves the speed figures standing: its reason is kept."""
+        import hashlib
+
+        from melt.runtimes.llama_quality import perplexity
+
+        out = {}
+        if "perplexity" in spec:
+            p = spec["perplexity"]
+            try:
+                with open(os.path.join(self.case_dir, "perplexity.txt"), encoding="utf-8") as f:
+                    text = f.read()
+                out["perplexity"] = {
+                    **perplexity(self, text, p.get("n_ctx", 512), p.get("max_chunks")),
+                    "text_sha256": hashlib.sha256(text.encode("utf-8")).hexdigest(),
+                }
+            except (OSError, ValueError, RuntimeError) as e:
+                out["perplexity"] = {"error": f"{type(e).__name__}: {e}"}
+        return out
+
     def _llama_perf(self) -> dict:
         """llama.cpp's own counters for the trial, as it reports them (raw; analysis.metrics.llama_perf_rates
         decides what they are worth: zeros from a context with no_perf on give no figure). A llama-cpp-python

@@ -1,0 +1,97 @@
+"""Quality of a llama.cpp model, measured by the agent after the speed trials, with the same loaded model and
+the case's params (device side: the standard library, llama-cpp-python and the numpy it depends on).
+
+Perplexity is llama.cpp's own definition, llama-perplexity's perplexity() (tools/perplexity/perplexity.cpp):
+
+- the text is tokenized with special tokens (a BOS where the vocabulary adds one), as common_tokenize does;
+- it is cut into n_chunk = min(max_chunks, n_tokens // n_ctx) non-overlapping windows of n_ctx tokens; a text
+  under 2 x n_ctx tokens is refused, as llama-perplexity refuses it;
+- each window is decoded from an empty KV cache, its first token replaced by BOS where the vocabulary adds one;
+- the tokens at positions n_ctx/2 .. n_ctx-2 are scored: nll = -log softmax(logits)[next token], so every
+  scored token has at least n_ctx/2 tokens of context;
+- ppl = exp(mean nll) over every scored token; its uncertainty as llama-perplexity prints it ("PPL = X +/- Y"):
+  ppl x sqrt((mean(nll^2) - mean(nll)^2) / (count - 1)).
+
+llama-perplexity packs n_batch / n_ctx windows into one batch as separate sequences; here each window is its own
+decode (one sequence), which computes the same logits.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+
+def perplexity(runner, text: str, n_ctx: int, max_chunks: int | None) -> dict:
+    """Perplexity of runner's loaded model on `text` (runner: a loaded melt.runtimes.llama_cpp.Runner; a context
+    of n_ctx tokens is made for it with the case's params and freed after). Returns {"ppl", "ppl_stderr",
+    "tokens_scored", "n_chunks", "n_ctx", "n_tokens", "seconds"}. Raises ValueError when the text is under
+    2 x n_ctx tokens, RuntimeError when llama.cpp cannot make the context or decode."""
+    import numpy as np  # llama-cpp-python depends on numpy, so it is there wherever this runs
+
+    lib = runner.lib
+    t0 = time.monotonic()
+    tokens = runner._tokenize(text)
+    if len(tokens) < 2 * n_ctx:
+        raise ValueError(
+            f"perplexity needs at least {2 * n_ctx} tokens for n_ctx {n_ctx}; the text tokenizes to {len(tokens)}"
+        )
+    n_chunk = len(tokens) // n_ctx if max_chunks is None else min(max_chunks, len(tokens) // n_ctx)
+    cparams, _ = runner._context_params(lib, n_ctx)
+    cparams.n_ctx = n_ctx
+    cparams.n_batch = min(cparams.n_batch, n_ctx)  # llama-perplexity: n_batch = min(n_batch, n_ctx)
+    ctx = lib.llama_init_from_model(runner.model, cparams)
+    if not ctx:
+        raise RuntimeError(f"Failed to create a llama_context of n_ctx {n_ctx} for perplexity{runner.log.why()}")
+    n_vocab = runner.n_vocab
+    n_batch = lib.llama_n_batch(ctx)
+    bos = lib.llama_vocab_bos(runner.vocab) if lib.llama_vocab_get_add_bos(runner.vocab) else None
+    first = n_ctx // 2
+    batch = lib.llama_batch_init(n_batch, 0, 1)
+    nll = nll2 = 0.0
+    count = 0
+    try:
+        for i in range(n_chunk):
+            window = tokens[i * n_ctx : (i + 1) * n_ctx]
+            if bos is not None:
+                window[0] = bos
+            lib.llama_memory_clear(lib.llama_get_memory(ctx), True)
+            rows = []  # logits of positions first .. n_ctx-1, in order
+            for start in range(0, n_ctx, n_batch):
+                part = window[start : start + n_batch]
+                n_out = 0
+                for k, token in enumerate(part):
+                    pos = start + k
+                    batch.token[k], batch.pos[k], batch.n_seq_id[k] = token, pos, 1
+                    batch.seq_id[k][0] = 0
+                    batch.logits[k] = pos >= first
+                    n_out += pos >= first
+                batch.n_tokens = len(part)
+                if lib.llama_decode(ctx, batch) != 0:
+                    raise RuntimeError(f"llama_decode failed in perplexity window {i}{runner.log.why()}")
+                if n_out:
+                    out = np.ctypeslib.as_array(lib.llama_get_logits(ctx), shape=(n_out * n_vocab,))
+                    rows.append(out.reshape(n_out, n_vocab).astype(np.float64))
+            logits = np.concatenate(rows)[:-1]  # position n_ctx-1 predicts past the window
+            targets = np.asarray(window[first + 1 :])
+            top = logits.max(axis=1)
+            log_z = top + np.log(np.exp(logits - top[:, None]).sum(axis=1))
+            token_nll = log_z - logits[np.arange(len(targets)), targets]
+            nll += float(token_nll.sum())
+            nll2 += float((token_nll**2).sum())
+            count += len(targets)
+    finally:
+        lib.llama_batch_free(batch)
+        lib.llama_free(ctx)
+    mean = nll / count
+    ppl = math.exp(mean)
+    var = nll2 / count - mean * mean
+    return {
+        "ppl": ppl,
+        "ppl_stderr": ppl * math.sqrt(var / (count - 1)) if var > 0 and count > 1 else None,
+        "tokens_scored": count,
+        "n_chunks": n_chunk,
+        "n_ctx": n_ctx,
+        "n_tokens": len(tokens),
+        "seconds": time.monotonic() - t0,
+    }

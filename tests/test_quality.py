@@ -1,0 +1,108 @@
+"""Quality next to speed (recipe `quality`): perplexity measured by the agent after the speed trials, with the
+same model and params, as llama.cpp's own llama-perplexity scores it, on the real tool built from the same
+llama.cpp sources."""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+import subprocess
+
+import pytest
+from conftest import run_melt, write_recipe
+
+N_CTX, CHUNKS = 64, 4
+
+RECIPE = f"""
+name: quality
+models:
+  - id: tiny
+    runtime: llama_cpp
+    source: {{path: tiny.gguf}}
+    workload: {{prompt_tokens: 16, n_gen: 4}}
+    params: {{threads: 1}}
+    quality:
+      perplexity: {{text: eval.txt, n_ctx: {N_CTX}, max_chunks: {CHUNKS}}}
+  - id: short-text
+    runtime: llama_cpp
+    source: {{path: tiny.gguf}}
+    workload: {{prompt_tokens: 16, n_gen: 4}}
+    params: {{threads: 1}}
+    quality:
+      perplexity: {{text: short.txt, n_ctx: {N_CTX}}}
+  - id: none
+    runtime: llama_cpp
+    source: {{path: tiny.gguf}}
+    workload: {{prompt_tokens: 16, n_gen: 4}}
+    params: {{threads: 1}}
+protocol: {{warmup: 0, repetitions: 2, min_duration_s: 0}}
+telemetry: {{interval_ms: 0, idle_s: 0}}
+"""
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory, models):
+    from melt.runtimes.llama_cpp import prompt_text
+
+    folder = tmp_path_factory.mktemp("quality")
+    (folder / "tiny.gguf").symlink_to(models["gguf"])
+    (folder / "eval.txt").write_text(prompt_text())
+    (folder / "short.txt").write_text("Too short to score.")
+    proc = run_melt("run", write_recipe(folder, RECIPE), "--results", folder / "results", "--run-id", "q", cwd=folder)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    run_dir = folder / "results" / "q"
+    with (run_dir / "summary.csv").open(newline="") as f:
+        rows = {r["model"]: r for r in csv.DictReader(f)}
+    out = {"folder": folder, "rows": rows}
+    for model, row in rows.items():
+        out[model] = json.loads((run_dir / "cases" / row["case_id"] / "metrics.json").read_text())
+    return out
+
+
+def llama_perplexity(binary, model, text_file, threads: int = 1) -> tuple[float, float, str]:
+    """llama-perplexity's final estimate (PPL, its +/-) on the same text, context and chunks."""
+    proc = subprocess.run(
+        [str(binary), "-m", str(model), "-f", str(text_file), "-c", str(N_CTX), "-b", str(N_CTX),
+         "--chunks", str(CHUNKS), "-t", str(threads)],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    m = re.search(r"Final estimate: PPL = ([\d.]+) \+/- ([\d.]+)", proc.stdout + proc.stderr)
+    assert m, (proc.stdout + proc.stderr)[-2000:]
+    return float(m[1]), float(m[2]), proc.stdout + proc.stderr
+
+
+def test_perplexity_agrees_with_llama_perplexity(run, models, llama_bench_bin):
+    measured = run["tiny"]["quality"]["perplexity"]
+    ppl, stderr, said = llama_perplexity(llama_bench_bin.parent / "llama-perplexity", models["gguf"],
+                                         run["folder"] / "eval.txt")  # fmt: skip
+    # DESIGN.md's budget is 0.5%; the same arithmetic on the same logits agrees to float rounding, and a
+    # window scored from one position off, or without its BOS, moves it by more than this
+    assert measured["ppl"] == pytest.approx(ppl, rel=1e-5)
+    assert measured["ppl_stderr"] == pytest.approx(stderr, rel=1e-4)
+    (chunks,) = re.findall(r"calculating perplexity over (\d+) chunks, n_ctx=(\d+)", said)
+    assert (measured["n_chunks"], measured["n_ctx"]) == (int(chunks[0]), int(chunks[1])) == (CHUNKS, N_CTX)
+    # the second half of each window is scored, the last position predicting past it
+    assert measured["tokens_scored"] == CHUNKS * (N_CTX - N_CTX // 2 - 1)
+    assert run["tiny"]["summary"]["ppl"] == measured["ppl"] and float(run["rows"]["tiny"]["ppl"]) > 1
+
+
+def test_the_speed_figures_stand_beside_quality(run):
+    for model in ("tiny", "none", "short-text"):
+        assert run[model]["summary"]["decode_tok_s"] > 0 and run[model]["summary"]["validity"] in ("valid", "semivalid")
+
+
+def test_a_quality_figure_that_cannot_be_measured_is_empty_with_the_reason(run):
+    assert run["short-text"]["summary"]["ppl"] is None and run["rows"]["short-text"]["ppl"] == ""
+    assert re.search(rf"needs at least {2 * N_CTX} tokens for n_ctx {N_CTX}", run["short-text"]["missing"]["ppl"])
+    assert run["none"]["missing"]["ppl"] == "not measured: the recipe asks for no quality.perplexity"
+
+
+def test_a_missing_text_is_refused_before_anything_runs(tmp_path, models):
+    (tmp_path / "tiny.gguf").symlink_to(models["gguf"])
+    recipe = write_recipe(tmp_path, RECIPE.replace("text: eval.txt", "text: nowhere.txt"))
+    proc = run_melt("run", recipe, "--results", tmp_path / "results", cwd=tmp_path)
+    assert proc.returncode == 2
+    assert "models[0].quality.perplexity.text: expected a UTF-8 text file" in proc.stderr
+    assert not (tmp_path / "results").exists()
