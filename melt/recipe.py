@@ -104,11 +104,21 @@ class Perplexity(Strict):
     max_chunks: PositiveInt | None = 16  # None: every whole window of the text
 
 
+class Choices(Strict):
+    """Multiple choice by log-likelihood (melt.runtimes.llama_quality.multiple_choice). file: JSONL relative to the
+    recipe, one {"context": str, "choices": [str, ...], "answer": index} per line (default: melt's 24-question
+    smoke set, melt/runtimes/mc_smoke.jsonl: a check that scoring runs, not a benchmark); limit: the first N."""
+
+    file: str | None = None
+    limit: PositiveInt | None = 200
+
+
 class LlamaCppQuality(Strict):
     """Measured once per case, after the speed trials, in the same agent process, with the same model and
     params (DESIGN.md "Recipe": quality)."""
 
     perplexity: Perplexity | None = None
+    choices: Choices | None = None
 
 
 class LlamaCppModel(Strict):
@@ -370,18 +380,63 @@ def _quality(model) -> dict | None:
 
 
 def _check_quality(doc: YamlDoc, i: int, model: LlamaCppModel) -> list[Problem]:
-    ppl = model.quality.perplexity if model.quality else None
-    if ppl is None or ppl.text is None:
-        return []
-    path = (doc.path.parent / ppl.text).resolve()
-    key = ("models", i, "quality", "perplexity", "text")
-    if not path.is_file():
-        return [doc.problem(key, "a UTF-8 text file (relative to the recipe)", f"no file {path}")]
+    quality = model.quality or LlamaCppQuality()
+    problems = []
+    if quality.perplexity is not None and quality.perplexity.text is not None:
+        path = (doc.path.parent / quality.perplexity.text).resolve()
+        key = ("models", i, "quality", "perplexity", "text")
+        try:
+            path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            problems.append(doc.problem(key, "a UTF-8 text file (relative to the recipe)", f"no file {path}"))
+        except (OSError, UnicodeDecodeError) as e:
+            problems.append(doc.problem(key, "a UTF-8 text file (relative to the recipe)", f"{path}: {e}"))
+    if quality.choices is not None and quality.choices.file is not None:
+        key = ("models", i, "quality", "choices", "file")
+        path = (doc.path.parent / quality.choices.file).resolve()
+        problems += [doc.problem(key, expected, found) for expected, found in check_choices_file(path)]
+    return problems
+
+
+CHOICES_FORM = (
+    'a JSONL file of {"context": str, "choices": [two or more str], "answer": index} (relative to the recipe)'
+)
+
+
+def check_choices_file(path: Path) -> list[tuple[str, str]]:
+    """(expected, found) for each thing wrong with a multiple-choice file (empty: it is good). Every line is
+    checked; the first five problems are reported."""
     try:
-        path.read_text(encoding="utf-8")
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        return [(CHOICES_FORM, f"no file {path}")]
     except (OSError, UnicodeDecodeError) as e:
-        return [doc.problem(key, "a UTF-8 text file (relative to the recipe)", f"{path}: {e}")]
-    return []
+        return [(CHOICES_FORM, f"{path}: {e}")]
+    problems, n = [], 0
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        n += 1
+        try:
+            item = json.loads(line)
+        except json.JSONDecodeError as e:
+            problems.append((CHOICES_FORM, f"{path}:{number}: not JSON ({e.msg})"))
+            continue
+        choices = item.get("choices") if isinstance(item, dict) else None
+        if not (
+            isinstance(item, dict)
+            and isinstance(item.get("context"), str)
+            and isinstance(choices, list)
+            and len(choices) >= 2
+            and all(isinstance(c, str) and c for c in choices)
+            and isinstance(item.get("answer"), int)
+            and not isinstance(item.get("answer"), bool)
+            and 0 <= item["answer"] < len(choices)
+        ):
+            problems.append((CHOICES_FORM, f"{path}:{number}: {line[:120]}"))
+    if n == 0:
+        problems.append((CHOICES_FORM, f"{path}: no tasks"))
+    return problems[:5]
 
 
 def _check_llama_workload(doc: YamlDoc, i: int, model: LlamaCppModel) -> list[Problem]:

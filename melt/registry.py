@@ -97,6 +97,10 @@ METRICS: tuple[Metric, ...] = (
     Metric("validity", "", "validity", kind="text", source="case", digits="{}"),
     Metric("ppl", "", "perplexity", direction="lower", source="quality", runtimes=LLAMA, digits="{:.4f}",
            table=True),
+    Metric("accuracy_pct", "%", "accuracy", direction="higher", source="quality", runtimes=LLAMA, digits="{:.1f}",
+           table=True),
+    Metric("accuracy_norm_pct", "%", "accuracy (norm)", direction="higher", source="quality", runtimes=LLAMA,
+           digits="{:.1f}"),
 )  # fmt: skip
 
 BY_NAME: dict[str, Metric] = {m.name: m for m in METRICS}

@@ -35,6 +35,12 @@ def shipped_text() -> Path:
     return Path(str(resources.files("melt.runtimes").joinpath("prompt_text.txt")))
 
 
+def shipped_choices() -> Path:
+    """melt's 24-question multiple-choice smoke set (melt/runtimes/mc_smoke.jsonl): the default task file, a check
+    that scoring runs end to end, not a benchmark of a model."""
+    return Path(str(resources.files("melt.runtimes").joinpath("mc_smoke.jsonl")))
+
+
 def default_run_id(name: str, now: datetime | None = None) -> str:
     now = now or datetime.now(timezone.utc)
     return f"{now:%Y%m%dT%H%M%SZ}-{name}"
@@ -342,6 +348,10 @@ class Execution:
             text = perplexity.get("text")
             src = self.plan.recipe_of(case).directory / text if text else shipped_text()
             shutil.copyfile(src, case_dir / "perplexity.txt")
+        choices = (case.quality or {}).get("choices")
+        if choices is not None:
+            src = self.plan.recipe_of(case).directory / choices["file"] if choices.get("file") else shipped_choices()
+            shutil.copyfile(src, case_dir / "choices.jsonl")
         exit_ = device.run_case(case.runtime, case_dir, deadline, self.run_id)
         agent_json = case_dir / "agent.json"
         agent = read_json(agent_json) if agent_json.is_file() else {}

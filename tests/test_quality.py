@@ -13,6 +13,13 @@ import pytest
 from conftest import run_melt, write_recipe
 
 N_CTX, CHUNKS = 64, 4
+TASKS = [  # a context ending in a space (lm-evaluation-harness moves it to the choice), two to four choices
+    {"context": "The cat sat on the", "choices": [" mat", " moon", " idea"], "answer": 0},
+    {"context": "Question: what is frozen water?\nAnswer: ", "choices": ["ice", "steam"], "answer": 0},
+    {"context": "One, two, three,", "choices": [" four", " seven", " many more words here", " x"], "answer": 0},
+    {"context": "Paris is in", "choices": [" France", " Japan"], "answer": 1},
+    {"context": "", "choices": ["a", "b"], "answer": 1},
+]
 
 RECIPE = f"""
 name: quality
@@ -24,6 +31,14 @@ models:
     params: {{threads: 1}}
     quality:
       perplexity: {{text: eval.txt, n_ctx: {N_CTX}, max_chunks: {CHUNKS}}}
+      choices: {{file: mc.jsonl}}
+  - id: smoke
+    runtime: llama_cpp
+    source: {{path: tiny.gguf}}
+    workload: {{prompt_tokens: 16, n_gen: 4}}
+    params: {{threads: 1}}
+    quality:
+      choices: {{limit: 5}}
   - id: short-text
     runtime: llama_cpp
     source: {{path: tiny.gguf}}
@@ -49,6 +64,7 @@ def run(tmp_path_factory, models):
     (folder / "tiny.gguf").symlink_to(models["gguf"])
     (folder / "eval.txt").write_text(prompt_text())
     (folder / "short.txt").write_text("Too short to score.")
+    (folder / "mc.jsonl").write_text("".join(json.dumps(t) + "\n" for t in TASKS))
     proc = run_melt("run", write_recipe(folder, RECIPE), "--results", folder / "results", "--run-id", "q", cwd=folder)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     run_dir = folder / "results" / "q"
@@ -106,3 +122,68 @@ def test_a_missing_text_is_refused_before_anything_runs(tmp_path, models):
     assert proc.returncode == 2
     assert "models[0].quality.perplexity.text: expected a UTF-8 text file" in proc.stderr
     assert not (tmp_path / "results").exists()
+
+
+def reference_loglikelihoods(model, tasks) -> list[list[float]]:
+    """Each choice's log-likelihood given its context through llama-cpp-python's high-level Llama (logits of
+    every position), split into context and continuation as lm-evaluation-harness's _encode_pair does."""
+    import numpy as np
+    from llama_cpp import Llama
+
+    llm = Llama(model_path=str(model), n_ctx=256, n_threads=1, logits_all=True, verbose=False)
+    out = []
+    for t in tasks:
+        lls = []
+        for choice in t["choices"]:
+            context, continuation = t["context"], choice
+            n = len(context) - len(context.rstrip())
+            if n:
+                context, continuation = context[:-n], context[-n:] + continuation
+            whole = llm.tokenize((context + continuation).encode(), add_bos=True)
+            ctx = llm.tokenize(context.encode(), add_bos=True)
+            cont = whole[len(ctx) :]
+            llm.reset()
+            llm.eval(whole)
+            logits = np.asarray(llm.scores[: len(whole)], dtype=np.float64)
+            rows = logits[len(ctx) - 1 : len(whole) - 1]
+            log_z = np.log(np.exp(rows - rows.max(axis=1, keepdims=True)).sum(axis=1)) + rows.max(axis=1)
+            lls.append(float((rows[np.arange(len(cont)), cont] - log_z).sum()))
+        out.append(lls)
+    return out
+
+
+def test_multiple_choice_scores_each_choice_by_its_log_likelihood(run, models):
+    measured = run["tiny"]["quality"]["choices"]
+    expected = reference_loglikelihoods(models["gguf"], TASKS)
+    assert measured["n"] == len(TASKS)
+    for item, lls, task in zip(measured["items"], expected, TASKS, strict=True):
+        assert item["ll"] == pytest.approx(lls, abs=1e-3)
+        assert item["pred"] == max(range(len(lls)), key=lls.__getitem__) and item["answer"] == task["answer"]
+        per_char = [ll / len(c) for ll, c in zip(lls, task["choices"], strict=True)]
+        assert item["pred_norm"] == max(range(len(per_char)), key=per_char.__getitem__)
+    hits = [i["pred"] == i["answer"] for i in measured["items"]]
+    assert run["tiny"]["summary"]["accuracy_pct"] == pytest.approx(100 * sum(hits) / len(hits))
+    p = sum(hits) / len(hits)
+    assert measured["accuracy_stderr_pct"] == pytest.approx(100 * (p * (1 - p) / (len(hits) - 1)) ** 0.5)
+    assert run["rows"]["tiny"]["accuracy_norm_pct"] != ""
+
+
+def test_the_shipped_smoke_set_runs_by_default(run):
+    measured = run["smoke"]["quality"]["choices"]
+    assert measured["n"] == 5 and 0 <= run["smoke"]["summary"]["accuracy_pct"] <= 100
+    assert run["smoke"]["missing"]["ppl"] == "not measured: the recipe asks for no quality.perplexity"
+
+
+@pytest.mark.parametrize(
+    "line, why",
+    [('{"context": "a", "choices": ["b"], "answer": 0}', "one choice"),
+     ('{"context": "a", "choices": ["b", "c"], "answer": 2}', "answer out of range"),
+     ("not json", "not JSON")],
+)  # fmt: skip
+def test_a_bad_task_file_is_refused_with_its_line(tmp_path, models, line, why):
+    (tmp_path / "tiny.gguf").symlink_to(models["gguf"])
+    (tmp_path / "eval.txt").write_text("x")
+    (tmp_path / "mc.jsonl").write_text(json.dumps(TASKS[0]) + "\n" + line + "\n")
+    proc = run_melt("validate", write_recipe(tmp_path, RECIPE), cwd=tmp_path)
+    assert proc.returncode == 2, why
+    assert "models[0].quality.choices.file: expected a JSONL file of" in proc.stderr and "mc.jsonl:2:" in proc.stderr

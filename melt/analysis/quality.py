@@ -3,22 +3,33 @@ trials (agent.json "quality", melt.runtimes.llama_quality) and the case's qualit
 
 from __future__ import annotations
 
+# summary column -> (quality block, the figure in what the agent measured)
+COLUMNS = {
+    "ppl": ("perplexity", "ppl"),
+    "accuracy_pct": ("choices", "accuracy_pct"),
+    "accuracy_norm_pct": ("choices", "accuracy_norm_pct"),
+}
+
 
 def quality_figures(case: dict, agent: dict) -> tuple[dict, dict, dict]:
-    """(figures, missing, details): figures {ppl}; missing {column: why it is empty}; details: agent.json's
-    quality block as measured (perplexity: ppl, ppl_stderr, tokens_scored, n_chunks, n_ctx, text_sha256, ...)."""
+    """(figures, missing, details): figures {column: value or None} for COLUMNS; missing {column: why it is
+    empty}; details: agent.json's quality block as measured (perplexity: ppl, ppl_stderr, tokens_scored, ...;
+    choices: accuracy_pct, accuracy_norm_pct, their standard errors, n, per-item log-likelihoods)."""
     asked = case.get("quality") or {}
     measured = agent.get("quality") or {}
-    figures: dict = {"ppl": None}
+    figures: dict = dict.fromkeys(COLUMNS)
     missing: dict = {}
-    if case.get("runtime") != "llama_cpp":
-        missing["ppl"] = f"not applicable to runtime {case.get('runtime')}"
-    elif "perplexity" not in asked:
-        missing["ppl"] = "not measured: the recipe asks for no quality.perplexity"
-    elif "perplexity" not in measured:
-        missing["ppl"] = "not measured: the agent stopped before the quality step"
-    elif measured["perplexity"].get("error"):
-        missing["ppl"] = measured["perplexity"]["error"]
-    else:
-        figures["ppl"] = measured["perplexity"]["ppl"]
+    for column, (block, key) in COLUMNS.items():
+        if case.get("runtime") != "llama_cpp":
+            missing[column] = f"not applicable to runtime {case.get('runtime')}"
+        elif block not in asked:
+            missing[column] = f"not measured: the recipe asks for no quality.{block}"
+        elif block not in measured:
+            missing[column] = "not measured: the agent stopped before the quality step"
+        elif measured[block].get("error"):
+            missing[column] = measured[block]["error"]
+        elif measured[block].get(key) is None:
+            missing[column] = f"not measurable: no {block} scored"
+        else:
+            figures[column] = measured[block][key]
     return figures, missing, measured

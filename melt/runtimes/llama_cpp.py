@@ -415,11 +415,12 @@ class Runner:
     def quality(self, spec: dict) -> dict:
         """The case's quality block (melt.recipe.LlamaCppQuality, as case.json holds it) measured on the loaded
         model, after the speed trials: {"perplexity": melt.runtimes.llama_quality.perplexity()'s figures and the
-        text's sha256, or {"error": why}}. The text is the case folder's perplexity.txt (the host puts it there).
+        text's sha256, "choices": multiple_choice()'s, each or {"error": why}}. The text and the tasks are the case
+        folder's perplexity.txt and choices.jsonl (the host puts them there).
         A quality figure that cannot be measured leaves the speed figures standing: its reason is kept."""
         import hashlib
 
-        from melt.runtimes.llama_quality import perplexity
+        from melt.runtimes.llama_quality import multiple_choice, perplexity
 
         out = {}
         if "perplexity" in spec:
@@ -433,6 +434,13 @@ class Runner:
                 }
             except (OSError, ValueError, RuntimeError) as e:
                 out["perplexity"] = {"error": f"{type(e).__name__}: {e}"}
+        if "choices" in spec:
+            try:
+                with open(os.path.join(self.case_dir, "choices.jsonl"), encoding="utf-8") as f:
+                    tasks = [json.loads(line) for line in f if line.strip()]
+                out["choices"] = multiple_choice(self, tasks, spec["choices"].get("limit"))
+            except (OSError, ValueError, RuntimeError) as e:
+                out["choices"] = {"error": f"{type(e).__name__}: {e}"}
         return out
 
     def _llama_perf(self) -> dict:

@@ -14,6 +14,8 @@ Perplexity is llama.cpp's own definition, llama-perplexity's perplexity() (tools
 
 llama-perplexity packs n_batch / n_ctx windows into one batch as separate sequences; here each window is its own
 decode (one sequence), which computes the same logits.
+
+Multiple choice is lm-evaluation-harness's loglikelihood scoring (multiple_choice() says how).
 """
 
 from __future__ import annotations
@@ -93,5 +95,87 @@ def perplexity(runner, text: str, n_ctx: int, max_chunks: int | None) -> dict:
         "n_chunks": n_chunk,
         "n_ctx": n_ctx,
         "n_tokens": len(tokens),
+        "seconds": time.monotonic() - t0,
+    }
+
+
+def _continuation(runner, context: str, choice: str) -> tuple[list[int], list[int]]:
+    """(context tokens, continuation tokens) as lm-evaluation-harness splits them (_encode_pair): trailing
+    whitespace of the context moves to the continuation; the pair is tokenized whole and the continuation is what
+    follows the context's own tokens, so a token that spans the boundary is not split twice."""
+    spaces = len(context) - len(context.rstrip())
+    if spaces:
+        context, choice = context[:-spaces], context[-spaces:] + choice
+    whole = runner._tokenize(context + choice)
+    ctx = runner._tokenize(context)
+    return ctx, whole[len(ctx) :]
+
+
+def _stderr_pct(hits: list[bool]) -> float | None:
+    """The standard error of a mean of 0/1 outcomes, in percent: sample sd / sqrt(n), as lm-evaluation-harness's
+    mean_stderr (= sqrt(p (1 - p) / (n - 1)))."""
+    n = len(hits)
+    if n < 2:
+        return None
+    p = sum(hits) / n
+    return 100 * math.sqrt(p * (1 - p) / (n - 1))
+
+
+def multiple_choice(runner, tasks: list[dict], limit: int | None) -> dict:
+    """Multiple-choice accuracy by log-likelihood, as lm-evaluation-harness scores `acc` and `acc_norm`: for each
+    task ({"context": str, "choices": [str, ...], "answer": index}) the log-likelihood of each choice's tokens
+    given the context; acc picks the largest sum, acc_norm the largest sum per character of the choice. Each
+    choice is decoded whole from an empty KV cache in a context made with the case's params. Returns
+    {"accuracy_pct", "accuracy_norm_pct", their "..._stderr_pct", "n", "items": [{"ll": [...], "pred",
+    "pred_norm", "answer"}], "seconds"}. Raises RuntimeError when llama.cpp cannot make the context or decode."""
+    import numpy as np
+
+    lib = runner.lib
+    t0 = time.monotonic()
+    tasks = tasks if limit is None else tasks[:limit]
+    pairs = [[_continuation(runner, t["context"], c) for c in t["choices"]] for t in tasks]
+    n_ctx = max(len(ctx) + len(cont) for task in pairs for ctx, cont in task)
+    cparams, _ = runner._context_params(lib, n_ctx)
+    cparams.n_ctx = cparams.n_batch = cparams.n_ubatch = n_ctx  # one decode per choice
+    ctx_ptr = lib.llama_init_from_model(runner.model, cparams)
+    if not ctx_ptr:
+        raise RuntimeError(f"Failed to create a llama_context of n_ctx {n_ctx} for multiple choice{runner.log.why()}")
+    n_vocab = runner.n_vocab
+    batch = lib.llama_batch_init(n_ctx, 0, 1)
+    items = []
+    try:
+        for task, choices in zip(tasks, pairs, strict=True):
+            lls = []
+            for ctx_tokens, cont in choices:
+                seq = ctx_tokens + cont
+                first = len(ctx_tokens) - 1  # the logits at this position predict the first continuation token
+                for k, token in enumerate(seq):
+                    batch.token[k], batch.pos[k], batch.n_seq_id[k] = token, k, 1
+                    batch.seq_id[k][0] = 0
+                    batch.logits[k] = first <= k < len(seq) - 1
+                batch.n_tokens = len(seq)
+                lib.llama_memory_clear(lib.llama_get_memory(ctx_ptr), True)
+                if lib.llama_decode(ctx_ptr, batch) != 0:
+                    raise RuntimeError(f"llama_decode failed scoring a choice{runner.log.why()}")
+                out = np.ctypeslib.as_array(lib.llama_get_logits(ctx_ptr), shape=(len(cont) * n_vocab,))
+                logits = out.reshape(len(cont), n_vocab).astype(np.float64)
+                top = logits.max(axis=1)
+                log_z = top + np.log(np.exp(logits - top[:, None]).sum(axis=1))
+                lls.append(float((logits[np.arange(len(cont)), cont] - log_z).sum()))
+            norm = [ll / max(1, len(c)) for ll, c in zip(lls, task["choices"], strict=True)]
+            items.append({"ll": lls, "pred": int(np.argmax(lls)), "pred_norm": int(np.argmax(norm)),
+                          "answer": task["answer"]})  # fmt: skip
+    finally:
+        lib.llama_batch_free(batch)
+        lib.llama_free(ctx_ptr)
+    acc = [i["pred"] == i["answer"] for i in items]
+    acc_norm = [i["pred_norm"] == i["answer"] for i in items]
+    return {
+        "accuracy_pct": 100 * sum(acc) / len(acc) if acc else None,
+        "accuracy_norm_pct": 100 * sum(acc_norm) / len(acc_norm) if acc_norm else None,
+        "accuracy_stderr_pct": _stderr_pct(acc),
+        "accuracy_norm_stderr_pct": _stderr_pct(acc_norm),
+        "n": len(items),
+        "items": items,
         "seconds": time.monotonic() - t0,
     }
