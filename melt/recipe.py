@@ -113,12 +113,21 @@ class Choices(Strict):
     limit: PositiveInt | None = 200
 
 
+class Outputs(Strict):
+    """Greedy outputs kept for drift checks (melt.runtimes.llama_quality.greedy_outputs): prompts, a JSONL file of
+    {"prompt": "..."} relative to the recipe; n_gen tokens each."""
+
+    prompts: str
+    n_gen: PositiveInt = 64
+
+
 class LlamaCppQuality(Strict):
     """Measured once per case, after the speed trials, in the same agent process, with the same model and
     params (DESIGN.md "Recipe": quality)."""
 
     perplexity: Perplexity | None = None
     choices: Choices | None = None
+    outputs: Outputs | None = None
 
 
 class LlamaCppModel(Strict):
@@ -395,6 +404,8 @@ def _check_quality(doc: YamlDoc, i: int, model: LlamaCppModel) -> list[Problem]:
         key = ("models", i, "quality", "choices", "file")
         path = (doc.path.parent / quality.choices.file).resolve()
         problems += [doc.problem(key, expected, found) for expected, found in check_choices_file(path)]
+    if quality.outputs is not None:
+        problems += _check_prompts_file(doc, i, quality.outputs.prompts, ("models", i, "quality", "outputs", "prompts"))
     return problems
 
 
@@ -458,9 +469,9 @@ def _check_llama_workload(doc: YamlDoc, i: int, model: LlamaCppModel) -> list[Pr
     return problems
 
 
-def _check_prompts_file(doc: YamlDoc, i: int, prompts: str) -> list[Problem]:
+def _check_prompts_file(doc: YamlDoc, i: int, prompts: str, key: tuple = ()) -> list[Problem]:
     problems = []
-    key = ("models", i, "workload", "prompts")
+    key = key or ("models", i, "workload", "prompts")
     path = (doc.path.parent / prompts).resolve()
     if not path.is_file():
         return [doc.problem(key, "a JSONL file of prompts (relative to the recipe)", f"no file {path}")]

@@ -352,6 +352,9 @@ class Execution:
         if choices is not None:
             src = self.plan.recipe_of(case).directory / choices["file"] if choices.get("file") else shipped_choices()
             shutil.copyfile(src, case_dir / "choices.jsonl")
+        outputs = (case.quality or {}).get("outputs")
+        if outputs is not None:
+            shutil.copyfile(self.plan.recipe_of(case).directory / outputs["prompts"], case_dir / "outputs.jsonl")
         exit_ = device.run_case(case.runtime, case_dir, deadline, self.run_id)
         agent_json = case_dir / "agent.json"
         agent = read_json(agent_json) if agent_json.is_file() else {}

@@ -12,7 +12,8 @@ import subprocess
 import pytest
 from conftest import run_melt, write_recipe
 
-N_CTX, CHUNKS = 64, 4
+N_CTX, CHUNKS, N_OUT = 64, 4, 8
+PROMPTS = ["Once upon a time", "The weather today is", "1, 2, 3,"]
 TASKS = [  # a context ending in a space (lm-evaluation-harness moves it to the choice), two to four choices
     {"context": "The cat sat on the", "choices": [" mat", " moon", " idea"], "answer": 0},
     {"context": "Question: what is frozen water?\nAnswer: ", "choices": ["ice", "steam"], "answer": 0},
@@ -32,6 +33,7 @@ models:
     quality:
       perplexity: {{text: eval.txt, n_ctx: {N_CTX}, max_chunks: {CHUNKS}}}
       choices: {{file: mc.jsonl}}
+      outputs: {{prompts: out.jsonl, n_gen: {N_OUT}}}
   - id: smoke
     runtime: llama_cpp
     source: {{path: tiny.gguf}}
@@ -65,6 +67,7 @@ def run(tmp_path_factory, models):
     (folder / "eval.txt").write_text(prompt_text())
     (folder / "short.txt").write_text("Too short to score.")
     (folder / "mc.jsonl").write_text("".join(json.dumps(t) + "\n" for t in TASKS))
+    (folder / "out.jsonl").write_text("".join(json.dumps({"prompt": p}) + "\n" for p in PROMPTS))
     proc = run_melt("run", write_recipe(folder, RECIPE), "--results", folder / "results", "--run-id", "q", cwd=folder)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     run_dir = folder / "results" / "q"
@@ -187,3 +190,82 @@ def test_a_bad_task_file_is_refused_with_its_line(tmp_path, models, line, why):
     proc = run_melt("validate", write_recipe(tmp_path, RECIPE), cwd=tmp_path)
     assert proc.returncode == 2, why
     assert "models[0].quality.choices.file: expected a JSONL file of" in proc.stderr and "mc.jsonl:2:" in proc.stderr
+
+
+def reference_greedy(model, prompts, n_gen) -> list[list[int]]:
+    """Greedy tokens through llama-cpp-python's high-level Llama: eval the prompt, argmax, eval it, again."""
+    import numpy as np
+    from llama_cpp import Llama
+
+    llm = Llama(model_path=str(model), n_ctx=128, n_threads=1, logits_all=True, verbose=False)
+    out = []
+    for prompt in prompts:
+        llm.reset()
+        llm.eval(llm.tokenize(prompt.encode(), add_bos=True))
+        tokens = []
+        for _ in range(n_gen):
+            token = int(np.argmax(llm.scores[llm.n_tokens - 1]))
+            tokens.append(token)
+            llm.eval([token])
+        out.append(tokens)
+    return out
+
+
+def test_greedy_outputs_are_kept_as_the_model_writes_them(run, models):
+    kept = run["tiny"]["quality"]["outputs"]
+    assert kept["n_gen"] == N_OUT and [i["tokens"] for i in kept["items"]] == reference_greedy(
+        models["gguf"], PROMPTS, N_OUT)  # fmt: skip
+    assert all(isinstance(i["text"], str) and i["text"] for i in kept["items"])
+
+
+OUTPUTS_ONLY = f"""
+name: drift
+models:
+  - id: tiny
+    runtime: llama_cpp
+    source: {{path: tiny.gguf}}
+    workload: {{prompt_tokens: 16, n_gen: 4}}
+    params: {{threads: 1}}
+    quality:
+      outputs: {{prompts: out.jsonl, n_gen: {N_OUT}}}
+protocol: {{warmup: 0, repetitions: 3, min_duration_s: 0}}
+telemetry: {{interval_ms: 0, idle_s: 0}}
+"""
+
+
+def test_compare_says_whether_greedy_outputs_drifted(tmp_path):
+    from tiny_models import write_tiny_gguf
+
+    from melt.analysis.compare import first_divergence
+    from melt.results.reader import kept_outputs, read_run
+
+    (tmp_path / "out.jsonl").write_text("".join(json.dumps({"prompt": p}) + "\n" for p in PROMPTS))
+    recipe = write_recipe(tmp_path, OUTPUTS_ONLY)
+    for run_id, seed in (("a", 0), ("b", 0), ("c", 1)):  # c: other weights behind the same file name
+        write_tiny_gguf(tmp_path / "tiny.gguf", seed=seed)
+        proc = run_melt("run", recipe, "--results", tmp_path / "results", "--run-id", run_id, cwd=tmp_path)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+    results = tmp_path / "results"
+    same = run_melt("compare", results / "a", results / "b", "--results", results)
+    assert same.returncode == 0, same.stdout + same.stderr
+    (verdict,) = [v for v in json.loads((results / "b" / "compare.json").read_text())["verdicts"]
+                  if v["metric"] == "outputs"]  # fmt: skip
+    assert verdict["verdict"] == "not significant"
+    assert verdict["reason"] == f"greedy outputs identical to the baseline's (3 prompts, {3 * N_OUT} tokens)"
+    drifted = run_melt("compare", results / "a", results / "c", "--results", results)
+    assert drifted.returncode == 1, drifted.stdout + drifted.stderr
+    tokens = {r: kept_outputs(read_run(results / r).cases[0].metrics)[0] for r in ("a", "c")}
+    p, t = first_divergence(tokens["a"], tokens["c"])
+    assert f"greedy output drifted: prompt {p + 1} first differs at token {t + 1}" in drifted.stdout
+    assert tokens["a"][p][:t] == tokens["c"][p][:t] and tokens["a"][p][t] != tokens["c"][p][t]
+
+
+@pytest.mark.parametrize(
+    "base, new, where",
+    [([[1, 2, 3]], [[1, 2, 3]], None), ([[1, 2, 3]], [[1, 2, 4]], (0, 2)), ([[1], [5, 6]], [[1], [5, 7]], (1, 1)),
+     ([[1, 2]], [[1, 2, 3]], (0, 2)), ([[1]], [[1], [2]], (1, 0))],
+)  # fmt: skip
+def test_first_divergence_by_kind(base, new, where):
+    from melt.analysis.compare import first_divergence
+
+    assert first_divergence(base, new) == where

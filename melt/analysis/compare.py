@@ -45,7 +45,7 @@ from melt.analysis.significance import (
     run_noise,
 )
 from melt.results.catalog import Catalog
-from melt.results.reader import CaseData, read_run
+from melt.results.reader import CaseData, kept_outputs, read_run
 
 DEFAULT_THRESHOLD_PCT = 5.0
 DEFAULT_ALPHA = 0.05
@@ -130,6 +130,7 @@ def load_run(run_dir: Path, manifest: dict | None = None) -> dict[str, CaseData]
     the caller has read it already."""
     out = {}
     for c in read_run(run_dir, manifest).cases:
+        tokens, text = kept_outputs(c.metrics)
         out[c.case_id] = CaseData(
             run_id=c.run_id,
             case_id=c.case_id,
@@ -139,6 +140,8 @@ def load_run(run_dir: Path, manifest: dict | None = None) -> dict[str, CaseData]
             status=c.status,
             reason=c.reason,
             samples=case_samples(c.folder) if c.status == "ok" and c.case else {},
+            outputs=tokens,
+            output_text=text,
         )
     return out
 
@@ -180,6 +183,48 @@ def _judged(row: dict, threshold_pct: float, p_adj: float, alpha: float) -> tupl
                 why += " (keep 3+ runs of history, or set --run-noise-pct)"
         return "not significant", why
     return ("worse" if worse else "better"), f"{change_pct:+.1f}%, p={p_adj:.2g} (Holm), judged against {against}"
+
+
+def first_divergence(base: list[list[int]], new: list[list[int]]) -> tuple[int, int] | None:
+    """(prompt, token) where two runs' greedy outputs first differ, both 0-based; None when they are the same.
+    A different number of prompts or tokens differs where the shorter one ends."""
+    for p, (a, b) in enumerate(zip(base, new, strict=False)):
+        for t, (x, y) in enumerate(zip(a, b, strict=False)):
+            if x != y:
+                return p, t
+        if len(a) != len(b):
+            return p, min(len(a), len(b))
+    if len(base) != len(new):
+        return min(len(base), len(new)), 0
+    return None
+
+
+def _drift_row(ident: dict, b_cases: list[CaseData], n_case: CaseData | None) -> dict | None:
+    """The output-drift verdict of a case (metric "outputs"): None unless both sides kept greedy outputs.
+    A greedy output that changed is judged worse: the same model, params and prompts wrote something else."""
+    base = next((c for c in reversed(b_cases) if c.outputs is not None), None)
+    if n_case is None or n_case.status != "ok" or n_case.outputs is None or base is None:
+        return None
+    row = {**ident, "metric": "outputs", "direction": "", "base_median": None, "new_median": None,
+           "n_base": len(base.outputs), "n_new": len(n_case.outputs), "change_pct": None, "p_raw": None,
+           "basis": "", "run_noise_pct": None}  # fmt: skip
+    where = first_divergence(base.outputs, n_case.outputs)
+    if where is None:
+        n_tokens = sum(len(o) for o in n_case.outputs)
+        why = f"greedy outputs identical to the baseline's ({len(n_case.outputs)} prompts, {n_tokens} tokens)"
+        return {**row, "verdict": "not significant", "reason": why}
+    p, t = where
+
+    def said(case: CaseData) -> str:
+        tokens = case.outputs[p] if p < len(case.outputs) else []
+        text = case.output_text[p] if case.output_text and p < len(case.output_text) else ""
+        return f"token {tokens[t] if t < len(tokens) else 'none'}, writing {text[:60]!r}"
+
+    reason = (
+        f"greedy output drifted: prompt {p + 1} first differs at token {t + 1} (baseline {said(base)}; "
+        f"new {said(n_case)})"
+    )
+    return {**row, "verdict": "worse", "reason": reason}
 
 
 def _levels(cases: list[CaseData], metric: str, blocks: int) -> list:
@@ -254,6 +299,9 @@ def compare(
                         row.update(p_raw=diff.p, basis=noise.basis, run_noise_pct=noise.sigma * 100)
                         row.update(noise=noise, difference=diff, blocks=n_level.blocks)
             pending.append(row)
+        drift = _drift_row(ident, b_cases, n_case)
+        if drift:
+            pending.append(drift)
     adjusted = holm([r["p_raw"] for r in pending])
     verdicts = []
     for row, p_adj in zip(pending, adjusted):

@@ -59,6 +59,18 @@ class CaseData:
     status: str
     reason: str | None = None
     samples: dict[str, list[float]] = field(default_factory=dict)
+    outputs: list[list[int]] | None = None  # the greedy tokens per prompt (recipe quality.outputs), where kept
+    output_text: list[str] | None = None  # the same, as text
+
+
+def kept_outputs(metrics: dict | None) -> tuple[list[list[int]] | None, list[str] | None]:
+    """The greedy outputs a case kept (metrics.json quality.outputs): (tokens per prompt, text per prompt), or
+    (None, None) where it kept none."""
+    outputs = ((metrics or {}).get("quality") or {}).get("outputs") or {}
+    items = outputs.get("items")
+    if not items:
+        return None, None
+    return [i["tokens"] for i in items], [i.get("text", "") for i in items]
 
 
 @dataclass(frozen=True)

@@ -415,12 +415,13 @@ class Runner:
     def quality(self, spec: dict) -> dict:
         """The case's quality block (melt.recipe.LlamaCppQuality, as case.json holds it) measured on the loaded
         model, after the speed trials: {"perplexity": melt.runtimes.llama_quality.perplexity()'s figures and the
-        text's sha256, "choices": multiple_choice()'s, each or {"error": why}}. The text and the tasks are the case
-        folder's perplexity.txt and choices.jsonl (the host puts them there).
+        text's sha256, "choices": multiple_choice()'s, "outputs": greedy_outputs()', each or {"error": why}}. The
+        text, the tasks and the prompts are the case folder's perplexity.txt, choices.jsonl and outputs.jsonl (the
+        host puts them there).
         A quality figure that cannot be measured leaves the speed figures standing: its reason is kept."""
         import hashlib
 
-        from melt.runtimes.llama_quality import multiple_choice, perplexity
+        from melt.runtimes.llama_quality import greedy_outputs, multiple_choice, perplexity
 
         out = {}
         if "perplexity" in spec:
@@ -441,6 +442,13 @@ class Runner:
                 out["choices"] = multiple_choice(self, tasks, spec["choices"].get("limit"))
             except (OSError, ValueError, RuntimeError) as e:
                 out["choices"] = {"error": f"{type(e).__name__}: {e}"}
+        if "outputs" in spec:
+            try:
+                with open(os.path.join(self.case_dir, "outputs.jsonl"), encoding="utf-8") as f:
+                    prompts = [json.loads(line)["prompt"] for line in f if line.strip()]
+                out["outputs"] = greedy_outputs(self, prompts, spec["outputs"].get("n_gen", 64))
+            except (OSError, ValueError, KeyError, RuntimeError) as e:
+                out["outputs"] = {"error": f"{type(e).__name__}: {e}"}
         return out
 
     def _llama_perf(self) -> dict:

@@ -15,7 +15,8 @@ Perplexity is llama.cpp's own definition, llama-perplexity's perplexity() (tools
 llama-perplexity packs n_batch / n_ctx windows into one batch as separate sequences; here each window is its own
 decode (one sequence), which computes the same logits.
 
-Multiple choice is lm-evaluation-harness's loglikelihood scoring (multiple_choice() says how).
+Multiple choice is lm-evaluation-harness's loglikelihood scoring (multiple_choice() says how); greedy_outputs()
+keeps what the model writes, for drift checks.
 """
 
 from __future__ import annotations
@@ -179,3 +180,55 @@ def multiple_choice(runner, tasks: list[dict], limit: int | None) -> dict:
         "items": items,
         "seconds": time.monotonic() - t0,
     }
+
+
+def _piece(runner, token: int) -> str:
+    """The text of one token (llama_token_to_piece, special tokens rendered), for reading a drift."""
+    import ctypes
+
+    buf = ctypes.create_string_buffer(256)
+    n = runner.lib.llama_token_to_piece(runner.vocab, token, buf, len(buf), 0, True)
+    return buf.raw[: max(n, 0)].decode("utf-8", errors="replace")
+
+
+def greedy_outputs(runner, prompts: list[str], n_gen: int) -> dict:
+    """The greedy continuation of each prompt, kept so that `melt compare` can say whether a new build or model
+    still writes the same thing and where it first differs: n_gen tokens per prompt, argmax of the logits at each
+    step, end-of-generation ignored (as in the speed trials, so every output has the same length), decoded one
+    token at a time after the prompt in a context made with the case's params. Returns {"n_gen", "items":
+    [{"tokens": [...], "text": str}], "seconds"}. Raises RuntimeError when llama.cpp cannot make the context
+    or decode."""
+    import numpy as np
+
+    lib = runner.lib
+    t0 = time.monotonic()
+    encoded = [runner._tokenize(p) for p in prompts]
+    n_ctx = max(len(e) for e in encoded) + n_gen
+    cparams, _ = runner._context_params(lib, n_ctx)
+    cparams.n_ctx = n_ctx
+    ctx = lib.llama_init_from_model(runner.model, cparams)
+    if not ctx:
+        raise RuntimeError(f"Failed to create a llama_context of n_ctx {n_ctx} for outputs{runner.log.why()}")
+    items = []
+    try:
+        n_batch = lib.llama_n_batch(ctx)
+        for tokens in encoded:
+            lib.llama_memory_clear(lib.llama_get_memory(ctx), True)
+            for start in range(0, len(tokens), n_batch):
+                part = (lib.llama_token * len(tokens[start : start + n_batch]))(*tokens[start : start + n_batch])
+                # `part` must outlive the decode: the batch only points at it
+                if lib.llama_decode(ctx, lib.llama_batch_get_one(part, len(part))):
+                    raise RuntimeError(f"llama_decode failed on an outputs prompt{runner.log.why()}")
+            one = (lib.llama_token * 1)()
+            out = []
+            for _ in range(n_gen):
+                logits = np.ctypeslib.as_array(lib.llama_get_logits_ith(ctx, -1), shape=(runner.n_vocab,))
+                token = int(logits.argmax())
+                out.append(token)
+                one[0] = token
+                if lib.llama_decode(ctx, lib.llama_batch_get_one(one, 1)):
+                    raise RuntimeError(f"llama_decode failed generating an output{runner.log.why()}")
+            items.append({"tokens": out, "text": "".join(_piece(runner, t) for t in out)})
+    finally:
+        lib.llama_free(ctx)
+    return {"n_gen": n_gen, "items": items, "seconds": time.monotonic() - t0}
