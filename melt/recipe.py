@@ -128,6 +128,9 @@ class LlamaCppQuality(Strict):
     perplexity: Perplexity | None = None
     choices: Choices | None = None
     outputs: Outputs | None = None
+    # another llama_cpp model id of this recipe, with the same tokenizer and quality.perplexity: KL divergence of
+    # this model's next-token distributions from it, on the perplexity text (melt.runtimes.llama_quality)
+    reference: Identifier | None = None
 
 
 class LlamaCppModel(Strict):
@@ -377,7 +380,30 @@ def expand(recipe: Recipe, devices: list[str]) -> list[Case]:
                         quality=_quality(model),
                     )
                 )
-    return cases
+    return _with_references(cases)
+
+
+def _with_references(cases: list[Case]) -> list[Case]:
+    """Cases whose model has a quality.reference get the case of that model they are compared with
+    (quality.reference_case: the reference's first case on the same device, else its first case), and those
+    reference cases keep their top-k log-probabilities for them (quality.kld_base). References run first: they
+    are moved ahead of every other case, each device's order otherwise kept."""
+    refs = {(c.recipe, c.model_id) for c in cases if (c.quality or {}).get("reference")}
+    if not refs:
+        return cases
+    chosen: set[str] = set()
+    for c in cases:
+        ref_id = (c.quality or {}).get("reference")
+        if not ref_id:
+            continue
+        candidates = [r for r in cases if r.recipe == c.recipe and r.model_id == ref_id]
+        ref = next((r for r in candidates if r.device == c.device), candidates[0])
+        c.quality["reference_case"] = ref.case_id
+        chosen.add(ref.case_id)
+    for c in cases:
+        if c.case_id in chosen:  # a reference has quality.perplexity (_check_reference), so a quality dict
+            c.quality["kld_base"] = True
+    return sorted(cases, key=lambda c: c.case_id not in chosen)
 
 
 def _quality(model) -> dict | None:
@@ -406,6 +432,35 @@ def _check_quality(doc: YamlDoc, i: int, model: LlamaCppModel) -> list[Problem]:
         problems += [doc.problem(key, expected, found) for expected, found in check_choices_file(path)]
     if quality.outputs is not None:
         problems += _check_prompts_file(doc, i, quality.outputs.prompts, ("models", i, "quality", "outputs", "prompts"))
+    return problems
+
+
+def _check_reference(doc: YamlDoc, spec: RecipeSpec) -> list[Problem]:
+    """A quality.reference names another llama_cpp model of the recipe that measures perplexity on the same text
+    and n_ctx as this one (the KL divergence is taken on the tokens both score)."""
+    problems = []
+    by_id = {m.id: m for m in spec.models}
+    for i, model in enumerate(spec.models):
+        ref_id = model.quality.reference if isinstance(model, LlamaCppModel) and model.quality else None
+        if ref_id is None:
+            continue
+        key = ("models", i, "quality", "reference")
+        ref = by_id.get(ref_id)
+        expected = "the id of another llama_cpp model of this recipe with quality.perplexity"
+        if ref is None or ref is model or not isinstance(ref, LlamaCppModel):
+            what = "no such model" if ref is None else "itself" if ref is model else f"a {ref.runtime} model"
+            problems.append(doc.problem(key, expected, f"{ref_id!r} ({what})"))
+            continue
+        mine, theirs = model.quality.perplexity, ref.quality.perplexity if ref.quality else None
+        if mine is None:
+            problems.append(doc.problem(key, "quality.perplexity beside quality.reference (KL is taken on its text)",
+                                        "no quality.perplexity"))  # fmt: skip
+        elif theirs is None:
+            problems.append(doc.problem(key, expected, f"{ref_id!r}, which has no quality.perplexity"))
+        elif mine.model_dump() != theirs.model_dump():
+            problems.append(doc.problem(key, f"a reference scoring the same text, n_ctx and max_chunks as this model "
+                                        f"({mine.model_dump(exclude_none=True)})",
+                                        f"{ref_id!r} with {theirs.model_dump(exclude_none=True)}"))  # fmt: skip
     return problems
 
 
@@ -537,7 +592,7 @@ def _check_models(doc: YamlDoc, spec: RecipeSpec) -> list[Problem]:
             problems += _check_ort_inputs(doc, i, model)
         elif isinstance(model, LlamaCppCliModel) and model.workload.prompts is not None:
             problems += _check_prompts_file(doc, i, model.workload.prompts)
-    return problems
+    return problems + _check_reference(doc, spec)
 
 
 def load_recipe(path: str | Path) -> Recipe:

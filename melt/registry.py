@@ -101,6 +101,12 @@ METRICS: tuple[Metric, ...] = (
            table=True),
     Metric("accuracy_norm_pct", "%", "accuracy (norm)", direction="higher", source="quality", runtimes=LLAMA,
            digits="{:.1f}"),
+    Metric("kld_mean", "", "KLD mean", direction="lower", source="quality", runtimes=LLAMA, digits="{:.5f}",
+           table=True),  # nats per token, against the recipe's quality.reference
+    Metric("kld_p99", "", "KLD p99", direction="lower", source="quality", runtimes=LLAMA),
+    Metric("top1_agree_pct", "%", "top-1 agree", direction="higher", source="quality", runtimes=LLAMA,
+           digits="{:.1f}"),
+    Metric("ppl_ratio", "", "PPL ratio", direction="lower", source="quality", runtimes=LLAMA, digits="{:.4f}"),
 )  # fmt: skip
 
 BY_NAME: dict[str, Metric] = {m.name: m for m in METRICS}

@@ -217,6 +217,11 @@ class Execution:
         outcome = Outcome(self.run.path)
         todo = [c for c in self.plan.cases if manifest["cases"][c.case_id]["status"] != "ok"]
         outcome.skipped = [c.case_id for c in self.plan.cases if c not in todo]
+        # set when a case has ended, whatever its status: a case with a quality.reference waits for that case
+        self.ended = {c.case_id: threading.Event() for c in self.plan.cases}
+        for c in self.plan.cases:
+            if c not in todo:
+                self.ended[c.case_id].set()
         by_device = {p.name: [c for c in todo if c.device == p.name] for p in self.plan.profiles}
         self.progress("run_start", run_id=self.run_id, run_dir=self.run.path, devices=by_device)
         workers = [
@@ -283,6 +288,29 @@ class Execution:
                 device.close()
 
     def _one_case(self, case, i, total, profile, device, device_env, models, manifest, outcome) -> None:
+        try:
+            self._one_case_inner(case, i, total, profile, device, device_env, models, manifest, outcome)
+        finally:
+            self.ended[case.case_id].set()
+
+    def _reference(self, case: Case, case_dir: Path, manifest: dict) -> str | None:
+        """Hand a case with a quality.reference the top-k log-probabilities its reference case kept
+        (kld_base.npz into its folder), once that case has ended (on another device, maybe); None, or why there
+        are none to hand over (the KL figures are then empty with that reason; the rest of the case runs)."""
+        ref = case.quality["reference_case"]
+        event = self.ended.get(ref)
+        while event is not None and not event.wait(0.2):
+            if self.stop.is_set():
+                return "interrupted while waiting for the reference case"
+        kept = self.run.case_dir(ref) / "kld_base.npz"
+        if kept.is_file():
+            shutil.copyfile(kept, case_dir / "kld_base.npz")
+            return None
+        entry = manifest["cases"].get(ref, {})
+        state = f"{entry.get('status')}: {entry.get('reason')}" if entry.get("reason") else entry.get("status", "?")
+        return f"the reference case {ref} ({case.quality['reference']}) kept no log-probabilities ({state})"
+
+    def _one_case_inner(self, case, i, total, profile, device, device_env, models, manifest, outcome) -> None:
         runtime_env = device_env.get("runtimes", {}).get(case.runtime, {})
         self.progress("case_start", case=case, index=i + 1, total=total)
         entry = manifest["cases"][case.case_id]
@@ -301,7 +329,7 @@ class Execution:
             status = "failed"
         else:
             try:
-                status, reason = self._run_case(case, models[case.model_id], device, profile)
+                status, reason = self._run_case(case, models[case.model_id], device, profile, manifest)
             except (TransportError, DeadlineExceeded) as e:  # the link or the device went away, or time ran out
                 status, reason = "failed", str(e)
             except Exception as e:  # noqa: BLE001 - a bug in one case must not end the other devices' work
@@ -321,17 +349,23 @@ class Execution:
         )  # fmt: skip
 
     def _run_case(
-        self, case: Case, model: sources.ResolvedModel, device: Device, profile: DeviceProfile
+        self, case: Case, model: sources.ResolvedModel, device: Device, profile: DeviceProfile, manifest: dict
     ) -> tuple[str, str | None]:
         """One case under one deadline (protocol.timeout_s): provisioning, the agent, the pull and clean-up all
-        take their time from it (melt.deadline)."""
-        deadline = Deadline(case.protocol["timeout_s"])
+        take their time from it (melt.deadline). Waiting for a reference case comes before it."""
         case_dir = self.run.case_dir(case.case_id)
         if case_dir.exists():
             shutil.rmtree(case_dir)  # a failed earlier attempt: its partial files would mix with this one
         case_dir.mkdir(parents=True)
+        quality = dict(case.quality or {})
+        if quality.get("reference_case"):
+            missing = self._reference(case, case_dir, manifest)
+            if missing:
+                quality["reference_missing"] = missing
+        deadline = Deadline(case.protocol["timeout_s"])
         case_json = {
             **case.to_json(),
+            "quality": quality or None,
             "model_path": device.prepare_model(model, deadline),
             "model_sha256": model.sha256,
             "model_size_bytes": model.size_bytes,

@@ -3,27 +3,32 @@ trials (agent.json "quality", melt.runtimes.llama_quality) and the case's qualit
 
 from __future__ import annotations
 
-# summary column -> (quality block, the figure in what the agent measured)
+# summary column -> (what the recipe asks for, the block the agent measured, the figure in it)
 COLUMNS = {
-    "ppl": ("perplexity", "ppl"),
-    "accuracy_pct": ("choices", "accuracy_pct"),
-    "accuracy_norm_pct": ("choices", "accuracy_norm_pct"),
+    "ppl": ("perplexity", "perplexity", "ppl"),
+    "accuracy_pct": ("choices", "choices", "accuracy_pct"),
+    "accuracy_norm_pct": ("choices", "choices", "accuracy_norm_pct"),
+    "kld_mean": ("reference", "kld", "kld_mean"),
+    "kld_p99": ("reference", "kld", "kld_p99"),
+    "top1_agree_pct": ("reference", "kld", "top1_agree_pct"),
+    "ppl_ratio": ("reference", "kld", "ppl_ratio"),
 }
 
 
 def quality_figures(case: dict, agent: dict) -> tuple[dict, dict, dict]:
     """(figures, missing, details): figures {column: value or None} for COLUMNS; missing {column: why it is
     empty}; details: agent.json's quality block as measured (perplexity: ppl, ppl_stderr, tokens_scored, ...;
-    choices: accuracy_pct, accuracy_norm_pct, their standard errors, n, per-item log-likelihoods)."""
+    choices: accuracy_pct, accuracy_norm_pct, their standard errors, n, per-item log-likelihoods; kld: kld_mean
+    (nats per token), kld_p99, kld_max, kld_upper_mean, top1_agree_pct, ppl_ratio, top_k)."""
     asked = case.get("quality") or {}
     measured = agent.get("quality") or {}
     figures: dict = dict.fromkeys(COLUMNS)
     missing: dict = {}
-    for column, (block, key) in COLUMNS.items():
+    for column, (asked_key, block, key) in COLUMNS.items():
         if case.get("runtime") != "llama_cpp":
             missing[column] = f"not applicable to runtime {case.get('runtime')}"
-        elif block not in asked:
-            missing[column] = f"not measured: the recipe asks for no quality.{block}"
+        elif asked_key not in asked:
+            missing[column] = f"not measured: the recipe asks for no quality.{asked_key}"
         elif block not in measured:
             missing[column] = "not measured: the agent stopped before the quality step"
         elif measured[block].get("error"):

@@ -64,7 +64,14 @@ class AgentSession:
         agent = self.agent_path(deadline)
         remote = self.d.case_folder(run_id, case_dir)
         if not self.t.shares_files:
-            for name in ("case.json", "prompts.jsonl", "perplexity.txt", "choices.jsonl", "outputs.jsonl"):
+            for name in (
+                "case.json",
+                "prompts.jsonl",
+                "perplexity.txt",
+                "choices.jsonl",
+                "outputs.jsonl",
+                "kld_base.npz",
+            ):
                 if (case_dir / name).is_file():
                     self.t.push(case_dir / name, f"{remote}/{name}", deadline.for_step(f"push of {name}"))
         budget = deadline.for_step("the agent")

@@ -421,20 +421,37 @@ class Runner:
         A quality figure that cannot be measured leaves the speed figures standing: its reason is kept."""
         import hashlib
 
-        from melt.runtimes.llama_quality import greedy_outputs, multiple_choice, perplexity
+        import numpy as np
+
+        from melt.runtimes.llama_quality import KLD_TOP_K, greedy_outputs, multiple_choice, perplexity
 
         out = {}
         if "perplexity" in spec:
             p = spec["perplexity"]
+            base = None
+            if spec.get("reference"):  # KL divergence from the reference's kept rows (kld_base.npz, from the host)
+                try:
+                    if spec.get("reference_missing"):
+                        raise ValueError(spec["reference_missing"])
+                    with np.load(os.path.join(self.case_dir, "kld_base.npz")) as f:
+                        base = {k: f[k] for k in f.files}
+                except (OSError, ValueError) as e:
+                    out["kld"] = {"error": f"no reference to compare with: {e}"}
             try:
                 with open(os.path.join(self.case_dir, "perplexity.txt"), encoding="utf-8") as f:
                     text = f.read()
-                out["perplexity"] = {
-                    **perplexity(self, text, p.get("n_ctx", 512), p.get("max_chunks")),
-                    "text_sha256": hashlib.sha256(text.encode("utf-8")).hexdigest(),
-                }
+                keep = KLD_TOP_K if spec.get("kld_base") else None
+                measured = perplexity(self, text, p.get("n_ctx", 512), p.get("max_chunks"), keep, base)
+                kept = measured.pop("kld_base", None)
+                if kept is not None:  # the host hands it to the cases that name this model as their reference
+                    np.savez_compressed(os.path.join(self.case_dir, "kld_base.npz"), **kept)
+                if "kld" in measured:
+                    out["kld"] = measured.pop("kld")
+                out["perplexity"] = {**measured, "text_sha256": hashlib.sha256(text.encode("utf-8")).hexdigest()}
             except (OSError, ValueError, RuntimeError) as e:
                 out["perplexity"] = {"error": f"{type(e).__name__}: {e}"}
+                if base is not None:
+                    out["kld"] = {"error": f"{type(e).__name__}: {e}"}
         if "choices" in spec:
             try:
                 with open(os.path.join(self.case_dir, "choices.jsonl"), encoding="utf-8") as f:

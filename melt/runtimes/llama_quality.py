@@ -15,6 +15,16 @@ Perplexity is llama.cpp's own definition, llama-perplexity's perplexity() (tools
 llama-perplexity packs n_batch / n_ctx windows into one batch as separate sequences; here each window is its own
 decode (one sequence), which computes the same logits.
 
+KL divergence from a reference model (recipe quality.reference) is scored on the same tokens: the reference's
+case keeps, per scored token, its KLD_TOP_K largest log-probabilities (ids and values; values are log p, the logit
+minus the log-sum-exp) and the dependent case, with the full distribution q of its own model, computes
+KL(P || Q) with the reference's remaining mass r = 1 - sum(top k of p) taken as one outcome:
+sum_top p_i log(p_i / q_i) + r log(r / q_rest), q_rest = 1 - sum_top q_i. By the log-sum inequality this is a
+lower bound of the full KL, equal to it when r = 0; the full KL is at most r x log(p_k q_rest / (r q_min)) more
+(p_k: the reference's k-th probability, an upper bound of every tail p_i; q_min: the dependent model's smallest
+tail probability), reported as kld_upper_mean. llama-perplexity --kl-divergence keeps every log-probability
+instead (16-bit): exact, but n_vocab x 2 bytes per token (0.5 MB for Gemma 3).
+
 Multiple choice is lm-evaluation-harness's loglikelihood scoring (multiple_choice() says how); greedy_outputs()
 keeps what the model writes, for drift checks.
 """
@@ -24,12 +34,74 @@ from __future__ import annotations
 import math
 import time
 
+KLD_TOP_K = 128  # reference log-probabilities kept per scored token (module docstring: the bound this gives)
+ROWS_AT_ONCE = 32  # rows scored together: bounds the float64 copy (32 x n_vocab x 8 bytes; 64 MB for Gemma 3)
 
-def perplexity(runner, text: str, n_ctx: int, max_chunks: int | None) -> dict:
+
+class _Scorer:
+    """Scores rows of logits against their next tokens as they come out of the decodes: the negative
+    log-likelihoods; with keep_top_k, the reference's top-k log-probabilities per row (for another model's KL);
+    with base (a reference's kept rows), the KL divergence from it per row."""
+
+    def __init__(self, keep_top_k: int | None, base: dict | None):
+        self.keep_top_k, self.base = keep_top_k, base
+        self.nll, self.ids, self.logp, self.targets = [], [], [], []
+        self.kld, self.gap, self.same_top = [], [], []
+        self.n = 0
+
+    def add(self, logits, targets) -> None:
+        import numpy as np
+
+        for s in range(0, len(targets), ROWS_AT_ONCE):
+            rows = logits[s : s + ROWS_AT_ONCE].astype(np.float64)
+            t = np.asarray(targets[s : s + ROWS_AT_ONCE])
+            top = rows.max(axis=1)
+            log_z = top + np.log(np.exp(rows - top[:, None]).sum(axis=1))
+            self.nll.append(log_z - rows[np.arange(len(t)), t])
+            self.targets.append(t)
+            if self.keep_top_k:
+                ids = np.argpartition(-rows, self.keep_top_k - 1, axis=1)[:, : self.keep_top_k]
+                self.ids.append(ids.astype(np.int32))
+                self.logp.append((np.take_along_axis(rows, ids, axis=1) - log_z[:, None]).astype(np.float32))
+            if self.base is not None:
+                self._divergence(rows - log_z[:, None], t)
+            self.n += len(t)
+
+    def _divergence(self, logq, t) -> None:
+        """KL(reference || this model) per row from the reference's top-k (module docstring), its bound, and
+        whether both put the same token first."""
+        import numpy as np
+
+        b = slice(self.n, self.n + len(t))
+        if not np.array_equal(self.base["targets"][b], t):
+            raise ValueError("the reference scored other tokens: it tokenizes the text differently (not the same "
+                             "tokenizer), or scored another text or n_ctx")  # fmt: skip
+        ids, logp = self.base["ids"][b].astype(np.int64), self.base["logp"][b].astype(np.float64)
+        p_top = np.exp(logp)
+        lq_top = np.take_along_axis(logq, ids, axis=1)
+        r = np.clip(1 - p_top.sum(axis=1), 0, 1)  # the reference's mass outside its top k
+        q_rest = np.clip(1 - np.exp(lq_top).sum(axis=1), 1e-300, 1)
+        tail = np.where(r > 1e-12, r * (np.log(np.maximum(r, 1e-300)) - np.log(q_rest)), 0.0)
+        self.kld.append((p_top * (logp - lq_top)).sum(axis=1) + tail)
+        masked = logq.copy()
+        np.put_along_axis(masked, ids, np.inf, axis=1)
+        log_q_min = masked.min(axis=1)  # the least likely tail token, for this model
+        gap = logp.min(axis=1) + np.log(q_rest) - np.log(np.maximum(r, 1e-300)) - log_q_min
+        self.gap.append(np.where(r > 1e-12, r * np.maximum(gap, 0), 0.0))
+        ref_top = np.take_along_axis(ids, logp.argmax(axis=1)[:, None], axis=1)[:, 0]
+        self.same_top.append(ref_top == logq.argmax(axis=1))
+
+
+def perplexity(
+    runner, text: str, n_ctx: int, max_chunks: int | None, keep_top_k: int | None = None, base: dict | None = None
+) -> dict:
     """Perplexity of runner's loaded model on `text` (runner: a loaded melt.runtimes.llama_cpp.Runner; a context
     of n_ctx tokens is made for it with the case's params and freed after). Returns {"ppl", "ppl_stderr",
-    "tokens_scored", "n_chunks", "n_ctx", "n_tokens", "seconds"}. Raises ValueError when the text is under
-    2 x n_ctx tokens, RuntimeError when llama.cpp cannot make the context or decode."""
+    "tokens_scored", "n_chunks", "n_ctx", "n_tokens", "seconds"}; with keep_top_k, also "kld_base" {"ids",
+    "logp" (n_scored x k), "targets", "ppl", "k"} for a dependent model's KL divergence; with base (such a
+    kld_base, read back), also "kld" (kld_divergence()'s figures). Raises ValueError when the text is under
+    2 x n_ctx tokens or base scored other tokens, RuntimeError when llama.cpp cannot make the context or
+    decode."""
     import numpy as np  # llama-cpp-python depends on numpy, so it is there wherever this runs
 
     lib = runner.lib
@@ -51,45 +123,37 @@ def perplexity(runner, text: str, n_ctx: int, max_chunks: int | None) -> dict:
     bos = lib.llama_vocab_bos(runner.vocab) if lib.llama_vocab_get_add_bos(runner.vocab) else None
     first = n_ctx // 2
     batch = lib.llama_batch_init(n_batch, 0, 1)
-    nll = nll2 = 0.0
-    count = 0
+    scorer = _Scorer(keep_top_k, base)
     try:
         for i in range(n_chunk):
             window = tokens[i * n_ctx : (i + 1) * n_ctx]
             if bos is not None:
                 window[0] = bos
             lib.llama_memory_clear(lib.llama_get_memory(ctx), True)
-            rows = []  # logits of positions first .. n_ctx-1, in order
             for start in range(0, n_ctx, n_batch):
                 part = window[start : start + n_batch]
-                n_out = 0
                 for k, token in enumerate(part):
                     pos = start + k
                     batch.token[k], batch.pos[k], batch.n_seq_id[k] = token, pos, 1
                     batch.seq_id[k][0] = 0
                     batch.logits[k] = pos >= first
-                    n_out += pos >= first
                 batch.n_tokens = len(part)
                 if lib.llama_decode(ctx, batch) != 0:
                     raise RuntimeError(f"llama_decode failed in perplexity window {i}{runner.log.why()}")
-                if n_out:
+                scored = [p for p in range(max(start, first), start + len(part)) if p + 1 < n_ctx]
+                if scored:  # the logits at position p predict window[p + 1]; the last position predicts past it
+                    n_out = sum(1 for p in range(start, start + len(part)) if p >= first)
                     out = np.ctypeslib.as_array(lib.llama_get_logits(ctx), shape=(n_out * n_vocab,))
-                    rows.append(out.reshape(n_out, n_vocab).astype(np.float64))
-            logits = np.concatenate(rows)[:-1]  # position n_ctx-1 predicts past the window
-            targets = np.asarray(window[first + 1 :])
-            top = logits.max(axis=1)
-            log_z = top + np.log(np.exp(logits - top[:, None]).sum(axis=1))
-            token_nll = log_z - logits[np.arange(len(targets)), targets]
-            nll += float(token_nll.sum())
-            nll2 += float((token_nll**2).sum())
-            count += len(targets)
+                    scorer.add(out.reshape(n_out, n_vocab)[: len(scored)], [window[p + 1] for p in scored])
     finally:
         lib.llama_batch_free(batch)
         lib.llama_free(ctx)
-    mean = nll / count
+    token_nll = np.concatenate(scorer.nll)
+    count = len(token_nll)
+    mean = float(token_nll.mean())
     ppl = math.exp(mean)
-    var = nll2 / count - mean * mean
-    return {
+    var = float((token_nll**2).mean()) - mean * mean
+    result = {
         "ppl": ppl,
         "ppl_stderr": ppl * math.sqrt(var / (count - 1)) if var > 0 and count > 1 else None,
         "tokens_scored": count,
@@ -98,6 +162,26 @@ def perplexity(runner, text: str, n_ctx: int, max_chunks: int | None) -> dict:
         "n_tokens": len(tokens),
         "seconds": time.monotonic() - t0,
     }
+    if keep_top_k:
+        result["kld_base"] = {"ids": np.concatenate(scorer.ids), "logp": np.concatenate(scorer.logp),
+                              "targets": np.concatenate(scorer.targets).astype(np.int32), "ppl": ppl,
+                              "k": keep_top_k}  # fmt: skip
+    if base is not None:
+        if scorer.n != len(base["targets"]):
+            raise ValueError(f"the reference scored {len(base['targets'])} tokens, this model {scorer.n}: "
+                             "not the same text, n_ctx or max_chunks")  # fmt: skip
+        kld, gap = np.concatenate(scorer.kld), np.concatenate(scorer.gap)
+        result["kld"] = {
+            "kld_mean": float(kld.mean()),
+            "kld_p99": float(np.percentile(kld, 99)),
+            "kld_max": float(kld.max()),
+            "kld_upper_mean": float((kld + gap).mean()),
+            "top1_agree_pct": 100 * float(np.concatenate(scorer.same_top).mean()),
+            "ppl_ratio": ppl / float(base["ppl"]),
+            "top_k": int(base["k"]),
+            "tokens": scorer.n,
+        }
+    return result
 
 
 def _continuation(runner, context: str, choice: str) -> tuple[list[int], list[int]]:
