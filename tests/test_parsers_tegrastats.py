@@ -10,7 +10,7 @@ import pytest
 
 from melt.telemetry.tegrastats import TegraParseError, parse_line, tegrastats_command
 
-# Real lines, copied from tests/samples/tegrastats.txt (../shared/samples'; sources named there).
+# Real lines, copied from tests/samples/tegrastats.txt (from ../shared/samples; sources named there).
 NANO = (
     "RAM 2015/3964MB (lfb 98x4MB) SWAP 29/1982MB (cached 3MB) CPU [6%@102,5%@102,4%@102,3%@102] "
     "EMC_FREQ 0% GR3D_FREQ 0% PLL@28C CPU@31.5C PMIC@100C GPU@30.5C AO@36C thermal@31.25C "
