@@ -16,7 +16,7 @@ from melt.runtimes.llama_cpp_cli_output import (
     parse_timings,
 )
 
-# Copied from /work/shared/samples/llama_cpp_timings.txt.
+# Copied from tests/samples/llama_cpp_timings.txt (vendored from ../shared/samples).
 # New form (llama_perf_*), llama-cli on an Orange Pi 3B. source: ggml-org/llama.cpp issue 34
 NEW_FORM = """\
 llama_perf_sampler_print:    sampling time =     170.97 ms /   136 runs   (    1.26 ms per token,   795.48 tokens per second)
@@ -326,7 +326,7 @@ def test_no_timing_lines_raises(text):
     assert issubclass(TimingsNotFound, ValueError)
 
 
-# Copied from /work/shared/samples/llama_bench.json (llama-bench -o json, build 1275).
+# Copied from tests/samples/llama_bench.json (vendored from ../shared/samples): llama-bench -o json, build 1275.
 BENCH_JSON = """\
 [
   {

@@ -329,7 +329,9 @@ def test_fidelity_asks_both_sides_for_flash_attention_alike(models, llama_bench_
         "fidelity.py", "--model", models["gguf"], "--bin", llama_bench_bin, "-p", 16, "-t", 1, "-n", 8,
         "--flash-attn", "on", "--min-pairs", 2, "--max-pairs", 2, *QUIET,
     )  # fmt: skip
-    assert proc.returncode in (0, 1, 3), proc.stdout + proc.stderr
+    printed = printed_intervals(proc.stdout)
+    assert set(printed) == {"prefill", "decode"}, proc.stdout + proc.stderr
+    assert proc.returncode == expected_exit(list(printed.values()), 0.97), proc.stdout + proc.stderr
     assert (
         "resolved flash attention 'on'" in proc.stdout and "-fa on -> its records say flash attention on" in proc.stdout
     )

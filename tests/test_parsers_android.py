@@ -24,7 +24,7 @@ from melt.telemetry.android_battery import (
 )
 
 # Xiaomi Mi 6 `cat /sys/class/power_supply/bms/uevent` on battery, copied from
-# /work/shared/samples/android_power_supply.txt: uA, uV, negative while discharging, tenths of C.
+# tests/samples/android_power_supply.txt (from ../shared/samples): uA, uV, negative while discharging, tenths of C.
 # It has no POWER_SUPPLY_STATUS line.
 MI6_UEVENT = """\
 POWER_SUPPLY_NAME=bms

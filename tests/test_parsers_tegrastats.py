@@ -10,7 +10,7 @@ import pytest
 
 from melt.telemetry.tegrastats import TegraParseError, parse_line, tegrastats_command
 
-# Real lines, copied from /work/shared/samples/tegrastats.txt (sources named there).
+# Real lines, copied from tests/samples/tegrastats.txt (from ../shared/samples; sources named there).
 NANO = (
     "RAM 2015/3964MB (lfb 98x4MB) SWAP 29/1982MB (cached 3MB) CPU [6%@102,5%@102,4%@102,3%@102] "
     "EMC_FREQ 0% GR3D_FREQ 0% PLL@28C CPU@31.5C PMIC@100C GPU@30.5C AO@36C thermal@31.25C "
@@ -97,12 +97,10 @@ def test_orin_nano_jetpack5_date_mw_units_gpc_array_engines():
 
 
 def test_shared_sample_file_lines_all_read_without_skips():
-    """Every line of ../shared/samples/tegrastats.txt (when the checkout has it) parses fully."""
+    """Every line of tests/samples/tegrastats.txt (vendored from ../shared/samples) parses fully."""
     from pathlib import Path
 
-    path = Path(__file__).resolve().parents[2] / "shared" / "samples" / "tegrastats.txt"
-    if not path.is_file():
-        path = Path("/work/shared/samples/tegrastats.txt")
+    path = Path(__file__).resolve().parent / "samples" / "tegrastats.txt"
     lines = [ln for ln in path.read_text().splitlines() if ln.strip() and not ln.startswith("#")]
     assert len(lines) == 3
     for line in lines:

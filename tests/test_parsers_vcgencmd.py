@@ -11,7 +11,7 @@ from melt.telemetry.vcgencmd import (
     parse_pmic_read_adc,
 )
 
-# Copied from /work/shared/samples/vcgencmd.txt (a Pi 5 under load).
+# Copied from tests/samples/vcgencmd.txt (vendored from ../shared/samples): a Pi 5 under load.
 PMIC = """\
  3V7_WL_SW_A current(0)=0.05855580A
    3V3_SYS_A current(1)=0.06148359A

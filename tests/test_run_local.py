@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from conftest import ROOT, run_melt, spawn_melt, wait_for_cases, write_recipe
 
-CHECK_RESULTS = ROOT.parent / "shared" / "tools" / "check_results.py"
+CHECK_RESULTS = ROOT / "tests" / "vendor" / "check_results.py"  # ../shared/tools/check_results.py, vendored
 
 RECIPE = """
 name: e2e
@@ -153,12 +153,46 @@ def test_onnx_case_uses_recipe_inputs_and_params(e2e):
         threads.add(agent["load"]["effective_params"]["intra_op_threads"])
         assert agent["load"]["effective_params"]["graph_optimization_level"] == "ORT_ENABLE_ALL"
         counted = [t for t in read_jsonl(case_dir / "trials.jsonl") if not t["warmup"]]
-        metrics = json.loads((case_dir / "metrics.json").read_text())
-        if sum(t["duration_s"] for t in counted) < 0.05:  # tiny inferences: the cap stops it first, and says so
-            assert len(counted) == 2000 and "max_repetitions" in agent["protocol"]["stopped_because"]
-            assert metrics["validity"]["verdict"] == "semivalid"
-            assert any("stopped at the cap" in r for r in metrics["validity"]["reasons"])
+        # the stopping rule at whatever speed this machine runs: trials went on until repetitions (4) and
+        # min_duration_s (0.05) were both met, or to the cap (2000), and stopped at the first trial that did
+        seconds = [t["duration_s"] for t in counted]
+        met = len(counted) >= 4 and sum(seconds) >= 0.05
+        assert met or len(counted) == 2000
+        assert not (len(counted) - 1 >= 4 and sum(seconds[:-1]) >= 0.05), "ran past the trial that met the rule"
+        stopped = "repetitions and min_duration_s met" if met else "max_repetitions (2000) reached"
+        assert agent["protocol"]["stopped_because"] == stopped
+        assert agent["protocol"]["counted_trials"] == len(counted)
     assert threads == {1, 2}
+
+
+def test_the_repetition_cap_stops_a_case_and_says_so(workdir):
+    """A case that can never reach its min_duration_s (a day) stops at max_repetitions, at any speed, and is
+    semivalid saying why (the cap, too short). timeout_s bounds it should the cap not hold."""
+    recipe = write_recipe(
+        workdir,
+        """
+        name: cap
+        models:
+          - id: static
+            runtime: onnxruntime
+            source: {path: tiny_static.onnx}
+        protocol: {warmup: 1, repetitions: 3, min_duration_s: 86400, max_repetitions: 7, timeout_s: 120}
+        telemetry: {interval_ms: 0, idle_s: 0}
+        """,
+    )
+    proc = run_melt("run", recipe, "--results", workdir / "results", "--run-id", "cap")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    (case_dir,) = (workdir / "results" / "cap" / "cases").iterdir()
+    trials = read_jsonl(case_dir / "trials.jsonl")
+    assert [t["warmup"] for t in trials] == [True] + [False] * 7
+    agent = json.loads((case_dir / "agent.json").read_text())
+    assert agent["protocol"]["stopped_because"] == "max_repetitions (7) reached"
+    assert agent["protocol"]["counted_trials"] == 7
+    metrics = json.loads((case_dir / "metrics.json").read_text())
+    assert metrics["summary"]["n_trials"] == 7 and metrics["validity"]["verdict"] == "semivalid"
+    reasons = metrics["validity"]["reasons"]
+    assert "stopped at the cap: max_repetitions (7) reached" in reasons
+    assert any(r.startswith("too short: counted trials took") and "< min_duration_s 86400" in r for r in reasons)
 
 
 def test_results_list_show_export(e2e):

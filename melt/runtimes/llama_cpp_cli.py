@@ -319,11 +319,13 @@ def completion_script(case: dict, bin_dir: str, model_path: str, n_prompts: int,
                "-f", f"prompts/p{i % n_prompts}.txt", "-n", str(w["n_gen"]), "--temp", "0", "--ignore-eos",
                "-no-cnv", *extra]  # fmt: skip
         # llama.cpp leaks its async logger at exit (upstream issue 22142), so a run can lose its last
-        # lines, the timings among them: such a run is repeated (up to RUN_ATTEMPTS), and counted
+        # lines, the timings among them: such a run is repeated (up to RUN_ATTEMPTS runs in all), each
+        # repeat counted in lost_runs.txt; a last attempt without them is no repeat (it fails the trial)
         lines.append(
             f"a=0; while [ $a -lt {RUN_ATTEMPTS} ]; do a=$((a+1)); stamp trial_{i}_start; "
             f"{shlex.join(cmd)} < /dev/null > trial_{i}.out 2> trial_{i}.log || rc=1; stamp trial_{i}_end; "
-            f'grep -q "total time" trial_{i}.log && break; echo "trial_{i}" >> lost_runs.txt; done\n'
+            f'grep -q "total time" trial_{i}.log && break; '
+            f'[ $a -lt {RUN_ATTEMPTS} ] && echo "trial_{i}" >> lost_runs.txt; done\n'
         )
     lines.append(COMPLETION_TAIL)
     return "".join(lines)
@@ -404,7 +406,9 @@ def collect_completion(
     mark). A run whose timings give no prefill and decode figure is failed, with the lines that could not be
     read in its reason, and left out of trials.jsonl; agent.json lists each as failed_runs [{trial, warmup,
     reason, unparsed}]. The case is ok when at least one counted run was read, else failed with the first
-    reasons. n_gen is llama.cpp's eval runs + 1 (the first token comes from the prompt's logits)."""
+    reasons. n_gen is llama.cpp's eval runs + 1 (the first token comes from the prompt's logits).
+    runs_repeated_for_lost_timings: how many runs the device script ran again because their log had lost its
+    timing lines (lost_runs.txt, completion_script)."""
     agent: dict = {"status": "failed", "runtime": runtime_info("llama-completion", flash_attn)}
     if flash_attn:
         flash_attn["reported"] = None  # llama-completion's output has no record of it; its log may say
