@@ -331,7 +331,7 @@ def test_fidelity_asks_both_sides_for_flash_attention_alike(models, llama_bench_
     )  # fmt: skip
     printed = printed_intervals(proc.stdout)
     assert set(printed) == {"prefill", "decode"}, proc.stdout + proc.stderr
-    assert proc.returncode == expected_exit(list(printed.values()), 0.97), proc.stdout + proc.stderr
+    assert proc.returncode == expected_exit(list(printed.values()), 0.97, 1.03), proc.stdout + proc.stderr
     assert (
         "resolved flash attention 'on'" in proc.stdout and "-fa on -> its records say flash attention on" in proc.stdout
     )
