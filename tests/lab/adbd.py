@@ -282,6 +282,7 @@ class Adbd:
                 sock, _ = self.sock.accept()
             except InterruptedError:
                 continue
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # small packets (exit, CLSE) at once
             conn = Connection(self, sock)
             self.connections.add(conn)
             threading.Thread(target=conn.serve, daemon=True).start()
