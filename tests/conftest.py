@@ -164,7 +164,8 @@ def adb_server(tmp_path_factory):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    env = {**os.environ, "ANDROID_ADB_SERVER_PORT": str(port), "HOME": str(folder), "TMPDIR": str(folder)}
+    # an environment of its own: the server outlives each test, so nothing a test sets may ride along
+    env = {"PATH": os.environ["PATH"], "ANDROID_ADB_SERVER_PORT": str(port), "HOME": str(folder), "TMPDIR": str(folder)}
     server = AdbServer(port, env)
     patch = pytest.MonkeyPatch()
     patch.setenv("ANDROID_ADB_SERVER_PORT", str(port))

@@ -725,8 +725,12 @@ def start(
     log = open(state / "adbd.log", "ab")  # noqa: SIM115 - the child holds it
     proc = subprocess.Popen(
         ["unshare", "--mount", "--propagation", "private", sys.executable, __file__, str(state), str(home)],
-        stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
-    )  # fmt: skip
+        stdin=subprocess.DEVNULL,
+        stdout=log,
+        stderr=log,
+        start_new_session=True,
+        env={"PATH": os.environ["PATH"]},
+    )  # fmt: skip: the phone's shell gets PHONE_ENV and env.json, nothing of the test's environment
     log.close()
     deadline = time.monotonic() + timeout_s
     while not (state / "port").exists():
