@@ -24,7 +24,6 @@ from melt.devices.provision import FREE_KB, parse_free_kb
 from melt.devices.transport import AdbTransport, TransportError
 from melt.sources import ResolvedModel
 
-
 # -- parse_free_kb ------------------------------------------------------------------------------------
 # df's last line for a path, as each implementation prints it (recorded here and on the devices named)
 RECORDED = [
