@@ -58,7 +58,7 @@ class Transport(ABC):
 
     @abstractmethod
     def push(self, local: Path, remote: str, timeout_s: float) -> None:
-        """Copy a local file to a device path (its folder must exist); local and adb also take a folder, whose
+        """Copy a local file to a device path (its folder must exist). AdbTransport also takes a folder, whose
         files go into the device folder remote."""
 
     @abstractmethod
@@ -87,10 +87,7 @@ class LocalTransport(Transport):
         if Path(local).resolve() == Path(remote).resolve():
             return
         try:
-            if Path(local).is_dir():
-                shutil.copytree(local, remote, dirs_exist_ok=True)
-            else:
-                shutil.copyfile(local, remote)
+            shutil.copyfile(local, remote)
         except OSError as e:
             raise TransportError(f"copy {local} -> {remote} failed: {e}") from None
 
