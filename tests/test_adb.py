@@ -167,9 +167,11 @@ def test_a_phone_without_shell_v2_is_refused(tmp_path, adb_server):
         stop_phone(phone, adb_server)
 
 
-def test_shell_exit_status_streams_push_pull_and_quoting(phone):
+def test_shell_exit_status_streams_push_pull_and_quoting(phone, adbd, adb_server):
     home, profile = phone
     t = AdbTransport(load_profile(str(profile)).spec.transport)
+    raw = adb_server.adb("-s", adbd.serial, "exec-out", "echo out; echo err >&2; exit 3")
+    assert (raw.returncode, raw.stdout) == (0, "out\nerr\n")  # exec: one raw stream, no status (adb's own)
     assert t.run(["sh", "-c", "exit 7"], 10).returncode == 7
     done = t.run(["sh", "-c", "echo out; echo err >&2; exit 3"], 10)
     assert (done.returncode, done.stdout, done.stderr) == (3, "out\n", "err\n")  # shell v2: apart
