@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Debian packages the simulated device lab needs: a real OpenSSH server and client, rsync, and
 # iproute2 (a device in its own network namespace whose link a test can cut), busybox and mksh
-# (the shells of phones and small boards, for the POSIX sh sampler), and chromium (the HTML
+# (the shells of phones and small boards, for the POSIX sh sampler), Debian's adb (client and server; the
+# phone is tests/lab/adbd.py, a stand-in adbd on loopback), and chromium (the HTML
 # report is tested in a real headless browser; Playwright drives it, it never downloads one).
 # Installs only what is missing (root, or sudo where available).
 set -euo pipefail
@@ -13,6 +14,8 @@ command -v ip >/dev/null 2>&1 || [ -x /usr/sbin/ip ] || need+=(iproute2)  # netw
 command -v busybox >/dev/null 2>&1 || need+=(busybox)  # the phone's sh sampler under busybox sh
 command -v mksh >/dev/null 2>&1 || need+=(mksh)  # ... and under mksh, Android's shell
 command -v toybox >/dev/null 2>&1 || need+=(toybox)  # Android's tools beside mksh (tests/test_spawning.py)
+command -v adb >/dev/null 2>&1 || need+=(adb)  # the real adb client and server, against tests/lab/adbd.py
+command -v unshare >/dev/null 2>&1 || need+=(util-linux)  # the stand-in phone's private mount namespace
 [ -f /usr/share/i18n/locales/de_DE ] || need+=(locales)  # a comma-decimal locale (localedef) for llama.cpp's output
 [ -x /usr/bin/chromium ] || need+=(chromium)  # the report, opened in a real headless browser
 [ ${#need[@]} -eq 0 ] && exit 0

@@ -106,6 +106,81 @@ def llama_bench_bin() -> Path:
     return binary
 
 
+class AdbServer:
+    """Debian's real adb server on a port of the tests' own (ANDROID_ADB_SERVER_PORT), with a HOME of its own
+    for its key: a user's adb server and ~/.android are never touched."""
+
+    def __init__(self, port: int, env: dict):
+        self.port, self.env = port, env
+
+    def adb(self, *args: str, timeout_s: float = 30) -> subprocess.CompletedProcess:
+        return subprocess.run(["adb", *args], env=self.env, capture_output=True, text=True, timeout=timeout_s)
+
+    def state(self, serial: str) -> str | None:
+        """The device's state as `adb devices` lists it (device, offline, unauthorized), None if not listed."""
+        for line in self.adb("devices").stdout.splitlines()[1:]:
+            name, _, state = line.partition("\t")
+            if name == serial:
+                return state.strip()
+        return None
+
+    def wait_for(self, serial: str, state: str | None, timeout_s: float = 30) -> None:
+        deadline = time.monotonic() + timeout_s
+        while self.state(serial) != state:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{serial} is {self.state(serial)!r} in `adb devices`, not {state!r}")
+            time.sleep(0.1)
+
+    def connect(self, serial: str, state: str = "device") -> None:
+        """`adb connect`, then wait until `adb devices` lists the device as state."""
+        self.adb("connect", serial)
+        self.wait_for(serial, state)
+
+    def disconnect(self, serial: str) -> None:
+        self.adb("disconnect", serial)
+
+    def processes(self) -> list[int]:
+        """The pids of this server (its command line names its port)."""
+        found = []
+        for entry in Path("/proc").iterdir():
+            try:
+                argv = (entry / "cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if entry.name.isdigit() and b"fork-server" in argv and f"tcp:{self.port}".encode() in argv:
+                found.append(int(entry.name))
+        return found
+
+
+@pytest.fixture(scope="session")
+def adb_server(tmp_path_factory):
+    """The adb server the phone tests share, started on a free port and killed at the end of the session.
+    Every `adb` this session starts (melt's included) finds it through ANDROID_ADB_SERVER_PORT."""
+    import shutil
+    import socket
+
+    if not shutil.which("adb") or not shutil.which("unshare"):
+        pytest.fail("no adb or unshare: run scripts/lab_packages.sh (Debian packages adb, util-linux)")
+    folder = tmp_path_factory.mktemp("adb-server")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    # an environment of its own: the server outlives each test, so nothing a test sets may ride along
+    env = {"PATH": os.environ["PATH"], "ANDROID_ADB_SERVER_PORT": str(port), "HOME": str(folder), "TMPDIR": str(folder)}
+    server = AdbServer(port, env)
+    patch = pytest.MonkeyPatch()
+    patch.setenv("ANDROID_ADB_SERVER_PORT", str(port))
+    try:
+        started = server.adb("start-server", timeout_s=60)
+        assert started.returncode == 0, started.stderr
+        yield server
+    finally:
+        server.adb("kill-server")
+        for pid in server.processes():  # kill-server is asked; a server that did not go is ended
+            os.kill(pid, 9)
+        patch.undo()
+
+
 def read_trace(case_dir: Path) -> dict[str, list[float]]:
     """trace.csv as columns of the values read (empty cells left out)."""
     import csv

@@ -1,5 +1,7 @@
-"""Phones over ADB: the transport calls the `adb` command line; a stand-in `adb` first on PATH
-serves a phone folder (no phone and no adbd can run here) with the recorded Android sensor tree."""
+"""Phones over ADB: the transport calls Debian's real `adb` client, whose server (one per test session, on a
+port of its own: conftest.adb_server) talks the ADB protocol to a stand-in phone, tests/lab/adbd.py, reached
+with `adb connect 127.0.0.1:PORT`. Commands run there under mksh with toybox's tools, in a tree whose paths are
+a phone's; its sensors are the recorded Android tree the profile names as sensors.root."""
 
 from __future__ import annotations
 
@@ -10,36 +12,72 @@ from pathlib import Path
 
 import pytest
 from conftest import run_melt
+from lab import adbd as lab_adbd
 
+from melt.devices.device import reachable
 from melt.devices.profile import load_profile
 from melt.devices.transport import AdbTransport, TransportError
 from melt.runtimes.llama_cpp_cli_output import parse_timings
 
 LAB = Path(__file__).resolve().parent / "lab"
+PROPS = {"ro.product.name": "lab", "ro.product.model": "Pixel 8", "ro.product.device": "lab",
+         "ro.build.version.release": "14"}  # fmt: skip
+BIN = "/data/local/tmp/llama.cpp/bin"  # where the phone's llama.cpp tools are, on the phone
+WORKDIR = "/data/local/tmp/melt"  # melt's default workdir on a phone
+
+
+def start_phone(folder: Path, adb_server, mode: str = "device", features: str | None = None):
+    """A stand-in phone, connected to the tests' adb server; stop_phone() ends both."""
+    phone = lab_adbd.start(folder / "adbd", folder / "phone with spaces", PROPS, features=features)
+    try:
+        adb_server.connect(phone.serial)
+        if mode != "device":
+            phone.set_mode(mode)
+            adb_server.wait_for(phone.serial, mode)
+    except BaseException:
+        stop_phone(phone, adb_server)
+        raise
+    return phone
+
+
+def stop_phone(phone, adb_server) -> None:
+    adb_server.disconnect(phone.serial)
+    phone.stop()
 
 
 @pytest.fixture
-def phone(tmp_path, monkeypatch):
-    home = tmp_path / "phone with spaces"
-    (home / "bin").mkdir(parents=True)
-    getprop = home / "bin" / "getprop"
-    getprop.write_text(
-        '#!/bin/sh\ncase "$1" in ro.product.model) echo "Pixel 8";; ro.build.version.release) echo 14;; esac\n'
+def adbd(tmp_path, adb_server):
+    """The stand-in phone's adbd (lab.adbd.Phone): its mode, its shell's variables, what runs on it."""
+    phone = start_phone(tmp_path, adb_server)
+    yield phone
+    stop_phone(phone, adb_server)
+
+
+def phone_profile(path: Path, serial: str, extra: str = "") -> Path:
+    path.write_text(
+        f"name: lab-pixel\nplatform: android\ntransport: {{kind: adb, serial: '{serial}'}}\nllama_cpp_bin: {BIN}\n"
+        f"sensors: {{root: {LAB / 'boards' / 'android-phone'}, battery: {{current_unit: uA}}}}\n{extra}"
     )
-    getprop.chmod(0o755)
-    bench = home / "data/local/tmp/llama.cpp/bin/llama-bench"
+    return path
+
+
+@pytest.fixture
+def phone(adbd, tmp_path):
+    """(home, profile): home holds the phone's /data and /system on this machine (home / "data/local/tmp" is
+    the phone's /data/local/tmp); the profile leaves the workdir to melt's default for adb."""
+    bench = adbd.path(BIN) / "llama-bench"
     bench.parent.mkdir(parents=True)
-    bench.write_text("#!/bin/sh\necho llama-bench stand-in\n")
+    bench.write_text("#!/system/bin/sh\necho llama-bench stand-in\n")
     bench.chmod(0o755)
-    monkeypatch.setenv("PATH", f"{LAB / 'adb'}{os.pathsep}{os.environ['PATH']}")
-    monkeypatch.setenv("MELT_FAKE_ADB_DEVICES", f"LAB0001={home}")
-    profile = tmp_path / "pixel.yaml"
-    profile.write_text(
-        "name: lab-pixel\nplatform: android\ntransport: {kind: adb, serial: LAB0001}\n"
-        f"workdir: {home}/data/local/tmp/melt\nllama_cpp_bin: {bench.parent}\n"
-        f"sensors: {{root: {LAB / 'boards' / 'android-phone'}, battery: {{current_unit: uA}}}}\n"
-    )
-    return home, profile
+    return adbd.home, phone_profile(tmp_path / "pixel.yaml", adbd.serial)
+
+
+def replace_tool(path: Path, text: str) -> None:
+    """A phone tool replaced by a script (the link to toybox removed first, never written through)."""
+    if path.exists() or path.is_symlink():
+        path.unlink()
+    path.write_text(text)
+    path.chmod(0o755)
 
 
 def test_probe_over_adb(phone):
@@ -49,6 +87,7 @@ def test_probe_over_adb(phone):
     env = json.loads(proc.stdout)
     assert env["environment"]["model"] == "Pixel 8" and env["environment"]["android"] == "14"
     assert env["environment"]["cpu_count"] == 4  # from the recorded tree's /proc/cpuinfo
+    assert env["environment"]["workdir"] == WORKDIR and (home / WORKDIR.lstrip("/") / "agents").is_dir()
     assert env["runtimes"]["llama_cpp_cli"]["available"] is True
     assert set(env["runtimes"]) == {"llama_cpp_cli"}  # no python in the profile: the agent is not tried
     sensors = env["sensors"]
@@ -73,30 +112,112 @@ def test_probe_reports_the_profiles_capabilities_on_a_phone(phone):
     assert "not onnxruntime: needs python, found no python (adb devices have none unless set)" in text, text
 
 
-def test_unknown_serial_is_a_clear_error(phone, monkeypatch):
-    _, profile = phone
-    monkeypatch.setenv("MELT_FAKE_ADB_DEVICES", "SOMEONE_ELSE=/nowhere")
+def test_unknown_serial_is_a_clear_error(phone, tmp_path):
+    profile = phone_profile(tmp_path / "other.yaml", "127.0.0.1:1")  # nothing `adb connect`ed there
     proc = run_melt("devices", "probe", profile)
     assert proc.returncode == 1
-    assert "adb device LAB0001" in proc.stderr and "not found" in proc.stderr and "adb devices" in proc.stderr
+    assert "adb device 127.0.0.1:1: device '127.0.0.1:1' not found" in proc.stderr, proc.stderr
+    assert "check `adb devices`" in proc.stderr and "Traceback" not in proc.stderr
 
 
-def test_shell_exit_status_push_pull_and_quoting(phone, tmp_path):
+@pytest.mark.parametrize(
+    "mode, said, advice",
+    [
+        ("offline", "device offline", "its adbd does not answer"),
+        ("unauthorized", "device unauthorized", "accept the USB debugging prompt on the phone"),
+    ],
+)
+def test_an_offline_or_unauthorized_phone_is_a_clear_error(
+    phone, adbd, adb_server, tmp_path, models, mode, said, advice
+):
+    """Real adb says `error: device offline`, or `device unauthorized.` and three lines of advice: melt names the
+    state (not adb's last advice line) and the fix, for a probe, for `melt devices` (reachable) and in a run."""
+    _, profile = phone
+    adbd.set_mode(mode)
+    adb_server.wait_for(adbd.serial, mode)
+    proc = run_melt("devices", "probe", profile)
+    assert proc.returncode == 1
+    assert f"adb device {adbd.serial}: {said}; " in proc.stderr and advice in proc.stderr, proc.stderr
+    ok, why = reachable(load_profile(str(profile)))
+    assert not ok and said in why and advice in why
+    (tmp_path / "tiny.gguf").symlink_to(models["gguf"])
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(
+        "name: r\nmodels:\n  - id: tiny\n    runtime: llama_cpp_cli\n    source: {path: tiny.gguf}\n"
+        "    workload: {prompt_tokens: [16], n_gen: 4}\nprotocol: {warmup: 0, repetitions: 1}\n"
+    )
+    run = run_melt("run", recipe, "-d", profile, "--results", tmp_path / "r", "--run-id", "x")
+    assert run.returncode == 1
+    (entry,) = json.loads((tmp_path / "r" / "x" / "run.json").read_text())["cases"].values()
+    assert entry["status"] == "failed" and said in entry["reason"] and advice in entry["reason"], entry
+
+
+def test_a_phone_without_shell_v2_is_refused(tmp_path, adb_server):
+    """Before Android 7.0 adbd has no shell protocol v2: real adb then runs `shell:CMD`, whose exit status is
+    always 0. melt refuses such a phone rather than take every failed command for a good one."""
+    phone = start_phone(tmp_path, adb_server, features="cmd,stat_v2,ls_v2,fixed_push_mkdir")
+    try:
+        raw = adb_server.adb("-s", phone.serial, "shell", "exit 7")
+        assert raw.returncode == 0  # what adb itself makes of it
+        profile = phone_profile(tmp_path / "old.yaml", phone.serial)
+        t = AdbTransport(load_profile(str(profile)).spec.transport)
+        with pytest.raises(TransportError, match="no shell protocol v2 .* cannot pass a command's exit status"):
+            t.run(["true"], 10)
+    finally:
+        stop_phone(phone, adb_server)
+
+
+def test_shell_exit_status_streams_push_pull_and_quoting(phone, adbd, adb_server):
     home, profile = phone
     t = AdbTransport(load_profile(str(profile)).spec.transport)
+    raw = adb_server.adb("-s", adbd.serial, "exec-out", "echo out; echo err >&2; exit 3")
+    assert (raw.returncode, raw.stdout) == (0, "out\nerr\n")  # exec: one raw stream, no status (adb's own)
     assert t.run(["sh", "-c", "exit 7"], 10).returncode == 7
+    done = t.run(["sh", "-c", "echo out; echo err >&2; exit 3"], 10)
+    assert (done.returncode, done.stdout, done.stderr) == (3, "out\n", "err\n")  # shell v2: apart
+    assert t.run(["sh", "-c", "kill -9 $$"], 10).returncode == 128 + 9  # adbd's 0x80 | signal
+    shell = t.run(["sh", "-c", "readlink /proc/$$/exe; command -v ls; getprop ro.product.model"], 10).stdout.split()
+    assert shell[0].endswith("mksh") and shell[1:] == ["/system/bin/ls", "Pixel", "8"]  # Android's pair
     hostile = "a b $(touch pwned) `id`; c.txt"
-    done = t.run(["sh", "-c", 'printf %s "$1" > "$1" && cat "$1"', "sh", hostile], 10)
+    done = t.run(["sh", "-c", 'cd /data/local/tmp && printf %s "$1" > "$1" && cat "$1"', "sh", hostile], 10)
     assert done.returncode == 0 and done.stdout == hostile and not list(home.rglob("pwned"))
-    src = tmp_path / "local.bin"
-    src.write_bytes(b"model bytes")
-    (home / "dir").mkdir()
-    t.push(src, str(home / "dir" / "remote.bin"), 10)
+    assert (home / "data/local/tmp" / hostile).read_text() == hostile
+
+
+def test_push_of_files_and_folders_and_pull_back(phone, tmp_path):
+    """adb push of a file to a path whose folders do not exist yet, of a folder (its files, nested, into a new
+    device folder and into one that exists), and pull of a folder: byte for byte, names with spaces."""
+    home, profile = phone
+    t = AdbTransport(load_profile(str(profile)).spec.transport)
+    src = tmp_path / "local files"
+    (src / "sub dir").mkdir(parents=True)
+    (src / "a.txt").write_text("a")
+    (src / "sub dir" / "b c.bin").write_bytes(bytes(range(256)) * 1024)  # 256 KiB: several DATA chunks
+    (src / "run.sh").write_text("#!/bin/sh\necho ran\n")
+    (src / "run.sh").chmod(0o755)
+    t.push(src / "a.txt", "/data/local/tmp/new/deep/a.txt", 10)
+    assert (home / "data/local/tmp/new/deep/a.txt").read_text() == "a"
+    for remote in ("/data/local/tmp/fresh", "/data/local/tmp/new"):  # made by the push; already there
+        t.push(src, remote, 10)
+        for name in ("a.txt", "sub dir/b c.bin", "run.sh"):
+            assert (home / remote.lstrip("/") / name).read_bytes() == (src / name).read_bytes(), (remote, name)
+    assert not (home / "data/local/tmp/new/local files").exists()  # the files, not the folder inside
+    assert t.run(["/data/local/tmp/fresh/run.sh"], 10).stdout == "ran\n"  # the mode came along
     back = tmp_path / "back"
-    t.pull_dir(str(home / "dir"), back, 10)
-    assert (back / "remote.bin").read_bytes() == b"model bytes"
-    with pytest.raises(TransportError, match="push"):
-        t.push(tmp_path / "missing", str(home / "dir" / "x"), 10)
+    t.pull_dir("/data/local/tmp/fresh", back, 10)
+    assert sorted(str(p.relative_to(back)) for p in back.rglob("*")) == [
+        "a.txt",
+        "run.sh",
+        "sub dir",
+        "sub dir/b c.bin",
+    ]
+    assert (back / "sub dir" / "b c.bin").read_bytes() == (src / "sub dir" / "b c.bin").read_bytes()
+    with pytest.raises(TransportError, match="push .*cannot stat"):
+        t.push(tmp_path / "missing", "/data/local/tmp/x", 10)
+    with pytest.raises(TransportError, match="remote couldn't create file"):
+        t.push(src / "a.txt", "/proc/melt.txt", 10)  # procfs takes no new file
+    with pytest.raises(TransportError, match="pull /data/nothing failed: .*No such file"):
+        t.pull_dir("/data/nothing", back, 10)
 
 
 def test_llama_bench_on_a_phone(phone, models, tmp_path, llama_bench_bin):
@@ -285,7 +406,7 @@ def comma_locale(tmp_path_factory) -> dict:
 
 
 def test_real_llama_completion_on_a_comma_locale_phone_prints_dots_under_melt(
-    phone, models, tmp_path, llama_bench_bin, comma_locale, monkeypatch
+    phone, adbd, models, tmp_path, llama_bench_bin, comma_locale
 ):
     """The real llama-completion calls setlocale(LC_ALL, "") (common/console.cpp): on a phone whose locale
     is de_DE it prints "0,25 ms". melt runs it under LC_ALL=C, so what comes back has the C locale's '.'."""
@@ -304,8 +425,7 @@ def test_real_llama_completion_on_a_comma_locale_phone_prints_dots_under_melt(
         if "total time" in control.stderr:
             break
     assert parse_timings(control.stderr)["decimal_mark"] == ","  # the locale is real: without LC_ALL=C, commas
-    for key, value in comma_locale.items():
-        monkeypatch.setenv(key, value)  # the phone's shell (and so every command melt runs there) has de_DE
+    adbd.set_env(comma_locale)  # the phone's shell (and so every command melt runs there) has de_DE
     (home / "data/local/tmp/llama.cpp/bin/llama-completion").symlink_to(completion)
     (tmp_path / "tiny.gguf").symlink_to(models["gguf"])
     (tmp_path / "prompts.jsonl").write_text(json.dumps({"prompt": "We hold these truths"}) + "\n")

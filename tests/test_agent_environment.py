@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 from conftest import run_melt, write_recipe
+from test_adb import adbd  # noqa: F401 - the stand-in phone's adbd as a fixture
 from test_isa import SM8150_FEATURES, arm64_cpuinfo
 
 from melt.agent.environment import (
@@ -267,29 +268,26 @@ def test_ssh_run_keeps_login_shell_variables_from_the_agent(tmp_path, models, ss
 # --- the stand-in phone: the adb shell's variables, the llama.cpp tools' environment --------------
 
 LAB = Path(__file__).resolve().parent / "lab"
+PHONE_BIN = "/data/local/tmp/llama.cpp/bin"
 
 
 @pytest.fixture
-def phone(tmp_path, monkeypatch, clean_shell, llama_bench_bin):
-    """A stand-in phone (tests/lab/adb: its `adb shell` has this process's environment, SHELL_VARS included)
-    with the real llama-completion."""
-    home = tmp_path / "phone"
-    bin_dir = home / "data/local/tmp/llama.cpp/bin"
+def phone(tmp_path, adbd, clean_shell, llama_bench_bin):  # noqa: F811
+    """The stand-in phone (real adb, tests/lab/adbd.py) whose adb shell has this process's speed-relevant
+    variables (SHELL_VARS included), as a user's shell profile on a phone would set them, with the real
+    llama.cpp tools."""
+    adbd.set_env({k: v for k, v in os.environ.items() if is_speed_relevant(k)})
+    bin_dir = adbd.path(PHONE_BIN)
     bin_dir.mkdir(parents=True)
-    (home / "bin").mkdir()
-    (home / "bin" / "getprop").write_text("#!/bin/sh\n")
-    (home / "bin" / "getprop").chmod(0o755)
     for tool in ("llama-bench", "llama-completion"):
         (bin_dir / tool).symlink_to(llama_bench_bin.with_name(tool))
-    monkeypatch.setenv("PATH", f"{LAB / 'adb'}{os.pathsep}{os.environ['PATH']}")
-    monkeypatch.setenv("MELT_FAKE_ADB_DEVICES", f"LABENV={home}")
     sensors = tmp_path / "sensors"  # the recorded phone tree, its /proc/cpuinfo as an arm64 kernel writes it
     shutil.copytree(LAB / "boards" / "android-phone", sensors, symlinks=True)
     (sensors / "proc" / "cpuinfo").write_text(arm64_cpuinfo(SM8150_FEATURES, cpus=4))
     profile = tmp_path / "phone.yaml"
     profile.write_text(
-        "name: lab-phone\nplatform: android\ntransport: {kind: adb, serial: LABENV}\n"
-        f"workdir: {home}/data/local/tmp/melt\nllama_cpp_bin: {bin_dir}\nenv: {json.dumps(PASSES)}\n"
+        f"name: lab-phone\nplatform: android\ntransport: {{kind: adb, serial: '{adbd.serial}'}}\n"
+        f"llama_cpp_bin: {PHONE_BIN}\nenv: {json.dumps(PASSES)}\n"
         f"sensors: {{root: {sensors}, battery: {{current_unit: uA}}}}\n"
     )
     return profile

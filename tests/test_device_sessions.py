@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from conftest import run_melt, spawn_melt, wait_for_cases, write_recipe
 from lab import sshd as lab_sshd
-from test_adb import phone  # noqa: F401 - the stand-in phone fixture
+from test_adb import adbd, phone  # noqa: F401 - the stand-in phone (tests/lab/adbd.py) and its adbd
 from test_remote_ssh import ssh_profile
 
 from melt.devices.device import Device
@@ -225,20 +225,69 @@ def test_llama_cpp_tools_over_ssh_on_a_board_without_python(tmp_path, models, ss
     assert list((tmp_path / "device work dir" / "agents").glob("sampler-*.sh"))
 
 
-def test_ctrl_c_on_a_phone_leaves_nothing_behind(phone, models, tmp_path, llama_bench_bin):  # noqa: F811
-    home, profile = phone
+def _hanging_bench(home: Path, llama_bench_bin: Path) -> None:
+    """The phone's llama-bench: the real one, which then hangs (a child sleeping for 10 minutes), so a case
+    outlives any deadline or signal a test sends whatever this machine's speed."""
     bench = home / "data/local/tmp/llama.cpp/bin/llama-bench"
     bench.unlink()
-    bench.symlink_to(llama_bench_bin)
-    recipe = tools_recipe(tmp_path, models, prompt=64, n_gen=64, repetitions=200)
+    bench.write_text(
+        f'#!/system/bin/sh\ncase "$1" in -h|--help) exec \'{llama_bench_bin}\' "$@";; esac\n'
+        f"'{llama_bench_bin}' \"$@\"\nsleep 600\n"
+    )
+    bench.chmod(0o755)
+
+
+def test_ctrl_c_on_a_phone_leaves_nothing_behind(phone, adbd, models, tmp_path, llama_bench_bin):  # noqa: F811
+    """SIGINT to melt mid-case: melt kills its adb clients and ends the case's tree on the phone through a second
+    `adb shell`; nothing of it runs on the phone after (asked with the phone's ps, and from this machine: every
+    process in the phone's mount namespace)."""
+    home, profile = phone
+    _hanging_bench(home, llama_bench_bin)
+    recipe = tools_recipe(tmp_path, models)
     results = tmp_path / "r"
-    workdir = str(home / "data/local/tmp/melt")  # in every command line of the case: driver, sampler, llama-bench
     proc = spawn_melt("run", recipe, "-d", profile, "--results", results, "--run-id", "ph")
-    wait_for_procs(profile, "/runs/ph/")
+    before = wait_for_procs(profile, "/runs/ph/")
+    assert any("llama-bench" in cmd for cmd in adbd.processes().values()), before
+    wait_until_sleeping = time.monotonic() + 60  # llama-bench ran once and hangs: the tree is complete
+    while not any(cmd.startswith("sleep 600") for cmd in adbd.processes().values()):
+        assert time.monotonic() < wait_until_sleeping, adbd.processes()
+        time.sleep(0.1)
     proc.send_signal(signal.SIGINT)
     proc.communicate(timeout=60)
     assert proc.returncode != 0
-    assert device_procs(profile, workdir) == []
+    assert device_procs(profile, "/data/local/tmp/melt") == []
+    assert adbd.processes() == {}, before  # nothing at all: the case's tree, the adb shells, the sampler
+    assert not list((home / "data/local/tmp/melt/spawned").iterdir())  # and confirmed: no state left
+
+
+def test_a_phone_case_deadline_ends_its_tree_on_the_phone(phone, adbd, models, tmp_path, llama_bench_bin):  # noqa: F811
+    """protocol.timeout_s on a phone: the case fails, named, within its budget, and nothing of it is left."""
+    home, profile = phone
+    _hanging_bench(home, llama_bench_bin)
+    (tmp_path / "tiny.gguf").symlink_to(models["gguf"])
+    recipe = write_recipe(
+        tmp_path,
+        """
+        name: late
+        models:
+          - id: tiny
+            runtime: llama_cpp_cli
+            source: {path: tiny.gguf}
+            workload: {prompt_tokens: [16], n_gen: 4}
+            params: {threads: 1}
+        protocol: {warmup: 0, repetitions: 2, timeout_s: 6}
+        telemetry: {interval_ms: 100, idle_s: 0.2}
+        """,
+    )
+    proc = run_melt("run", recipe, "-d", profile, "--results", tmp_path / "r", "--run-id", "late")
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    ((_, entry),) = json.loads((tmp_path / "r" / "late" / "run.json").read_text())["cases"].items()
+    assert entry["status"] == "failed", entry
+    assert "timed out after 6 s (protocol.timeout_s) during the llama.cpp tools" in entry["reason"], entry
+    assert "its processes on the device were ended" in entry["reason"], entry
+    assert _seconds(entry) <= 6 + 4  # the whole case: provisioning, the tools, pull and clean-up (1 s stamps)
+    assert adbd.processes() == {}
+    assert not list((home / "data/local/tmp/melt/spawned").iterdir())
 
 
 def test_the_agent_over_adb_on_a_phone_with_python(phone, models, tmp_path):  # noqa: F811

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 from conftest import run_melt
-from test_adb import phone  # noqa: F401 - the stand-in phone (adb first on PATH) as a fixture
+from test_adb import adbd, phone, replace_tool  # noqa: F401 - the stand-in phone (real adb, tests/lab/adbd.py)
 
 from melt.deadline import Deadline
 from melt.devices.device import Device
@@ -23,9 +23,6 @@ from melt.devices.profile import load_profile
 from melt.devices.provision import FREE_KB, parse_free_kb
 from melt.devices.transport import AdbTransport, TransportError
 from melt.sources import ResolvedModel
-
-LAB = Path(__file__).resolve().parent / "lab"
-
 
 # -- parse_free_kb ------------------------------------------------------------------------------------
 # df's last line for a path, as each implementation prints it (recorded here and on the devices named)
@@ -138,9 +135,7 @@ DF_FORMS = {  # what the phone's df prints (header and line) whatever it is aske
 
 
 def _df_script(home: Path, text: str) -> None:
-    df = home / "bin" / "df"
-    df.write_text(f"#!/bin/sh\ncat <<'EOF'\n{text}EOF\n")
-    df.chmod(0o755)
+    replace_tool(home / "system/bin/df", f"#!/system/bin/sh\ncat <<'EOF'\n{text}EOF\n")
 
 
 @pytest.mark.parametrize("form", DF_FORMS)
@@ -211,8 +206,9 @@ def test_unchanged_model_is_not_sent_again(phone, models):  # noqa: F811
     model = _model(models["gguf"])
     first, calls = _device(profile)
     remote = first.prepare_model(model, Deadline(60))
-    assert remote == f"{home}/data/local/tmp/melt/models/{model.sha256}/tiny.gguf"
-    assert Path(remote).read_bytes() == models["gguf"].read_bytes() and Path(remote + ".verified").is_file()
+    assert remote == f"/data/local/tmp/melt/models/{model.sha256}/tiny.gguf"
+    copy = home / remote.lstrip("/")
+    assert copy.read_bytes() == models["gguf"].read_bytes() and copy.with_name("tiny.gguf.verified").is_file()
     assert [c for c in calls.calls if c[0] == "push"] == [("push", remote)]
     calls.calls.clear()
     assert first.prepare_model(model, Deadline(60)) == remote and calls.calls == []  # the same run: asks nothing
@@ -226,9 +222,7 @@ def test_unchanged_model_is_not_sent_again(phone, models):  # noqa: F811
 
 def test_a_copy_whose_hash_differs_is_refused_with_both(phone, models):  # noqa: F811
     home, profile = phone
-    liar = home / "bin" / "sha256sum"
-    liar.write_text('#!/bin/sh\necho "' + "0" * 64 + '  $1"\n')
-    liar.chmod(0o755)
+    replace_tool(home / "system/bin/sha256sum", '#!/system/bin/sh\necho "' + "0" * 64 + '  $1"\n')
     model = _model(models["gguf"])
     device, _ = _device(profile)
     with pytest.raises(TransportError) as raised:
@@ -238,29 +232,17 @@ def test_a_copy_whose_hash_differs_is_refused_with_both(phone, models):  # noqa:
     assert not list(home.rglob("*.verified")), "a copy that failed verification is not marked verified"
 
 
-@pytest.fixture
-def no_sha256sum(tmp_path, monkeypatch) -> Path:
-    """PATH with every tool of this machine but sha256sum (and the stand-in adb)."""
-    farm = tmp_path / "path without sha256sum"
-    farm.mkdir()
-    for folder in ("/usr/local/bin", "/usr/bin", "/bin"):
-        for tool in sorted(Path(folder).iterdir()) if Path(folder).is_dir() else []:
-            if tool.name != "sha256sum" and not (farm / tool.name).exists():
-                (farm / tool.name).symlink_to(tool)
-    monkeypatch.setenv("PATH", f"{LAB / 'adb'}{os.pathsep}{farm}")
-    return farm
-
-
 @pytest.mark.parametrize("python", [sys.executable, None], ids=["with python", "no python"])
-def test_a_device_without_sha256sum_verifies_with_its_python(phone, models, no_sha256sum, python):  # noqa: F811
+def test_a_device_without_sha256sum_verifies_with_its_python(phone, models, python):  # noqa: F811
     home, profile = phone
+    (home / "system/bin/sha256sum").unlink()  # a phone whose toybox has none
     profile.write_text(profile.read_text() + (f"python: {python}\n" if python else "python: false\n"))
     device, _ = _device(profile)
     assert device.t.run(["sh", "-c", "command -v sha256sum"], 10).returncode != 0
     model = _model(models["gguf"])
     if python:
         remote = device.prepare_model(model, Deadline(60))
-        assert Path(remote + ".verified").is_file()
+        assert (home / (remote.lstrip("/") + ".verified")).is_file()
     else:  # neither: the copy cannot be verified, and is refused as such
         no_tool = r"sha256 \? \(no sha256sum or Python there\), expected "
         with pytest.raises(TransportError, match=no_tool + model.sha256):

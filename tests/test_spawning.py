@@ -1,6 +1,7 @@
 """melt.devices.spawning: SPAWN, REAP and LEFTOVERS under every shell a device may have (dash, mksh, busybox
 sh, bash, and mksh with toybox as on Android), with setsid and without, with PATH holding only the tools the
-scripts use; then Spawned end to end through the local transport and the stand-in adb.
+scripts use; then Spawned end to end through the local transport and real adb to the stand-in phone
+(tests/lab/adbd.py).
 
 Processes of a tree are found by a token in their environment (every process of the tree inherits it), so
 a test sees a leftover whichever process group it ended up in."""
@@ -18,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from test_adb import adbd, phone_profile  # noqa: F401 - the stand-in phone's adbd as a fixture
 
 from melt.devices import spawning
 from melt.devices.profile import load_profile
@@ -305,22 +307,19 @@ def token(monkeypatch) -> str:
         os.kill(pid, signal.SIGKILL)
 
 
-def _adb(tmp_path, monkeypatch) -> tuple[AdbTransport, Path]:
-    """The stand-in adb first on PATH serving a phone folder, as tests/test_adb.py's `phone` fixture does."""
-    home = tmp_path / "phone home"
-    (home / "bin").mkdir(parents=True)
-    monkeypatch.setenv("PATH", f"{LAB / 'adb'}{os.pathsep}{os.environ['PATH']}")
-    monkeypatch.setenv("MELT_FAKE_ADB_DEVICES", f"LAB0001={home}")
-    profile = tmp_path / "pixel.yaml"
-    profile.write_text("name: lab-pixel\nplatform: android\ntransport: {kind: adb, serial: LAB0001}\n")
-    return AdbTransport(load_profile(str(profile)).spec.transport), home / "data/local/tmp/melt/spawned"
+def _adb(adbd, token: str) -> tuple[AdbTransport, Path]:  # noqa: F811
+    """Real adb to the stand-in phone (tests/test_adb.py's `adbd`), its shell given MELT_TREE=token. The state
+    folders are this machine's paths under the phone's /data, which the phone sees too (its /tmp is ours)."""
+    adbd.set_env({"MELT_TREE": token})
+    transport = AdbTransport(load_profile(str(phone_profile(adbd.state / "pixel.yaml", adbd.serial))).spec.transport)
+    return transport, adbd.path("/data/local/tmp/melt/spawned")
 
 
 @pytest.fixture(params=["local", "adb"])
-def transport(request, tmp_path, monkeypatch, token):
+def transport(request, tmp_path, token):
     if request.param == "local":
         return LocalTransport(), tmp_path / "spawned"
-    return _adb(tmp_path, monkeypatch)
+    return _adb(request.getfixturevalue("adbd"), token)
 
 
 def test_wait_past_its_timeout_ends_the_whole_tree(transport, token):
@@ -329,7 +328,8 @@ def test_wait_past_its_timeout_ends_the_whole_tree(transport, token):
     ended = t.spawn(["sh", "-c", TREE], str(root / "r--late")).wait(1.0)
     assert ended == spawning.Ended(None, True, None, True)
     assert time.monotonic() - started < 1.0 + 10
-    assert not tree(token) and not (root / "r--late").exists()
+    left = {pid: Path(f"/proc/{pid}/cmdline").read_bytes() for pid in tree(token)}
+    assert not left and not (root / "r--late").exists(), left
 
 
 def test_exit_status_comes_from_the_device(transport, token):
@@ -356,8 +356,8 @@ def test_a_killed_client_is_a_lost_link_and_the_tree_still_ends(transport, token
     assert not group_members(pgid)
 
 
-def test_kill_all_ends_every_live_spawn(tmp_path, monkeypatch, token):
-    adb, adb_root = _adb(tmp_path, monkeypatch)
+def test_kill_all_ends_every_live_spawn(tmp_path, adbd, token):  # noqa: F811
+    adb, adb_root = _adb(adbd, token)
     local = LocalTransport()
     handles = [
         local.spawn(["sh", "-c", TREE], str(tmp_path / "spawned" / "r--a")),

@@ -58,7 +58,8 @@ class Transport(ABC):
 
     @abstractmethod
     def push(self, local: Path, remote: str, timeout_s: float) -> None:
-        """Copy a local file to a device path (its folder must exist)."""
+        """Copy a local file to a device path (its folder must exist). AdbTransport also takes a folder, whose
+        files go into the device folder remote."""
 
     @abstractmethod
     def pull_dir(self, remote: str, local: Path, timeout_s: float) -> None:
@@ -198,44 +199,91 @@ class SshTransport(Transport):
         shutil.rmtree(self.control_dir, ignore_errors=True)
 
 
+# What adb itself prints when it cannot reach the device (Debian's adb 1.0.41: `error: device offline`,
+# `adb: error: failed to get feature set: device unauthorized.` followed by advice lines, `error: device
+# 'X' not found`), as against what the command run there printed: the first such line, anchored.
+_ADB_SAID = re.compile(
+    r"^(?:adb: )?error: (?:failed to get feature set: )?"
+    r"(device offline|device unauthorized|device '[^'\n]*' not found|no devices/emulators found"
+    r"|more than one device/emulator|cannot connect to daemon[^\n]*)",
+    re.MULTILINE,
+)
+_ADB_ADVICE = {
+    "offline": "the phone is connected but its adbd does not answer: reconnect the cable (or `adb reconnect`), "
+    "then check `adb devices`",
+    "unauthorized": "this computer's adb key is not authorised: accept the USB debugging prompt on the phone, "
+    "then check `adb devices`",
+}
+
+
 class AdbTransport(Transport):
-    """The `adb` command line, always with -s SERIAL. `adb shell` returns the remote command's exit
-    status (adb >= 1.0.36); push and pull copy files."""
+    """The `adb` command line, always with -s SERIAL. `adb shell` returns the remote command's exit status
+    where the phone's adbd speaks shell protocol v2 (feature shell_v2, Android 7.0 on): asked once, and a
+    phone without it is refused, since melt could not tell a failed command from a good one. push and pull
+    copy files and folders (adb's sync protocol)."""
 
     name = "adb"
 
     def __init__(self, spec, adb: str = "adb"):
         self.spec = spec
         self.adb = adb
+        self._shell_v2 = False
 
     def _base(self) -> list[str]:
         return [self.adb, "-s", self.spec.serial]
 
     def _check(self, done: Completed) -> Completed:
-        err = done.stderr.strip()
-        adb_said = done.returncode not in (0, None) and err.startswith(("error:", "adb: error", "adb: no devices"))
-        if adb_said and any(word in err for word in ("not found", "offline", "unauthorized", "no devices")):
+        """adb's own failures (the device not found, offline, unauthorized; no adb server) become
+        TransportError with the cause and the fix; anything else is the command's own."""
+        if done.returncode in (0, None):
+            return done
+        said = _ADB_SAID.search(done.stderr)
+        if said:
+            what = said.group(1)
+            advice = next((text for word, text in _ADB_ADVICE.items() if word in what), None)
             raise TransportError(
-                f"adb device {self.spec.serial}: {err.splitlines()[-1]}; check `adb devices` (cable, "
-                "USB debugging, the authorisation prompt on the phone)"
+                f"adb device {self.spec.serial}: {what}; "
+                + (advice or "check `adb devices` (cable, USB debugging, `adb connect HOST:PORT` for a network phone)")
             )
         return done
 
-    def client(self, argv: list[str]) -> list[str]:
+    def _ensure_shell_v2(self) -> None:
+        if self._shell_v2:
+            return
         if not shutil.which(self.adb):
             raise TransportError("adb not found on PATH; install Android platform-tools (Debian: apt install adb)")
+        done = self._check(_run_local([*self._base(), "features"], 30))
+        if done.timed_out or done.returncode != 0:
+            raise TransportError(f"adb device {self.spec.serial}: `adb features` failed: {done.stderr.strip()[-300:]}")
+        if "shell_v2" not in done.stdout.split():
+            raise TransportError(
+                f"adb device {self.spec.serial}: its adbd has no shell protocol v2 (Android before 7.0), so `adb "
+                "shell` cannot pass a command's exit status back; melt needs it to tell a failed command from a "
+                "good one"
+            )
+        self._shell_v2 = True
+
+    def client(self, argv: list[str]) -> list[str]:
+        self._ensure_shell_v2()
         return [*self._base(), "shell", shlex.join(argv)]
 
     def run(self, argv: list[str], timeout_s: float) -> Completed:
         return self._check(_run_local(self.client(argv), timeout_s))
 
     def push(self, local: Path, remote: str, timeout_s: float) -> None:
-        done = self._check(_run_local([*self._base(), "push", str(local), remote], timeout_s))
+        """A file to a device path, or a folder's files into a device folder (made where missing): adb push
+        of `folder/.`, since `adb push folder remote` puts the folder inside remote where remote exists."""
+        source = f"{local}/." if Path(local).is_dir() else str(local)
+        done = self._check(_run_local([*self._base(), "push", source, remote], timeout_s))
+        if done.timed_out:
+            raise TransportError(f"adb push {local} -> {remote}: no answer within {timeout_s:g} s")
         if done.returncode != 0:
             raise TransportError(f"adb push {local} -> {remote} failed: {(done.stderr or done.stdout).strip()[-300:]}")
 
     def pull_dir(self, remote: str, local: Path, timeout_s: float) -> None:
         local.mkdir(parents=True, exist_ok=True)
         done = self._check(_run_local([*self._base(), "pull", remote.rstrip("/") + "/.", str(local)], timeout_s))
+        if done.timed_out:
+            raise TransportError(f"adb pull {remote}: no answer within {timeout_s:g} s")
         if done.returncode != 0:
             raise TransportError(f"adb pull {remote} failed: {(done.stderr or done.stdout).strip()[-300:]}")
