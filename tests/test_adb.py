@@ -241,7 +241,9 @@ def test_llama_bench_on_a_phone(phone, models, tmp_path, llama_bench_bin):
     proc = run_melt("run", recipe, "-d", profile, "--results", tmp_path / "r", "--run-id", "p")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     run_dir = tmp_path / "r" / "p"
-    check = subprocess.run([sys.executable, str(LAB.parents[1].parent / "shared/tools/check_results.py"), str(run_dir)])
+    check = subprocess.run(
+        [sys.executable, str(Path(__file__).resolve().parent / "vendor" / "check_results.py"), str(run_dir)]
+    )
     assert check.returncode == 0
     (case_dir,) = (run_dir / "cases").iterdir()
     trials = [json.loads(line) for line in (case_dir / "trials.jsonl").read_text().splitlines()]
@@ -292,7 +294,6 @@ def test_real_prompts_on_a_phone(phone, models, tmp_path, llama_bench_bin):
     trials = {t["trial"]: t for t in map(json.loads, (case_dir / "trials.jsonl").read_text().splitlines())}
     agent = json.loads((case_dir / "agent.json").read_text())
     assert len(trials) + len(agent["failed_runs"]) == 5  # a run whose timing lines llama.cpp lost is said, not guessed
-    assert agent["runs_repeated_for_lost_timings"] >= 0
     assert all(t["warmup"] is (i == 0) for i, t in trials.items())
     by_prompt = {i % 2: t["n_prompt"] for i, t in trials.items()}
     assert len(set(by_prompt.values())) == len(by_prompt)  # the two prompts, used in turn
