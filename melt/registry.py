@@ -10,6 +10,8 @@ says what a comparison does with it:
 - "run": one value per run (peak RSS), judged only against earlier runs;
 - "info": one value per run, shown with its change but never judged (it swings between identical runs:
   `benchmarks/compare_noise.py` measures by how much);
+- "paired": a quality figure scored on the same units in both runs (`units`: tokens, items), judged by a paired
+  test over them;
 - None: not compared (a tail percentile, a flag, a count).
 
 This module imports nothing from melt: everything else imports it.
@@ -50,6 +52,7 @@ class Metric:
     table: bool = False
     live: str | None = None
     compare_rank: int = 100
+    units: str | None = None  # judged "paired": what both runs scored, one by one
 
     @property
     def heading(self) -> str:
@@ -95,14 +98,14 @@ METRICS: tuple[Metric, ...] = (
     Metric("n_trials", "", "trials", kind="int", source="case", table=True),
     Metric("cv_pct", "%", "cv", source="case", digits="{:.1f}", table=True),
     Metric("validity", "", "validity", kind="text", source="case", digits="{}"),
-    Metric("ppl", "", "perplexity", direction="lower", source="quality", runtimes=LLAMA, digits="{:.4f}",
-           table=True),
-    Metric("accuracy_pct", "%", "accuracy", direction="higher", source="quality", runtimes=LLAMA, digits="{:.1f}",
-           table=True),
-    Metric("accuracy_norm_pct", "%", "accuracy (norm)", direction="higher", source="quality", runtimes=LLAMA,
-           digits="{:.1f}"),
-    Metric("kld_mean", "", "KLD mean", direction="lower", source="quality", runtimes=LLAMA, digits="{:.5f}",
-           table=True),  # nats per token, against the recipe's quality.reference
+    Metric("ppl", "", "perplexity", direction="lower", judged="paired", source="quality", runtimes=LLAMA,
+           digits="{:.4f}", table=True, compare_rank=20, units="tokens"),
+    Metric("accuracy_pct", "%", "accuracy", direction="higher", judged="paired", source="quality", runtimes=LLAMA,
+           digits="{:.1f}", table=True, compare_rank=22, units="items"),
+    Metric("accuracy_norm_pct", "%", "accuracy (norm)", direction="higher", judged="paired", source="quality",
+           runtimes=LLAMA, digits="{:.1f}", compare_rank=23, units="items"),
+    Metric("kld_mean", "", "KLD mean", direction="lower", judged="paired", source="quality", runtimes=LLAMA,
+           digits="{:.5f}", table=True, compare_rank=21, units="tokens"),  # nats per token, against quality.reference
     Metric("kld_p99", "", "KLD p99", direction="lower", source="quality", runtimes=LLAMA),
     Metric("top1_agree_pct", "%", "top-1 agree", direction="higher", source="quality", runtimes=LLAMA,
            digits="{:.1f}"),

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import re
 import subprocess
 
@@ -411,3 +412,85 @@ def test_a_reference_that_is_not_there_is_refused_at_plan_time(tmp_path, models,
         "models[0].quality.reference: expected the id of another llama_cpp model" in proc.stderr
         and found in proc.stderr
     )
+
+
+QUALITY_ONLY = f"""
+name: judged
+models:
+  - id: tiny
+    runtime: llama_cpp
+    source: {{path: tiny.gguf}}
+    workload: {{prompt_tokens: 16, n_gen: 4}}
+    params: {{threads: 1}}
+    quality:
+      perplexity: {{text: eval.txt, n_ctx: {N_CTX}, max_chunks: {CHUNKS}}}
+      choices: {{limit: 24}}
+protocol: {{warmup: 0, repetitions: 3, min_duration_s: 0}}
+telemetry: {{interval_ms: 0, idle_s: 0}}
+"""
+
+
+def test_compare_judges_quality_unit_by_unit(tmp_path):
+    """The same model twice: quality unchanged, whatever the speed did. Other weights behind the same file:
+    perplexity and accuracy judged by paired tests over the same tokens and items, the direction as measured."""
+    from tiny_models import write_tiny_gguf
+
+    from melt.analysis.significance import mcnemar_p, paired_p
+    from melt.results.reader import paired_units, read_run
+    from melt.runtimes.llama_cpp import prompt_text
+
+    (tmp_path / "eval.txt").write_text(prompt_text())
+    recipe = write_recipe(tmp_path, QUALITY_ONLY)
+    results = tmp_path / "results"
+    for run_id, seed in (("a", 0), ("b", 0), ("c", 3)):
+        write_tiny_gguf(tmp_path / "tiny.gguf", seed=seed)
+        proc = run_melt("run", recipe, "--results", results, "--run-id", run_id, cwd=tmp_path)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+
+    def verdicts(new: str) -> dict:
+        run_melt("compare", results / "a", results / new, "--results", results)
+        data = json.loads((results / new / "compare.json").read_text())
+        return {v["metric"]: v for v in data["verdicts"] if v["metric"] in ("ppl", "accuracy_pct", "accuracy_norm_pct")}
+
+    same = verdicts("b")
+    assert {m: v["verdict"] for m, v in same.items()} == dict.fromkeys(same, "not significant") and len(same) == 3
+    assert same["ppl"]["change_pct"] == 0 and same["ppl"]["p_value"] == 1
+    other = verdicts("c")
+    units = {r: paired_units(read_run(results / r).cases[0].metrics) for r in ("a", "c")}
+    ppl = {r: math.exp(sum(u["ppl"]) / len(u["ppl"])) for r, u in units.items()}
+    v = other["ppl"]
+    assert v["change_pct"] == pytest.approx((ppl["c"] / ppl["a"] - 1) * 100, rel=1e-6)
+    if abs(v["change_pct"]) > 5:  # beyond the threshold: judged, and the reason names the test
+        assert f"a paired test over the {CHUNKS * (N_CTX - N_CTX // 2 - 1)} tokens both runs scored" in v["reason"]
+    p_raw = paired_p(units["a"]["ppl"], units["c"]["ppl"])
+    assert v["p_value"] >= p_raw  # Holm only raises p
+    if abs(v["change_pct"]) > 5 and v["p_value"] < 0.05:
+        assert v["verdict"] == ("worse" if ppl["c"] > ppl["a"] else "better")
+    else:
+        assert v["verdict"] == "not significant"
+    acc = other["accuracy_pct"]
+    assert mcnemar_p(units["a"]["accuracy_pct"], units["c"]["accuracy_pct"]) <= acc["p_value"]
+    if abs(acc["change_pct"]) > 5:
+        assert "a paired test over the 24 items both runs scored" in acc["reason"]
+    else:
+        assert acc["reason"] == f"{acc['change_pct']:+.1f}% is within ±5%" and acc["verdict"] == "not significant"
+
+
+@pytest.mark.parametrize(
+    "base, new, p",
+    [([True] * 10, [True] * 10, 1.0), ([True] * 10, [False] * 10, 2 * 0.5**10),
+     ([True, False] * 5, [False, True] * 5, 1.0)],
+)  # fmt: skip
+def test_mcnemar_by_kind(base, new, p):
+    from melt.analysis.significance import mcnemar_p
+
+    assert mcnemar_p(base, new) == pytest.approx(p)
+
+
+def test_paired_p_by_kind():
+    from melt.analysis.significance import paired_p
+
+    assert paired_p([1.0, 2.0, 3.0], [1.0, 2.0, 3.0]) == 1.0
+    assert paired_p([1.0, 2.0, 3.0], [2.0, 3.0, 4.0]) == 0.0  # one and the same shift everywhere
+    assert 0.05 < paired_p([1.0, 2.0, 3.0, 4.0], [1.1, 1.9, 3.2, 3.9]) < 1
+    assert paired_p([1.0], [2.0]) is None and paired_p([1.0, 2.0], [1.0]) is None

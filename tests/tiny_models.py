@@ -103,8 +103,8 @@ def write_tiny_gguf(path: pathlib.Path, n_ctx_train: int = 2048, seed: int = 0, 
     """Write a tiny deterministic LLaMA GGUF to ``path`` and return the path.
 
     Architecture: n_embd 64, 2 layers, 4 heads, n_ff 128, random weights (numpy seed `seed`). weights "f32": every
-    tensor F32; "q8_0": the same values with every matrix quantised to Q8_0 by the gguf package (norms stay F32,
-    as llama.cpp's quantize leaves them), so the two differ only by quantisation. Tokenizer: SPM ("llama") with
+    tensor F32; "q8_0" / "q4_0": the same values with every matrix quantised by the gguf package (norms stay F32,
+    as llama.cpp's quantize leaves them), so they differ only by quantisation. Tokenizer: SPM ("llama") with
     <unk>=0, <s>=1, </s>=2, 256 byte-fallback tokens and a few hundred word pieces.
     """
     import gguf
@@ -128,7 +128,9 @@ def write_tiny_gguf(path: pathlib.Path, n_ctx_train: int = 2048, seed: int = 0, 
     w.add_rope_freq_base(10000.0)
     w.add_layer_norm_rms_eps(1e-5)
     w.add_vocab_size(n_vocab)
-    w.add_file_type(gguf.LlamaFileType.ALL_F32 if weights == "f32" else gguf.LlamaFileType.MOSTLY_Q8_0)
+    file_types = {"f32": gguf.LlamaFileType.ALL_F32, "q8_0": gguf.LlamaFileType.MOSTLY_Q8_0,
+                  "q4_0": gguf.LlamaFileType.MOSTLY_Q4_0}  # fmt: skip
+    w.add_file_type(file_types[weights])
 
     w.add_tokenizer_model("llama")
     w.add_tokenizer_pre("default")
@@ -142,8 +144,9 @@ def write_tiny_gguf(path: pathlib.Path, n_ctx_train: int = 2048, seed: int = 0, 
     w.add_add_eos_token(False)
 
     rng = np.random.default_rng(seed)
-    if weights not in ("f32", "q8_0"):
-        raise ValueError(f"weights {weights!r}: expected f32 or q8_0")
+    qtypes = {"q8_0": gguf.GGMLQuantizationType.Q8_0, "q4_0": gguf.GGMLQuantizationType.Q4_0}
+    if weights != "f32" and weights not in qtypes:
+        raise ValueError(f"weights {weights!r}: expected f32, q8_0 or q4_0")
 
     def rand(*shape: int, scale: float = 0.02) -> np.ndarray:
         return (rng.standard_normal(shape) * scale).astype(np.float32)
@@ -151,9 +154,8 @@ def write_tiny_gguf(path: pathlib.Path, n_ctx_train: int = 2048, seed: int = 0, 
     add_tensor = w.add_tensor
 
     def add_matrix(name: str, data: np.ndarray) -> None:
-        if weights == "q8_0" and data.ndim == 2:
-            add_tensor(name, gguf.quants.quantize(data, gguf.GGMLQuantizationType.Q8_0),
-                       raw_dtype=gguf.GGMLQuantizationType.Q8_0)  # fmt: skip
+        if weights in qtypes and data.ndim == 2:
+            add_tensor(name, gguf.quants.quantize(data, qtypes[weights]), raw_dtype=qtypes[weights])
         else:
             add_tensor(name, data)
 

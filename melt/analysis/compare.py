@@ -28,10 +28,12 @@ history.
 
 from __future__ import annotations
 
+import math
 import statistics
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from melt import registry
 from melt.analysis.samples import DIRECTION, INFORMATION_ONLY, RUN_LEVEL, case_samples
 from melt.analysis.significance import (
     DEFAULT_BLOCKS,
@@ -40,12 +42,14 @@ from melt.analysis.significance import (
     difference_p,
     holm,
     log_spread,
+    mcnemar_p,
+    paired_p,
     run_level,
     run_level_p,
     run_noise,
 )
 from melt.results.catalog import Catalog
-from melt.results.reader import CaseData, kept_outputs, read_run
+from melt.results.reader import CaseData, kept_outputs, paired_units, read_run
 
 DEFAULT_THRESHOLD_PCT = 5.0
 DEFAULT_ALPHA = 0.05
@@ -132,6 +136,7 @@ def load_run(run_dir: Path, manifest: dict | None = None) -> dict[str, CaseData]
     for c in read_run(run_dir, manifest).cases:
         tokens, text = kept_outputs(c.metrics)
         out[c.case_id] = CaseData(
+            paired=paired_units(c.metrics),
             run_id=c.run_id,
             case_id=c.case_id,
             device=c.device,
@@ -154,6 +159,8 @@ def _noise_text(row: dict) -> str:
     """What the verdict's run-to-run noise came from, in words."""
     if row["basis"] == "history":
         return f"{row['n_history']} earlier runs"
+    if row["basis"] == "paired":
+        return f"a paired test over the {row['n_units']} {QUALITY_UNITS[row['metric']]} both runs scored"
     noise: RunNoise = row["noise"]
     if noise.basis == "catalog":
         seen = f"{noise.n_seen} earlier runs of this case on this device"
@@ -168,7 +175,7 @@ def _noise_text(row: dict) -> str:
 def _judged(row: dict, threshold_pct: float, p_adj: float, alpha: float) -> tuple[str, str]:
     change_pct, direction = row["change_pct"], row["direction"]
     against = _noise_text(row)
-    if row["basis"] != "history":
+    if row["basis"] not in ("history", "paired"):
         against += f" and the drift within each run ({row['blocks']} time blocks)"
     worse = change_pct < -threshold_pct if direction == "higher" else change_pct > threshold_pct
     better = change_pct > threshold_pct if direction == "higher" else change_pct < -threshold_pct
@@ -176,13 +183,49 @@ def _judged(row: dict, threshold_pct: float, p_adj: float, alpha: float) -> tupl
         return "not significant", f"{change_pct:+.1f}% is within ±{threshold_pct:g}%"
     if p_adj >= alpha:
         why = f"{change_pct:+.1f}% but p={p_adj:.3g} (Holm) >= {alpha:g}: within the noise, judged against {against}"
-        if row["basis"] != "history":
+        if row["basis"] not in ("history", "paired"):
             low, high = row["difference"].detectable(alpha)
             why += f"; alone, a change must pass {low:+.0f}% or {high:+.0f}%"
             if row["basis"] == "assumed":
                 why += " (keep 3+ runs of history, or set --run-noise-pct)"
         return "not significant", why
     return ("worse" if worse else "better"), f"{change_pct:+.1f}%, p={p_adj:.2g} (Holm), judged against {against}"
+
+
+QUALITY_UNITS = {m: registry.metric(m).units for m in registry.judged_as("paired")}  # metric -> tokens / items
+
+
+def _quality_rows(ident: dict, b_cases: list[CaseData], n_case: CaseData | None) -> list[dict]:
+    """Quality figures judged unit by unit: the same tokens or items were scored in both runs, so the test is
+    paired (a paired t-test of per-token NLL or KL; McNemar's exact test of per-item answers), and the change
+    is of the figure itself (perplexity, mean KL, accuracy). Rows only where both sides scored units."""
+    base = next((c for c in reversed(b_cases) if c.paired), None)
+    if n_case is None or n_case.status != "ok" or not n_case.paired or base is None:
+        return []
+    rows = []
+    for metric in [m for m in QUALITY_UNITS if m in n_case.paired and m in base.paired]:
+        b, n = base.paired[metric], n_case.paired[metric]
+        row = {**ident, "metric": metric, "direction": registry.metric(metric).direction, "n_base": len(b),
+               "n_new": len(n), "change_pct": None, "p_raw": None, "basis": "paired",
+               "run_noise_pct": None}  # fmt: skip
+        if metric == "ppl":
+            row["base_median"], row["new_median"] = math.exp(statistics.fmean(b)), math.exp(statistics.fmean(n))
+        elif metric == "kld_mean":
+            row["base_median"], row["new_median"] = statistics.fmean(b), statistics.fmean(n)
+        else:
+            row["base_median"], row["new_median"] = 100 * statistics.fmean(b), 100 * statistics.fmean(n)
+        if len(b) != len(n):
+            why = f"not scored on the same {QUALITY_UNITS[metric]} ({len(b)} vs {len(n)})"
+            rows.append({**row, "verdict": "untested", "reason": why})
+            continue
+        p = mcnemar_p(b, n) if metric.startswith("accuracy") else paired_p(b, n)
+        if row["base_median"]:
+            row["change_pct"] = (row["new_median"] / row["base_median"] - 1) * 100
+        if p is None or row["change_pct"] is None:
+            rows.append({**row, "verdict": "untested", "reason": "too few units, or a baseline of 0"})
+            continue
+        rows.append({**row, "p_raw": p, "n_units": len(n)})
+    return rows
 
 
 def first_divergence(base: list[list[int]], new: list[list[int]]) -> tuple[int, int] | None:
@@ -302,13 +345,14 @@ def compare(
         drift = _drift_row(ident, b_cases, n_case)
         if drift:
             pending.append(drift)
+        pending += _quality_rows(ident, b_cases, n_case)
     adjusted = holm([r["p_raw"] for r in pending])
     verdicts = []
     for row, p_adj in zip(pending, adjusted):
         if p_adj is not None:
             verdict, reason = _judged(row, threshold_pct, p_adj, alpha)
             row.update(verdict=verdict, reason=reason)
-        for key in ("p_raw", "n_history", "noise", "difference", "blocks"):
+        for key in ("p_raw", "n_history", "noise", "difference", "blocks", "n_units"):
             row.pop(key, None)
         verdicts.append(MetricVerdict(**row, p_value=p_adj))
     runs = base_runs or sorted({c.run_id for cs in base.values() for c in cs})

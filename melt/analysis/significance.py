@@ -158,3 +158,29 @@ def difference_p(base: Sequence[RunLevel], new: RunLevel, sigma_run: float) -> D
     df = var * var / spread if spread > 0 else math.inf
     sd = math.sqrt(var)
     return Difference(t_two_sided_p(log_diff / sd, df), log_diff, sd, df)
+
+
+def paired_p(base: Sequence[float], new: Sequence[float]) -> float | None:
+    """Two-sided p of a paired t-test (scipy.stats.ttest_rel) of two runs' values of the same units (the same
+    scored tokens, say); 1.0 where every pair is equal (nothing changed), None under two pairs. The units'
+    differences are the samples, so the test asks whether the mean difference is 0."""
+    if len(base) != len(new) or len(base) < 2:
+        return None
+    diffs = [b - a for a, b in zip(base, new, strict=True)]
+    if all(d == 0 for d in diffs):
+        return 1.0
+    if len(set(diffs)) == 1:  # one and the same shift everywhere: no spread, certainly not chance
+        return 0.0
+    return float(stats.ttest_rel(new, base).pvalue)
+
+
+def mcnemar_p(base: Sequence[bool], new: Sequence[bool]) -> float | None:
+    """Two-sided p of McNemar's exact test (a binomial test of the discordant pairs, scipy.stats.binomtest) of
+    two runs' right/wrong answers to the same items; 1.0 without discordant pairs, None without items."""
+    if len(base) != len(new) or not base:
+        return None
+    worse = sum(1 for a, b in zip(base, new, strict=True) if a and not b)
+    better = sum(1 for a, b in zip(base, new, strict=True) if b and not a)
+    if worse + better == 0:
+        return 1.0
+    return float(stats.binomtest(better, worse + better, 0.5).pvalue)

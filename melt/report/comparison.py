@@ -8,8 +8,9 @@ from pathlib import Path
 from melt import registry
 from melt.report.table import fmt
 
-ORDER = [*registry.compare_order(), "outputs"]  # outputs: the greedy-output drift verdict (melt.analysis.compare)
-TITLES = {**{m: registry.metric(m).heading for m in registry.compare_order()}, "outputs": "greedy outputs"}
+# the judged figures (speed, then quality judged unit by unit), then the greedy-output drift (melt.analysis.compare)
+ORDER = [*registry.compare_order(), "outputs"]
+TITLES = {**{m: registry.metric(m).heading for m in ORDER if m != "outputs"}, "outputs": "greedy outputs"}
 # the verdict a row is sorted and coloured by: the most alarming of its cells
 SEVERITY = ["worse", "failed", "missing", "better", "new", "not significant", "untested"]
 

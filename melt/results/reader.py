@@ -61,6 +61,24 @@ class CaseData:
     samples: dict[str, list[float]] = field(default_factory=dict)
     outputs: list[list[int]] | None = None  # the greedy tokens per prompt (recipe quality.outputs), where kept
     output_text: list[str] | None = None  # the same, as text
+    # per scored unit, for paired tests between runs: {"ppl": per-token NLL, "kld_mean": per-token KL,
+    # "accuracy_pct": per-item right/wrong, "accuracy_norm_pct": the same by acc_norm}
+    paired: dict[str, list] = field(default_factory=dict)
+
+
+def paired_units(metrics: dict | None) -> dict[str, list]:
+    """What a case's quality figures were computed from, unit by unit (metrics.json quality): see CaseData.paired."""
+    quality = (metrics or {}).get("quality") or {}
+    out: dict[str, list] = {}
+    if (quality.get("perplexity") or {}).get("nll"):
+        out["ppl"] = quality["perplexity"]["nll"]
+    if (quality.get("kld") or {}).get("per_token"):
+        out["kld_mean"] = quality["kld"]["per_token"]
+    items = (quality.get("choices") or {}).get("items")
+    if items:
+        out["accuracy_pct"] = [i["pred"] == i["answer"] for i in items]
+        out["accuracy_norm_pct"] = [i["pred_norm"] == i["answer"] for i in items]
+    return out
 
 
 def kept_outputs(metrics: dict | None) -> tuple[list[list[int]] | None, list[str] | None]:

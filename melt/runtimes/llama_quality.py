@@ -161,6 +161,7 @@ def perplexity(
         "n_ctx": n_ctx,
         "n_tokens": len(tokens),
         "seconds": time.monotonic() - t0,
+        "nll": [round(float(x), 6) for x in token_nll],  # per scored token: melt compare pairs them across runs
     }
     if keep_top_k:
         result["kld_base"] = {"ids": np.concatenate(scorer.ids), "logp": np.concatenate(scorer.logp),
@@ -180,6 +181,7 @@ def perplexity(
             "ppl_ratio": ppl / float(base["ppl"]),
             "top_k": int(base["k"]),
             "tokens": scorer.n,
+            "per_token": [round(float(x), 8) for x in kld],
         }
     return result
 
