@@ -16,8 +16,9 @@ import pytest
 from conftest import run_melt, write_recipe
 
 from melt.report import comparison, figures
-from melt.report.data import load_run
+from melt.report.data import CaseView, load_run
 from melt.report.downsample import minmax_envelope
+from melt.report.figures import Scope
 from melt.report.html import MAX_POINTS_PER_CHANNEL, default_output, write_report
 
 BOARDS = Path(__file__).resolve().parent / "lab" / "boards"
@@ -30,6 +31,7 @@ models:
     source: {path: tiny.gguf}
     workload: {prompt_tokens: [16, 64], n_gen: 1200}   # long enough a decode for two power samples
     params: {threads: 1, n_ctx: 1536}
+    quality: {perplexity: {n_ctx: 64, max_chunks: 2}, choices: {limit: 6}}   # the report's quality section
   - id: tiny-vad
     runtime: onnxruntime
     source: {path: tiny_vad.onnx}
@@ -276,3 +278,40 @@ def test_report_refuses_a_folder_without_a_run(tmp_path, cli):
     assert code == 2 and "run.json" in out
     with pytest.raises(Exception, match="run.json"):
         write_report([tmp_path])
+
+
+def _view(tmp_path, label: str, **summary) -> CaseView:
+    return CaseView(run_id="r", case_id=label, status="ok", reason=None, device="dev", model="m", label=label,
+                    path=tmp_path, case={"runtime": "llama_cpp"}, metrics={"summary": summary})  # fmt: skip
+
+
+def test_quality_section_sets_quality_against_speed_and_energy(tmp_path):
+    from melt.report import quality
+
+    cases = [
+        _view(tmp_path, "fast-bad", accuracy_pct=40.0, decode_tok_s=50.0, j_per_token=0.1, energy_j=2.0),
+        _view(tmp_path, "slow-good", accuracy_pct=80.0, decode_tok_s=10.0, j_per_token=0.5, energy_j=8.0),
+        _view(tmp_path, "dominated", accuracy_pct=30.0, decode_tok_s=9.0, j_per_token=0.6, energy_j=9.0),
+        _view(tmp_path, "no-quality", decode_tok_s=99.0),
+    ]
+    section = quality.quality(cases, Scope(cases))
+    figs = {f.key: f.fig for f in section.figures}
+    assert set(figs) == {"quality_speed", "quality_energy", "quality_per_joule"}
+    front = figs["quality_speed"]["data"][-1]
+    assert front["name"] == "Pareto front" and sorted(front["text"]) == ["fast-bad", "slow-good"]
+    (bars,) = figs["quality_per_joule"]["data"]
+    assert dict(zip(bars["y"], bars["x"], strict=True)) == pytest.approx(
+        {"fast-bad": 0.4 / 2.0, "slow-good": 0.8 / 8.0, "dominated": 0.3 / 9.0})  # fmt: skip
+    (note,) = section.notes  # the case without quality is named, with why
+    assert note["reason"].startswith("accuracy_pct: ") and note["cases"] == ["no-quality (dev)"]
+
+
+def test_quality_section_without_accuracy_uses_perplexity_lower_is_better(tmp_path):
+    from melt.report import quality
+
+    cases = [_view(tmp_path, "a", ppl=10.0, decode_tok_s=5.0), _view(tmp_path, "b", ppl=12.0, decode_tok_s=4.0)]
+    section = quality.quality(cases, Scope(cases))
+    (fig,) = section.figures
+    assert fig.key == "quality_speed" and fig.fig["data"][-1]["text"] == ["a"]  # lower ppl and faster
+    assert "perplexity — lower is better" in fig.fig["layout"]["yaxis"]["title"]["text"]
+    assert quality.quality([_view(tmp_path, "c", decode_tok_s=1.0)], Scope([])).empty.startswith("no case measured")

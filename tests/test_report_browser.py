@@ -85,6 +85,7 @@ def test_every_plot_has_drawn(page):
     )
     ids = [p[0] for p in plots]
     assert {"plot-throughput", "plot-ttft", "plot-itl", "plot-onnx", "plot-memory", "plot-trace"} <= set(ids)
+    assert {"plot-quality_speed", "plot-quality_energy"} <= set(ids)
     assert all(svg and traces > 0 for _, svg, traces in plots), plots
     # every section of figures has plots or says why it has none
     sections = tab.eval_on_selector_all(

@@ -160,7 +160,7 @@ def _no_spread(c: CaseView) -> None:
     return None
 
 
-def _hbar_height(scope: Scope, cases: list[CaseView]) -> int:
+def hbar_height(scope: Scope, cases: list[CaseView]) -> int:
     rows = len({case_name(c) for c in cases}) * max(1, len(scope.grouped(cases)))
     return max(260, 110 + 17 * rows)
 
@@ -189,7 +189,7 @@ def throughput(cases: list[CaseView], scope: Scope) -> Section:
     data = _hbars(
         scope, llm, lambda c: c.value("prefill_tok_s"), _spread_of("prefill_tok_s"), "x", True, "tok/s"
     ) + _hbars(scope, llm, lambda c: c.value("decode_tok_s"), _spread_of("decode_tok_s"), "x2", False, "tok/s")
-    fig = {"data": data, "layout": _two_panels(_hbar_height(scope, llm), "prefill (tok/s)", "decode (tok/s)")}
+    fig = {"data": data, "layout": _two_panels(hbar_height(scope, llm), "prefill (tok/s)", "decode (tok/s)")}
     section.figures.append(
         Figure("throughput", "tok/s", fig, "Median over counted trials; error bars p10–p90. Higher is better.")
     )
@@ -289,7 +289,7 @@ def itl(cases: list[CaseView], scope: Scope) -> Section:
         "data": data,
         "layout": layout(
             boxmode="group",
-            height=_hbar_height(scope, [c for c in llm if c.itl_ms().size]),
+            height=hbar_height(scope, [c for c in llm if c.itl_ms().size]),
             yaxis=axis("", autorange="reversed"),
             xaxis=axis("gap between tokens (ms)" + (", log scale" if log else ""), type="log" if log else "linear"),
         ),
@@ -447,7 +447,7 @@ def energy(cases: list[CaseView], scope: Scope) -> Section:
         data = _per_unit_bars(scope, with_llm, "j_per_token", CaseView.j_per_token_spread, "tokens")
         fig = {
             "data": data,
-            "layout": _two_panels(_hbar_height(scope, with_llm), "decode energy (J/token)", "tokens per J"),
+            "layout": _two_panels(hbar_height(scope, with_llm), "decode energy (J/token)", "tokens per J"),
         }
         section.figures.append(
             Figure(
@@ -465,7 +465,7 @@ def energy(cases: list[CaseView], scope: Scope) -> Section:
         data = _per_unit_bars(scope, with_ort, "energy_j", _no_spread, "inferences")
         fig = {
             "data": data,
-            "layout": _two_panels(_hbar_height(scope, with_ort), "energy per inference (J)", "inferences per J"),
+            "layout": _two_panels(hbar_height(scope, with_ort), "energy per inference (J)", "inferences per J"),
         }
         section.figures.append(
             Figure(
