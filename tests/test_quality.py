@@ -494,3 +494,16 @@ def test_paired_p_by_kind():
     assert paired_p([1.0, 2.0, 3.0], [2.0, 3.0, 4.0]) == 0.0  # one and the same shift everywhere
     assert 0.05 < paired_p([1.0, 2.0, 3.0, 4.0], [1.1, 1.9, 3.2, 3.9]) < 1
     assert paired_p([1.0], [2.0]) is None and paired_p([1.0, 2.0], [1.0]) is None
+
+
+def test_exports_carry_the_quality_columns(run):
+    q = run["folder"] / "results" / "q"
+    md = run_melt("results", "export", q, "--format", "md")
+    header = next(line for line in md.stdout.splitlines() if line.startswith("| device"))
+    assert "| perplexity |" in header and "| accuracy % |" in header
+    row = next(line for line in md.stdout.splitlines() if "| tiny " in line)
+    cells = dict(zip(header.split(" | "), row.split(" | "), strict=True))
+    assert float(cells["perplexity"]) == pytest.approx(run["tiny"]["summary"]["ppl"], rel=1e-4)
+    exported = json.loads(run_melt("results", "export", q, "--format", "json").stdout)
+    tiny = next(c for c in exported["cases"] if c["model"] == "tiny")
+    assert float(tiny["accuracy_pct"]) == pytest.approx(run["tiny"]["summary"]["accuracy_pct"])
