@@ -37,7 +37,7 @@ fi
 STAMP="$VERSION shared $ISA_ARGS ${EXTRA_CMAKE_ARGS:-}"
 echo "llama-cpp-python version in venv: $VERSION; ISA options: $ISA_ARGS" >&2
 
-if [[ -x "$BIN" && -x "$OUT_DIR/llama-completion" && -x "$OUT_DIR/llama-perplexity" && "${FORCE:-0}" != "1" ]]; then
+if [[ -x "$BIN" && -x "$OUT_DIR/llama-completion" && -x "$OUT_DIR/llama-perplexity" && -x "$OUT_DIR/llama-quantize" && "${FORCE:-0}" != "1" ]]; then
     built_for="$(cat "$OUT_DIR/llama-bench.stamp" 2>/dev/null || echo unknown)"
     if [[ "$built_for" != "$STAMP" ]]; then
         echo "WARNING: $BIN was built for [$built_for], now [$STAMP]; rerun with FORCE=1 to rebuild" >&2
@@ -99,13 +99,14 @@ cmake -S "$LLAMA_SRC" -B "$BUILD_DIR" \
     -DLLAMA_BUILD_SERVER=OFF \
     -DLLAMA_BUILD_APP=OFF \
     "${extra_args[@]}" >&2
-cmake --build "$BUILD_DIR" --config Release --target llama-bench llama-completion llama-perplexity -j "$JOBS" >&2
+cmake --build "$BUILD_DIR" --config Release --target llama-bench llama-completion llama-perplexity llama-quantize -j "$JOBS" >&2
 end=$(date +%s)
 echo "built llama-bench in $((end - start)) s" >&2
 
 ln -sf "$BUILD_DIR/bin/llama-bench" "$BIN"  # its shared libraries sit beside it (RPATH)
 ln -sf "$BUILD_DIR/bin/llama-completion" "$OUT_DIR/llama-completion"  # real prompts, for phones
 ln -sf "$BUILD_DIR/bin/llama-perplexity" "$OUT_DIR/llama-perplexity"  # what melt's perplexity must agree with
+ln -sf "$BUILD_DIR/bin/llama-quantize" "$OUT_DIR/llama-quantize"  # a worse quantisation, for benchmarks/quality_compare.py
 echo "$STAMP" >"$OUT_DIR/llama-bench.stamp"
 "$BIN" --help >/dev/null 2>&1 || { echo "ERROR: $BIN --help failed" >&2; exit 1; }
 echo "$BIN"

@@ -507,3 +507,27 @@ def test_exports_carry_the_quality_columns(run):
     exported = json.loads(run_melt("results", "export", q, "--format", "json").stdout)
     tiny = next(c for c in exported["cases"] if c["model"] == "tiny")
     assert float(tiny["accuracy_pct"]) == pytest.approx(run["tiny"]["summary"]["accuracy_pct"])
+
+
+def test_kl_divergence_is_judged_by_its_change_in_nats():
+    """KL is 0 against itself: a change from 0 has no ratio, so it is judged by the paired test and said in
+    nats; the same KL on both sides is not a change."""
+    import random
+
+    from melt.analysis.compare import compare
+    from melt.results.reader import CaseData
+
+    rng = random.Random(4)
+    zero = [0.0] * 60
+    moved = [abs(rng.gauss(0.3, 0.1)) for _ in range(60)]
+
+    def case(run: str, kld: list[float]) -> CaseData:
+        return CaseData(run, "c1", "local", "m", "m q", "ok", paired={"kld_mean": kld})
+
+    (worse,) = [v for v in compare({"c1": [case("a", zero)]}, {"c1": case("b", moved)}).verdicts
+                if v.metric == "kld_mean"]  # fmt: skip
+    assert worse.verdict == "worse" and worse.change_pct is None
+    assert worse.reason.startswith(f"{sum(moved) / 60:+.4g} nats per token, p=")
+    (same,) = [v for v in compare({"c1": [case("a", moved)]}, {"c1": case("b", moved)}).verdicts
+               if v.metric == "kld_mean"]  # fmt: skip
+    assert same.verdict == "not significant" and "+0 nats per token" in same.reason

@@ -219,13 +219,25 @@ def _quality_rows(ident: dict, b_cases: list[CaseData], n_case: CaseData | None)
             rows.append({**row, "verdict": "untested", "reason": why})
             continue
         p = mcnemar_p(b, n) if metric.startswith("accuracy") else paired_p(b, n)
-        if row["base_median"]:
+        if metric == "kld_mean":  # a divergence, 0 for the same model: its change is in nats, not a ratio
+            row["absolute"] = f"{row['new_median'] - row['base_median']:+.4g} nats per token"
+        elif row["base_median"]:
             row["change_pct"] = (row["new_median"] / row["base_median"] - 1) * 100
-        if p is None or row["change_pct"] is None:
+        if p is None or (row["change_pct"] is None and "absolute" not in row):
             rows.append({**row, "verdict": "untested", "reason": "too few units, or a baseline of 0"})
             continue
         rows.append({**row, "p_raw": p, "n_units": len(n)})
     return rows
+
+
+def _judged_absolute(row: dict, p_adj: float, alpha: float) -> tuple[str, str]:
+    """A paired figure whose change is absolute (KL divergence): judged by its paired test alone."""
+    against = _noise_text(row)
+    if p_adj >= alpha:
+        return "not significant", f"{row['absolute']}, p={p_adj:.3g} (Holm) >= {alpha:g}, judged against {against}"
+    up = row["new_median"] > row["base_median"]
+    worse = up == (row["direction"] == "lower")
+    return ("worse" if worse else "better"), f"{row['absolute']}, p={p_adj:.2g} (Holm), judged against {against}"
 
 
 def first_divergence(base: list[list[int]], new: list[list[int]]) -> tuple[int, int] | None:
@@ -349,10 +361,13 @@ def compare(
     adjusted = holm([r["p_raw"] for r in pending])
     verdicts = []
     for row, p_adj in zip(pending, adjusted):
-        if p_adj is not None:
+        if p_adj is not None and "absolute" in row:
+            verdict, reason = _judged_absolute(row, p_adj, alpha)
+            row.update(verdict=verdict, reason=reason)
+        elif p_adj is not None:
             verdict, reason = _judged(row, threshold_pct, p_adj, alpha)
             row.update(verdict=verdict, reason=reason)
-        for key in ("p_raw", "n_history", "noise", "difference", "blocks", "n_units"):
+        for key in ("p_raw", "n_history", "noise", "difference", "blocks", "n_units", "absolute"):
             row.pop(key, None)
         verdicts.append(MetricVerdict(**row, p_value=p_adj))
     runs = base_runs or sorted({c.run_id for cs in base.values() for c in cs})
