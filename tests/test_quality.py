@@ -531,3 +531,12 @@ def test_kl_divergence_is_judged_by_its_change_in_nats():
     (same,) = [v for v in compare({"c1": [case("a", moved)]}, {"c1": case("b", moved)}).verdicts
                if v.metric == "kld_mean"]  # fmt: skip
     assert same.verdict == "not significant" and "+0 nats per token" in same.reason
+
+
+def test_peak_memory_is_the_speed_trials_not_the_quality_step(run):
+    """Scoring keeps a context and rows of logits of its own: the case's peak_rss_mb is taken before it."""
+    q = run["folder"] / "results" / "q" / "cases" / run["rows"]["tiny"]["case_id"]
+    agent = json.loads((q / "agent.json").read_text())
+    assert agent["peak_rss_mb"] <= agent["peak_rss_quality_mb"]
+    assert run["tiny"]["summary"]["peak_rss_mb"] == agent["peak_rss_mb"]
+    assert list(agent["phases"])[-1] == "quality" and agent["phases"]["quality"][0] >= agent["phases"]["trials"][1]

@@ -111,9 +111,12 @@ def cmd_run(case_dir: str) -> int:
             result["protocol"] = run_trials(runner, case["protocol"], out)
         _phase(phases, "trials", t)
         if case.get("quality") and hasattr(runner, "quality"):  # after the speed trials, same model and params
+            # the peak of the speed trials, before the quality step's own contexts and logits raise it
+            result["peak_rss_mb"] = memory.peak_rss_mb()
             t = time.monotonic_ns()
             result["quality"] = runner.quality(case["quality"])
             _phase(phases, "quality", t)
+            result["peak_rss_quality_mb"] = memory.peak_rss_mb()
         if case["protocol"].get("cooldown_s"):
             t = time.monotonic_ns()
             time.sleep(case["protocol"]["cooldown_s"])  # cool-down, inside the trace
@@ -124,7 +127,7 @@ def cmd_run(case_dir: str) -> int:
         result["error"] = f"{type(e).__name__}: {e}"
         result["traceback"] = traceback.format_exc()
     finally:
-        result["peak_rss_mb"] = memory.peak_rss_mb()
+        result.setdefault("peak_rss_mb", memory.peak_rss_mb())
         result["rss_end_mb"] = memory.rss_mb()
         if runner is not None:
             try:
