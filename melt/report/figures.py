@@ -412,15 +412,29 @@ def _log_range(values: list[float], pad: float) -> list[float]:
     return [float(np.log10(min(positive) / pad)), float(np.log10(max(positive) * pad))]
 
 
-def _pareto(points: list[tuple[float, float]]) -> list[int]:
-    """Indices of points no other point beats on both: higher x (tok/s) and lower y (J/token)."""
-    order = sorted(range(len(points)), key=lambda i: (-points[i][0], points[i][1]))
-    front, best_y = [], np.inf
-    for i in order:
-        if points[i][1] < best_y:
-            front.append(i)
-            best_y = points[i][1]
+def pareto_front(points: list[tuple[float, float]], x_higher: bool = True, y_higher: bool = False) -> list[int]:
+    """Indices of the points no other point beats on both axes (by default higher x, tok/s, and lower y, J/token:
+    the Pareto front), ordered by x."""
+    keyed = [((x if x_higher else -x), (y if y_higher else -y)) for x, y in points]
+    front = [
+        i for i, (x, y) in enumerate(keyed) if not any(ox >= x and oy >= y and (ox, oy) != (x, y) for ox, oy in keyed)
+    ]
     return sorted(front, key=lambda i: points[i][0])
+
+
+def front_trace(points: list[tuple[float, float]], labels: list[str], front: list[int]) -> dict:
+    """The Pareto front as a plotly trace: a step line through circled points."""
+    return {
+        "type": "scatter",
+        "mode": "lines+markers",
+        "name": "Pareto front",
+        "x": [points[i][0] for i in front],
+        "y": [points[i][1] for i in front],
+        "text": [labels[i] for i in front],
+        "line": {"color": "#0f172a", "width": 1.5, "shape": "hv"},
+        "marker": {"size": 16, "symbol": "circle-open", "color": "#0f172a", "line": {"width": 2}},
+        "hovertemplate": "%{text}<br>on the front<extra></extra>",
+    }
 
 
 def _per_unit_bars(scope: Scope, cases: list[CaseView], metric: str, spread_of, unit: str) -> list[dict]:
@@ -482,7 +496,7 @@ def energy(cases: list[CaseView], scope: Scope) -> Section:
 
 def _pareto_figure(cases: list[CaseView], scope: Scope) -> Figure:
     points = [(c.value("decode_tok_s"), c.value("j_per_token")) for c in cases]
-    front = _pareto(points)
+    front = pareto_front(points)
     data = []
     for series, group in scope.grouped(cases).items():
         data.append(
@@ -497,19 +511,7 @@ def _pareto_figure(cases: list[CaseView], scope: Scope) -> Figure:
                 "hovertemplate": "%{text}<br>%{x:.4g} tok/s<br>%{y:.4g} J/token<extra>" + series + "</extra>",
             }
         )
-    data.append(
-        {
-            "type": "scatter",
-            "mode": "lines+markers",
-            "name": "Pareto front",
-            "x": [points[i][0] for i in front],
-            "y": [points[i][1] for i in front],
-            "text": [cases[i].label for i in front],
-            "line": {"color": "#0f172a", "width": 1.5, "shape": "hv"},
-            "marker": {"size": 16, "symbol": "circle-open", "color": "#0f172a", "line": {"width": 2}},
-            "hovertemplate": "%{text}<br>on the front<extra></extra>",
-        }
-    )
+    data.append(front_trace(points, [c.label for c in cases], front))
     fig = {
         "data": data,
         "layout": layout(

@@ -10,7 +10,18 @@ Quality is accuracy (higher is better) where a case has it, else perplexity (low
 from __future__ import annotations
 
 from melt.report.data import CaseView
-from melt.report.figures import LLM_RUNTIMES, Figure, Scope, Section, axis, hbar_height, layout, missing_notes
+from melt.report.figures import (
+    LLM_RUNTIMES,
+    Figure,
+    Scope,
+    Section,
+    axis,
+    front_trace,
+    hbar_height,
+    layout,
+    missing_notes,
+    pareto_front,
+)
 
 
 def _measure(cases: list[CaseView]) -> tuple[str, str, bool] | None:
@@ -22,20 +33,11 @@ def _measure(cases: list[CaseView]) -> tuple[str, str, bool] | None:
     return None
 
 
-def front(points: list[tuple[float, float]], x_higher: bool, y_higher: bool) -> list[int]:
-    """Indices of the points no other point beats on both axes (the Pareto front), by x."""
-    keyed = [((x if x_higher else -x), (y if y_higher else -y)) for x, y in points]
-    out = [
-        i for i, (x, y) in enumerate(keyed) if not any(ox >= x and oy >= y and (ox, oy) != (x, y) for ox, oy in keyed)
-    ]
-    return sorted(out, key=lambda i: points[i][0])
-
-
 def _against(cases: list[CaseView], scope: Scope, key: str, x_metric: str, x_title: str, x_higher: bool,
              quality: tuple[str, str, bool], caption: str) -> Figure:  # fmt: skip
     metric, y_title, y_higher = quality
     points = [(c.value(x_metric), c.value(metric)) for c in cases]
-    on_front = front(points, x_higher, y_higher)
+    on_front = pareto_front(points, x_higher, y_higher)
     data = [
         {
             "type": "scatter",
@@ -49,19 +51,7 @@ def _against(cases: list[CaseView], scope: Scope, key: str, x_metric: str, x_tit
         }
         for series, group in scope.grouped(cases).items()
     ]
-    data.append(
-        {
-            "type": "scatter",
-            "mode": "lines+markers",
-            "name": "Pareto front",
-            "x": [points[i][0] for i in on_front],
-            "y": [points[i][1] for i in on_front],
-            "text": [cases[i].label for i in on_front],
-            "line": {"color": "#0f172a", "width": 1.5, "shape": "hv"},
-            "marker": {"size": 16, "symbol": "circle-open", "color": "#0f172a", "line": {"width": 2}},
-            "hovertemplate": "%{text}<br>on the front<extra></extra>",
-        }
-    )
+    data.append(front_trace(points, [c.label for c in cases], on_front))
     fig = {"data": data, "layout": layout(xaxis=axis(x_title), yaxis=axis(y_title))}
     return Figure(key, key.replace("quality_", "quality vs "), fig, caption)
 
