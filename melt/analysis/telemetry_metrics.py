@@ -44,10 +44,10 @@ def throttle_spans(trace: Trace, t0: float, t1: float) -> list[str]:
         if not freq_channel.endswith(".freq_mhz") or freq_channel.endswith("max_freq_mhz"):
             continue
         top = dict(trace.window(freq_channel.replace(".freq_mhz", ".max_freq_mhz"), t0, t1))
-        capped = [
-            t for t, f in trace.window(freq_channel, t0, t1)
-            if t in top and util.get(t, 0) >= BUSY_UTIL_PCT and f < CAPPED_RATIO * top[t]
-        ]  # fmt: skip
+        # utilisation covers the interval since the previous sample, a frequency is one instant: the clock must
+        # be low at both ends of a busy interval, or a core whose clock drops as its load ends reads as throttled
+        low = [(t, t in top and f < CAPPED_RATIO * top[t]) for t, f in trace.window(freq_channel, t0, t1)]
+        capped = [t for (_, was), (t, now) in zip(low, low[1:]) if was and now and util.get(t, 0) >= BUSY_UTIL_PCT]
         if capped:
             reasons.append(f"{freq_channel} under {CAPPED_RATIO:.0%} of max while busy ({len(capped)} samples)")
     return reasons
