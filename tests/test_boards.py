@@ -143,7 +143,7 @@ def test_core_counts_memory_and_units_agree(name):
         assert f["sys/devices/system/cpu/online"] == f"0-{cores - 1}"
         assert ticks["cpu"] == [sum(col) for col in zip(*(ticks[f"cpu{c}"] for c in range(cores)))]
         for c in range(cores):  # each CPU's ticks add up to the time it has been up, in USER_HZ ticks
-            assert abs(sum(ticks[f"cpu{c}"]) - (3 * 3600 + t) * USER_HZ) <= 1
+            assert abs(sum(ticks[f"cpu{c}"]) - (3 * 3600 + t) * USER_HZ) <= 2
         for n in board.policies:  # kHz, within the policy's limits
             lo = read(f, f"sys/devices/system/cpu/cpufreq/policy{n}/cpuinfo_min_freq")
             hi = read(f, f"sys/devices/system/cpu/cpufreq/policy{n}/cpuinfo_max_freq")
@@ -181,13 +181,13 @@ def test_orin_tegrastats_is_the_sysfs_state():
         for c, (_, mhz) in enumerate(cores[:5]):  # core 5's 247 MHz is the recording's own (PROVENANCE.md)
             assert int(mhz) == khz(f, 0 if c < 4 else 4) // 1000
     # the loads it prints are the /proc/stat deltas over a stretch of one phase
-    a, b = board.files(0.8), board.files(1.9)
+    a, b = board.files(board.t_of(1, 0.05)), board.files(board.t_of(1, 1.25))  # within one load phase
     load = [100 * (sum(y) - y[3] - y[4] - (sum(x) - x[3] - x[4])) / (sum(y) - sum(x))
             for x, y in ((stat_ticks(a)[f"cpu{c}"], stat_ticks(b)[f"cpu{c}"]) for c in range(6))]  # fmt: skip
     cores_b = re.search(r"CPU \[([^\]]*)\]", b["usr/share/melt/tegrastats.txt"])[1]
     printed = [int(p) for p, _ in re.findall(r"(\d+)%@(\d+)", cores_b)]
     assert load == pytest.approx(printed, abs=1.0)
-    held = board.files(0.7 + 1.3 * 0.6)["usr/share/melt/tegrastats.txt"]  # load phase, temperatures reached
+    held = board.files(board.t_of(1, 1.0))["usr/share/melt/tegrastats.txt"]  # load phase, temperatures reached
     mask = re.compile(r"^\S+ \S+ |(?<=mW/)\d+")
     assert mask.sub("", held) == mask.sub("", ORIN_LINE)
 
@@ -198,13 +198,17 @@ def test_pi_and_phone_tools_agree_with_sysfs():
         f = pi.files(t)
         assert f["usr/share/melt/measure_temp.txt"] == f"temp={zone_c(f, pi, 'cpu-thermal'):.1f}'C"
         assert pmic_total_w(f["usr/share/melt/pmic_read_adc.txt"]) == pi.power_w(t)
-    assert pi.files(1.5)["usr/share/melt/pmic_read_adc.txt"].startswith(" 3V7_WL_SW_A current(0)=0.05855580A")
+    assert pi.files(pi.t_of(1, 0.5))["usr/share/melt/pmic_read_adc.txt"].startswith(
+        " 3V7_WL_SW_A current(0)=0.05855580A"
+    )
     phone = BOARDS["android-phone"]
     for t in SOME_TIMES:
         f = phone.files(t)
         watts = -read(f, "sys/class/power_supply/bms/current_now") * read(f, "sys/class/power_supply/bms/voltage_now")
         assert watts / 1e12 == pytest.approx(phone.power_w(t))
-    assert phone.files(1.0)["sys/class/power_supply/bms/current_now"] == "-1202147"  # the recorded reading
+    assert (
+        phone.files(phone.t_of(1, 0.5))["sys/class/power_supply/bms/current_now"] == "-1202147"
+    )  # the recorded reading
 
 
 def test_power_changes_and_its_integral_is_exact():
@@ -277,7 +281,9 @@ def test_run_on_a_replayed_board(tmp_path, models, board):
         samples = trace_samples(case_dir, channel)
         assert samples, channel
         tool = channel in ("emc.util_pct", "temp.soc_c", "power.vdd_core_w", "throttle.pi_now")
-        within_what_the_board_showed(model, replay, channel, expect, samples, 0.3 if tool else 0.1, READ_S[board])
+        within_what_the_board_showed(
+            model, replay, channel, expect, samples, 0.3 if tool else 0.1, 0.3 if tool else 0.1
+        )
     check_power(model, replay, trace_samples(case_dir, "power.total_w"), lags, READ_S[board])
     assert len({round(v, 3) for _, v in trace_samples(case_dir, "power.total_w")}) >= 2  # it steps
 
@@ -313,8 +319,9 @@ def check_power(board, replay, samples, lags, read_s) -> None:
 
 def check_cpu_utilisation(board, replay, case_dir: Path, agent: dict) -> None:
     """cpu.util_pct is present and follows the replayed /proc/stat: per sample within the utilisations of
-    the phases its interval spans (give or take one USER_HZ tick per CPU), and over the trials the busy
-    share of cpu.busy_s / cpu.total_s is the exact time-weighted mean of the phases'."""
+    the phases its interval spans (give or take a USER_HZ tick per CPU on the busy and on the total count),
+    and over the trials the busy share of cpu.busy_s / cpu.total_s is the exact time-weighted mean of the
+    phases'."""
     util = trace_samples(case_dir, "cpu.util_pct")
     total = dict(trace_samples(case_dir, "cpu.total_s"))
     busy = dict(trace_samples(case_dir, "cpu.busy_s"))
@@ -325,7 +332,8 @@ def check_cpu_utilisation(board, replay, case_dir: Path, agent: dict) -> None:
             continue
         a, b = replay.t(before) - 0.05, replay.t(t_s)
         spanned = [board.util_pct(a + k * (b - a) / 20) for k in range(21)]
-        tick = 100 * board.cpus / USER_HZ / (total[t_s] - total[before])  # one tick per CPU, in %
+        # whole ticks: the busy and the total count of each CPU can each be a tick off, in %
+        tick = 2 * 100 * board.cpus / USER_HZ / (total[t_s] - total[before])
         assert min(spanned) - tick - 0.5 <= value <= max(spanned) + tick + 0.5, (round(b, 3), value, spanned)
     assert max(v for _, v in util) - min(v for _, v in util) > 30  # it moves with the load
     t0, t1 = (ns / 1e9 for ns in agent["phases"]["trials"])
@@ -381,18 +389,23 @@ def check_energy(board, replay, case_dir: Path, metrics: dict, agent: dict, lags
     assert window["t1_s"] == pytest.approx(counted[-1]["t_end_ns"] / 1e9)
 
 
-def test_throttled_needs_the_clock_held_low_across_a_busy_interval():
+def test_throttled_needs_the_clock_held_low_across_busy_intervals():
     """A core counts as held back when busy (utilisation over the interval since the previous sample) and under
-    90% of its maximum at both ends of that interval; a clock that drops as the load ends is not throttling."""
+    90% of its maximum at both ends of that interval, two intervals in a row; a clock that drops as the load
+    ends, or one reading that fell between the /proc/stat and the cpufreq read, is not throttling."""
     t = [0.05 * i for i in range(12)]
     max_mhz = [1984.0] * 12
-    util = [95.0] * 6 + [60.0] + [5.0] * 5
-    freq = [1984.0] * 6 + [729.6] * 6
-    dropping = Trace(t_s=t, columns={"cpu.util_pct": util, "cpu0.freq_mhz": freq, "cpu0.max_freq_mhz": max_mhz})
-    assert throttle_spans(dropping, 0.0, 1.0) == []
-    held = Trace(t_s=t, columns={"cpu.util_pct": [95.0] * 12, "cpu0.freq_mhz": [1984.0] * 4 + [1200.0] * 8,
-                                 "cpu0.max_freq_mhz": max_mhz})  # fmt: skip
-    assert throttle_spans(held, 0.0, 1.0) == ["cpu0.freq_mhz under 90% of max while busy (7 samples)"]
+
+    def spans(util, freq):
+        return throttle_spans(Trace(t_s=t, columns={"cpu.util_pct": util, "cpu0.freq_mhz": freq,
+                                                    "cpu0.max_freq_mhz": max_mhz}), 0.0, 1.0)  # fmt: skip
+
+    assert spans([95.0] * 6 + [60.0] + [5.0] * 5, [1984.0] * 6 + [729.6] * 6) == []  # drops as the load ends
+    assert spans([95.0] * 7 + [60.0] + [5.0] * 4, [1984.0] * 6 + [729.6] * 6) == []  # read between the two
+    held = spans([95.0] * 12, [1984.0] * 4 + [1200.0] * 8)
+    assert held == ["cpu0.freq_mhz under 90% of max while busy (7 samples)"]
+    assert spans([95.0] * 12, [1984.0] * 4 + [1200.0] * 2 + [1984.0] * 6) == []  # one busy interval held low
+    assert spans([95.0] * 12, [1984.0] * 4 + [1200.0] * 3 + [1984.0] * 5) != []  # two in a row
 
 
 def test_short_windows_are_empty_with_the_reason(tmp_path, models):

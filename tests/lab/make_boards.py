@@ -77,9 +77,15 @@ class Board:
     def cycle_s(self) -> float:
         return sum(p.seconds for p in self.phases)
 
+    @property
+    def start_s(self) -> float:
+        """Where in the cycle t = 0 is: the last phase (load, the recorded one) after its temperatures have
+        reached the phase's value, so that the committed tree shows the recorded readings."""
+        return self.cycle_s - (1 - TEMP_RAMP) * self.phases[-1].seconds / 2
+
     def phase_at(self, t: float) -> tuple[int, float]:
         """(phase index, seconds into it) at t seconds into the timeline (the cycle repeats)."""
-        x = t % self.cycle_s
+        x = (t + self.start_s) % self.cycle_s
         for i, p in enumerate(self.phases):
             if x < p.seconds:
                 return i, x
@@ -87,20 +93,24 @@ class Board:
         return len(self.phases) - 1, self.phases[-1].seconds
 
     def boundaries(self, t0: float, t1: float) -> list[float]:
-        """Timeline seconds in [t0, t1] where one phase gives way to the next (where power steps)."""
-        out, start = [], math.floor(t0 / self.cycle_s) * self.cycle_s
-        while start <= t1:
+        """Timeline seconds in (0, t1], at or after t0, where one phase gives way to the next (power steps)."""
+        x0, x1 = t0 + self.start_s, t1 + self.start_s
+        out, start = [], math.floor(x0 / self.cycle_s) * self.cycle_s
+        while start <= x1:
             edge = start
             for p in self.phases:
-                if t0 <= edge <= t1 and edge > 0:
-                    out.append(edge)
+                if x0 <= edge <= x1 and edge > self.start_s:
+                    out.append(round(edge - self.start_s, 9))
                 edge += p.seconds
             start += self.cycle_s
         return sorted(set(out))
 
-    def busy_s(self, t: float) -> list[float]:
-        """CPU-seconds each core spent busy over [0, t] of the timeline (the integral of its utilisation)."""
-        full, rest = divmod(t, self.cycle_s)
+    def t_of(self, phase: int, into: float) -> float:
+        """The timeline second at which phase `phase`, in its first whole run after t = 0, has run `into` s."""
+        return (sum(p.seconds for p in self.phases[:phase]) - self.start_s) % self.cycle_s + into
+
+    def _busy_x(self, x: float) -> list[float]:
+        full, rest = divmod(x, self.cycle_s)
         out = [full * sum(p.util[c] / 100 * p.seconds for p in self.phases) for c in range(self.cpus)]
         for p in self.phases:
             step = min(rest, p.seconds)
@@ -110,6 +120,10 @@ class Board:
             if rest <= 0:
                 break
         return out
+
+    def busy_s(self, t: float) -> list[float]:
+        """CPU-seconds each core spent busy over [0, t] of the timeline (the integral of its utilisation)."""
+        return [b - a for a, b in zip(self._busy_x(self.start_s), self._busy_x(t + self.start_s))]
 
     def temp_mc(self, t: float) -> list[int]:
         i, into = self.phase_at(t)
@@ -137,18 +151,19 @@ class Board:
     # --- the files --------------------------------------------------------------------------------
     def proc_stat(self, t: float) -> str:
         """/proc/stat: per CPU user nice system idle iowait irq softirq steal guest guest_nice in USER_HZ ticks,
-        whole ticks as the kernel counts them: a CPU's fields add up to its ticks since boot, its busy ticks
-        (user nice system irq softirq) to the integral of its utilisation; busy splits 80/3/14/1/rest % over
+        whole ticks as the kernel counts them (a tick is busy or idle, so neither count ever falls): a CPU's
+        busy ticks (user nice system irq softirq) are the integral of its utilisation, its idle ticks the rest
+        of the time since boot; busy splits 80/3/14/1/rest % over
         those, idle 99/1 % over idle/iowait. The `cpu` line is the sum of the `cpuN` lines."""
         busy_now = self.busy_s(t)
         rows = []
         for c in range(self.cpus):
-            ticks = int((UPTIME_S + t) * USER_HZ)
-            busy = int((UPTIME_S * (0.12 + 0.01 * c) + busy_now[c]) * USER_HZ)  # 3 h before t = 0: constructed
+            busy_s = UPTIME_S * (0.12 + 0.01 * c) + busy_now[c]  # 3 h before t = 0: constructed
+            busy, idle = int(busy_s * USER_HZ), int((UPTIME_S + t - busy_s) * USER_HZ)  # each only ever grows
             user, nice, system, irq = busy * 80 // 100, busy * 3 // 100, busy * 14 // 100, busy // 100
             softirq = busy - user - nice - system - irq
-            iowait = (ticks - busy) // 100
-            rows.append([user, nice, system, ticks - busy - iowait, iowait, irq, softirq, 0, 0, 0])
+            iowait = idle // 100
+            rows.append([user, nice, system, idle - iowait, iowait, irq, softirq, 0, 0, 0])
         total = [sum(col) for col in zip(*rows)]
         running = sum(1 for u in self.phases[self.phase_at(t)[0]].util if u >= 50) + 1
         lines = ["cpu  " + " ".join(map(str, total))]
@@ -525,8 +540,6 @@ class RaspberryPi5(Board):
 
 # --- an Android phone (battery in power_supply, thermal zones, two clusters) -------------------------
 
-BATTERY_R_UOHM = 145263  # POWER_SUPPLY_RESISTANCE of the recorded battery: the voltage sags I x R under load
-
 
 class AndroidPhone(Board):
     name = "android-phone"
@@ -541,7 +554,7 @@ class AndroidPhone(Board):
     phases = (
         Phase("idle", 0.6, util=(8, 5, 4, 3, 0, 0, 1, 0), freq_khz=(300000, 300000),
               temp_mc=(39800, 35900, -273000), mem_used_kb=3400000,
-              power={"battery": (-IDLE_UA, 4137440 + (LOAD_UA - IDLE_UA) * BATTERY_R_UOHM // 1000000)},
+              power={"battery": (-IDLE_UA, 4137440)},
               extra={"temp": 359}),
         Phase("load", 1.4, util=(30, 20, 25, 15, 98, 97, 99, 96), freq_khz=(1900800, 2457600),
               temp_mc=(41200, 36000, -273000), mem_used_kb=3650000,
@@ -556,8 +569,9 @@ class AndroidPhone(Board):
         "the phone's CPUs and limits follow the Mi 6's Snapdragon 835 (MSM8998): 8 CPUs in two clusters "
         "(policy0: 0-3 up to 1900800 kHz, policy4: 4-7 up to 2457600 kHz); /proc/cpuinfo as older arm64 kernels "
         "print it; no /etc/os-release (Android has none)",
-        "idle phase: current_now -420000 uA; voltage_now higher by the current drop x the recorded battery "
-        "resistance (145263 uOhm); the little cores at 300 MHz",
+        "idle phase: current_now -420000 uA, the little and big cores at 300 MHz; voltage_now stays at the "
+        "recorded 4137440 uV in both phases (a real battery's would rise a little as the current falls: held, "
+        "so that a reader taking current_now and voltage_now across a step never pairs two phases' values)",
         "thermal zones: cpu-0-0-usr (39.8-41.2 C), battery (the battery's temp), xo-therm-adc at -273 C "
         "(an absurd reading, to be dropped); Qualcomm zone names of later kernels, not the Mi 6's own",
         "the usb supply (offline), phase lengths (idle 0.6 s, load 1.4 s), /proc/stat and /proc/meminfo as "
