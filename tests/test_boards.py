@@ -272,7 +272,7 @@ def test_run_on_a_replayed_board(tmp_path, models, board):
     model = BOARDS[board]
     with replaying(board, tmp_path / "tree") as replay:
         device = profile(tmp_path, board, replay.root)
-        case_dir = run_static_case(tmp_path, models, device, repetitions=5, min_duration_s=1.0, idle_s=0.5)
+        case_dir = run_static_case(tmp_path, models, device, repetitions=5, min_duration_s=2.5, idle_s=0.5)
         lags = replay.boundary_lags()
     run_dir = case_dir.parents[1]
     trace = read_trace(case_dir)
@@ -343,28 +343,39 @@ def check_cpu_utilisation(board, replay, case_dir: Path, agent: dict) -> None:
     a, b = replay.t(first), replay.t(last)
     expected = (sum(board.busy_s(b)) - sum(board.busy_s(a))) / (board.cpus * (b - a))
     assert share == pytest.approx(expected, abs=0.03)  # stale by at most a tick at either end
+    # and cpu.util_pct is that share, sample by sample: weighted by each interval's ticks, its mean is the same
+    after = [(t, v) for t, v in util if first < t <= last and t in total]
+    steps = [total[t] - total[max(x for x in times if x < t)] for t, _ in after]
+    weighted = sum(v * w for (_, v), w in zip(after, steps)) / sum(steps) / 100
+    assert weighted == pytest.approx(share, abs=0.005)  # trace.csv keeps 6 digits
 
 
 def check_energy(board, replay, case_dir: Path, metrics: dict, agent: dict, lags, read_s: float) -> None:
     """The counted window's energy against the exact integral of the replayed power.
 
-    Bound: power is constant between steps, so the trapezoid rule is exact there; a step between two samples
-    costs at most its height x the sampling gap (half a gap inside the window, up to a gap where the window's
-    edge is interpolated across it); the files show the step `lag` after it is due (logged by the replay), and
-    the probe reads them up to read_s after the sample's stamp. So |raw - exact| <= the sum over the steps near
-    the window of height x (gap + lag + read_s), with gap the largest spacing of the samples."""
+    Bound: power is constant between steps, so the trapezoid rule is exact there. A step between two samples
+    `gap` apart costs at most its height x gap / 2 inside the window, and up to height x gap where the window's
+    edge is interpolated across it; the files show the step `lag` after it is due (the replay logs it) and the
+    probe reads them up to read_s after the sample's stamp, each worth at most height x that time. So
+    |raw - exact| <= the sum over the steps near the window of height x (gap / 2 or gap, + lag + read_s)."""
     window, s = metrics["telemetry"]["counted_window"], metrics["summary"]
     t = [t for t, _ in trace_samples(case_dir, "power.total_w")]
     a, b = replay.t(window["t0_s"]), replay.t(window["t1_s"])
-    near = [x for x in t if window["t0_s"] - 1 <= x <= window["t1_s"] + 1]
-    gap = max(y - x for x, y in zip(near, near[1:]))
+    stamps = [replay.t(x) for x in t]
     lag_of = {round(d, 6): w - d for d, w in lags}
-    steps = board.boundaries(a - gap, b + gap)
-    assert steps, "the power steps inside the counted window"
-    bound = sum(
-        abs(board.power_w(x + 1e-6) - board.power_w(x - 1e-6)) * (gap + lag_of.get(round(x, 6), 0.05) + read_s)
-        for x in steps
-    )
+
+    def step_bound(x: float) -> float:
+        lo = max((y for y in stamps if y <= x), default=stamps[0])
+        hi = min((y for y in stamps if y > x), default=stamps[-1])
+        at_edge = lo <= a <= hi or lo <= b <= hi
+        if not at_edge and not a < x < b:
+            return 0.0
+        height = abs(board.power_w(x + 1e-6) - board.power_w(x - 1e-6))
+        return height * ((hi - lo) * (1.0 if at_edge else 0.5) + lag_of.get(round(x, 6), 0.05) + read_s)
+
+    steps = board.boundaries(max(0.0, a - 1.0), b + 1.0)
+    assert [x for x in steps if a < x < b], "the power steps inside the counted window"
+    bound = sum(step_bound(x) for x in steps)
     exact = board.energy_j(a, b)
     assert abs(window["raw_j"] - exact) <= bound, (window["raw_j"], exact, bound)
     if read_s <= 0.05:  # a sysfs total, read as the tick starts: the bound is tight enough to mean something
