@@ -32,9 +32,9 @@ PROFILES = {
     "raspberry-pi-5": "platform: raspberrypi\nsensors: {{root: {root}, vcgencmd: /usr/bin/vcgencmd}}\n",
     "android-phone": "platform: android\nsensors: {{root: {root}, battery: {{current_unit: uA}}}}\n",
 }
-# how long after a sample's stamp its total power is read: sysfs files at the start of the tick; the Pi's
-# PMIC through a third vcgencmd process after measure_temp and get_throttled
-READ_S = {"jetson-orin-nano": 0.02, "raspberry-pi-5": 0.3, "android-phone": 0.02}
+# how long after a sample's stamp its total power is read (at most): sysfs files as the tick starts, unless the
+# sampler is preempted there; the Pi's PMIC through a third vcgencmd process after measure_temp and get_throttled
+READ_S = {"jetson-orin-nano": 0.05, "raspberry-pi-5": 0.3, "android-phone": 0.05}
 # board -> (power method, hottest zone C over the timeline, throttled, zone types that must be dropped)
 EXPECTED = {
     "jetson-orin-nano": ("ina3221", 65.562, False, set()),
@@ -273,7 +273,7 @@ def test_run_on_a_replayed_board(tmp_path, models, board):
     with replaying(board, tmp_path / "tree") as replay:
         device = profile(tmp_path, board, replay.root)
         case_dir = run_static_case(tmp_path, models, device, repetitions=5, min_duration_s=2.5, idle_s=0.5)
-        lags = replay.boundary_lags()
+        lags, stale = replay.boundary_lags(), replay.write_gap() + 0.02
     run_dir = case_dir.parents[1]
     trace = read_trace(case_dir)
     assert len(trace["t_s"]) >= 20 and trace["t_s"] == sorted(trace["t_s"])
@@ -281,9 +281,7 @@ def test_run_on_a_replayed_board(tmp_path, models, board):
         samples = trace_samples(case_dir, channel)
         assert samples, channel
         tool = channel in ("emc.util_pct", "temp.soc_c", "power.vdd_core_w", "throttle.pi_now")
-        within_what_the_board_showed(
-            model, replay, channel, expect, samples, 0.3 if tool else 0.1, 0.3 if tool else 0.1
-        )
+        within_what_the_board_showed(model, replay, channel, expect, samples, stale + (0.2 if tool else 0.0), 0.5)
     check_power(model, replay, trace_samples(case_dir, "power.total_w"), lags, READ_S[board])
     assert len({round(v, 3) for _, v in trace_samples(case_dir, "power.total_w")}) >= 2  # it steps
 
@@ -293,7 +291,7 @@ def test_run_on_a_replayed_board(tmp_path, models, board):
     assert s["power_method"] == method
     assert s["temp_max_c"] == pytest.approx(temp_max, abs=0.06)
     assert s["throttled"] is throttled, tele.get("throttle_reasons")
-    check_cpu_utilisation(model, replay, case_dir, agent)
+    check_cpu_utilisation(model, replay, case_dir, agent, stale)
     check_energy(model, replay, case_dir, metrics, agent, lags, READ_S[board])
     with (run_dir / "summary.csv").open(newline="") as f:
         (row,) = list(csv.DictReader(f))
@@ -317,11 +315,11 @@ def check_power(board, replay, samples, lags, read_s) -> None:
         assert any(value == pytest.approx(level, rel=1e-5) for level in levels), (round(t, 3), value, levels)
 
 
-def check_cpu_utilisation(board, replay, case_dir: Path, agent: dict) -> None:
+def check_cpu_utilisation(board, replay, case_dir: Path, agent: dict, stale: float) -> None:
     """cpu.util_pct is present and follows the replayed /proc/stat: per sample within the utilisations of
     the phases its interval spans (give or take a USER_HZ tick per CPU on the busy and on the total count),
     and over the trials the busy share of cpu.busy_s / cpu.total_s is the exact time-weighted mean of the
-    phases'."""
+    phases'. `stale`: how old a /proc/stat read can have been (the replay's longest gap between rewrites)."""
     util = trace_samples(case_dir, "cpu.util_pct")
     total = dict(trace_samples(case_dir, "cpu.total_s"))
     busy = dict(trace_samples(case_dir, "cpu.busy_s"))
@@ -330,7 +328,7 @@ def check_cpu_utilisation(board, replay, case_dir: Path, agent: dict) -> None:
     for (t_s, value), before in zip(util, [None, *[t for t, _ in util][:-1]]):
         if before is None or t_s not in total or before not in total or total[t_s] <= total[before]:
             continue
-        a, b = replay.t(before) - 0.05, replay.t(t_s)
+        a, b = replay.t(before) - stale, replay.t(t_s)
         spanned = [board.util_pct(a + k * (b - a) / 20) for k in range(21)]
         # whole ticks: the busy and the total count of each CPU can each be a tick off, in %
         tick = 2 * 100 * board.cpus / USER_HZ / (total[t_s] - total[before])
@@ -342,7 +340,7 @@ def check_cpu_utilisation(board, replay, case_dir: Path, agent: dict) -> None:
     share = (busy[last] - busy[first]) / (total[last] - total[first])
     a, b = replay.t(first), replay.t(last)
     expected = (sum(board.busy_s(b)) - sum(board.busy_s(a))) / (board.cpus * (b - a))
-    assert share == pytest.approx(expected, abs=0.03)  # stale by at most a tick at either end
+    assert share == pytest.approx(expected, abs=2 * stale / (b - a) + 0.01)  # each end's file up to `stale` old
     # and cpu.util_pct is that share, sample by sample: weighted by each interval's ticks, its mean is the same
     after = [(t, v) for t, v in util if first < t <= last and t in total]
     steps = [total[t] - total[max(x for x in times if x < t)] for t, _ in after]
@@ -396,8 +394,8 @@ def check_energy(board, replay, case_dir: Path, metrics: dict, agent: dict, lags
     # the window is the counted trials' span, on the clock the replay runs on
     trials = [json.loads(line) for line in (case_dir / "trials.jsonl").read_text().splitlines()]
     counted = [x for x in trials if not x.get("warmup")]
-    assert window["t0_s"] == pytest.approx(counted[0]["t_start_ns"] / 1e9)
-    assert window["t1_s"] == pytest.approx(counted[-1]["t_end_ns"] / 1e9)
+    assert window["t0_s"] == pytest.approx(counted[0]["t_start_ns"] / 1e9, abs=1e-6)
+    assert window["t1_s"] == pytest.approx(counted[-1]["t_end_ns"] / 1e9, abs=1e-6)
 
 
 def test_throttled_needs_the_clock_held_low_across_busy_intervals():

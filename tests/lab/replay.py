@@ -8,8 +8,9 @@ the board's exact state and power integral (Board.power_w, Board.energy_j).
 
 Each file is replaced atomically (a reader sees the old or the new text). A power step reaches the
 files a little after its scheduled time: the process logs, per boundary, when it was due and when its
-files were written (`boundary <due_t> <written_t>` in timeline seconds), so a test can bound that lag
-instead of assuming it. The process exits by itself when its parent (the test process) is gone.
+files were written (`boundary <due_t> <written_t>` in timeline seconds), and each rewrite (`write <t>`),
+so a test can bound how late and how stale the files were instead of assuming it. The process exits by
+itself when its parent (the test process) is gone.
 
 Usage (what replaying() runs): python replay.py BOARD ROOT T0 LOG PARENT_PID
 """
@@ -56,6 +57,11 @@ class Replay:
                 out.append((float(values[0]), float(values[1])))
         return out
 
+    def write_gap(self) -> float:
+        """The longest time between two rewrites of the tree so far (s): how stale a file can have been."""
+        times = [float(line.split()[1]) for line in self.log.read_text().splitlines() if line.startswith("write ")]
+        return max((b - a for a, b in zip(times, times[1:])), default=TICK_S)
+
     def stop(self) -> None:
         if self.proc.poll() is None:
             self.proc.terminate()
@@ -97,6 +103,7 @@ def main(board_name: str, root: str, t0: float, log: str, parent: int) -> None:
         while os.getppid() == parent:  # the test process is gone: nothing of this may outlive it
             now = time.monotonic() - t0
             write_state(max(now, boundary + 1e-6) if boundary is not None else now)
+            out.write(f"write {now:.6f}\n")
             if boundary is not None:
                 out.write(f"boundary {boundary:.6f} {time.monotonic() - t0:.6f}\n")
             next_tick = max(next_tick + TICK_S, now)
