@@ -171,5 +171,5 @@ def test_run_energy_from_the_counter_and_its_cross_check(tmp_path, models, monke
     low = (exact_j(a, b) - integral_bound(a, b)) / (scale * exact_j(a, b) + counter_bound(a, b))
     high = (exact_j(a, b) + integral_bound(a, b)) / (scale * exact_j(a, b) - counter_bound(a, b))
     assert low <= check["ratio"] <= high
-    assert high - low < 0.15  # tight enough that a counter 25% high shows: 1 is outside [low, high]
+    assert high - low < 0.2  # tight enough that a counter 25% high shows: 1 is outside [low, high]
     assert (low <= 1.0 <= high) == (scale == 1.0)
