@@ -12,7 +12,9 @@ import functools
 import json
 import re
 import statistics
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -219,6 +221,34 @@ def test_power_changes_and_its_integral_is_exact():
         cycle = sum(board.phase_power_w(p) * p.seconds for p in board.phases)
         assert board.energy_j(0.0, 3 * board.cycle_s) == pytest.approx(3 * cycle)
         assert board.energy_j(0.1, 4.7) == pytest.approx(board.energy_j(0.1, 2.0) + board.energy_j(2.0, 4.7))
+
+
+def test_the_replay_ends_with_the_test_that_started_it(tmp_path):
+    """Killed when its block ends; and when the test process dies without cleaning up, it exits by itself."""
+
+    def gone(pid: int) -> bool:
+        try:
+            return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] in ("Z", "X")
+        except OSError:
+            return True
+
+    with replaying("raspberry-pi-5", tmp_path / "a") as replay:
+        assert replay.proc.poll() is None
+    assert replay.proc.poll() is not None
+    code = (
+        f"import sys, time; sys.path.insert(0, {str(LAB)!r}); from replay import replaying; from pathlib import Path\n"
+        f"with replaying('raspberry-pi-5', Path({str(tmp_path / 'b')!r})) as r:\n"
+        "    print(r.proc.pid, flush=True); time.sleep(60)\n"
+    )
+    parent = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    pid = int(parent.stdout.readline())
+    assert not gone(pid)
+    parent.kill()  # no finally runs: the replay is left without its test
+    parent.wait()
+    deadline = time.monotonic() + 5
+    while not gone(pid) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert gone(pid)
 
 
 # --- probe and run ------------------------------------------------------------------------------------
