@@ -242,8 +242,9 @@ class Board:
 
     def provenance(self) -> str:
         lines = [f"# {self.name}: where each value comes from", ""]
-        lines += ["Written by tests/lab/make_boards.py (the t = 0 state); tests/lab/replay.py advances a copy of",
-                  f"this tree along the timeline while a test runs: a {self.cycle_s:g} s cycle of phases "
+        lines += ["Written by tests/lab/make_boards.py: the state at t = 0, which lies in the load phase, so the",
+                  "files as committed show the recorded readings. tests/lab/replay.py advances a copy of this tree",
+                  f"along the timeline while a test runs: a {self.cycle_s:g} s cycle of phases "
                   + ", ".join(f"{p.name} {p.seconds:g} s" for p in self.phases) + ".", "",
                   "## Recorded (real published output)", ""]  # fmt: skip
         lines += [f"- {r}" for r in self.recorded] + ["", "## Constructed", ""]
