@@ -12,7 +12,7 @@ from melt.analysis.trace import Trace
 TELEMETRY_COLUMNS = registry.names("telemetry")  # the summary columns the trace gives (melt.registry)
 POWER_PROBES = ("ina2xx", "tegrastats", "vcgencmd", "android_battery", "nvml", "rapl")
 BUSY_UTIL_PCT = 50.0  # a core counts as busy above this utilisation
-CAPPED_RATIO = 0.9  # and as held below max when its frequency is under 90% of its maximum
+CAPPED_RATIO = 0.9  # and as held below max when its frequency is under 90% of its maximum for two intervals
 
 
 def _s(ns: int) -> float:
@@ -35,9 +35,14 @@ def throttle_spans(trace: Trace, t0: float, t1: float) -> list[str]:
         if not freq_channel.endswith(".freq_mhz") or freq_channel.endswith("max_freq_mhz"):
             continue
         top = dict(trace.window(freq_channel.replace(".freq_mhz", ".max_freq_mhz"), t0, t1))
+        # utilisation covers the interval since the previous sample, a frequency is one instant: the clock must be
+        # low at both ends of a busy interval, and over two such intervals in a row, since the probes read one
+        # after another and a clock that drops as the load ends can fall between the /proc/stat and cpufreq reads
+        low = [(t, t in top and f < CAPPED_RATIO * top[t]) for t, f in trace.window(freq_channel, t0, t1)]
+        held = [(t, was and now and util.get(t, 0) >= BUSY_UTIL_PCT) for (_, was), (t, now) in zip(low, low[1:])]
         capped = [
-            t for t, f in trace.window(freq_channel, t0, t1)
-            if t in top and util.get(t, 0) >= BUSY_UTIL_PCT and f < CAPPED_RATIO * top[t]
+            t for i, (t, h) in enumerate(held)
+            if h and ((i > 0 and held[i - 1][1]) or (i + 1 < len(held) and held[i + 1][1]))
         ]  # fmt: skip
         if capped:
             reasons.append(f"{freq_channel} under {CAPPED_RATIO:.0%} of max while busy ({len(capped)} samples)")
