@@ -86,7 +86,7 @@ def test_probe_over_adb(phone):
     assert proc.returncode == 0, proc.stderr
     env = json.loads(proc.stdout)
     assert env["environment"]["model"] == "Pixel 8" and env["environment"]["android"] == "14"
-    assert env["environment"]["cpu_count"] == 4  # from the recorded tree's /proc/cpuinfo
+    assert env["environment"]["cpu_count"] == 8  # from the recorded tree's /proc/cpuinfo
     assert env["environment"]["workdir"] == WORKDIR and (home / WORKDIR.lstrip("/") / "agents").is_dir()
     assert env["runtimes"]["llama_cpp_cli"]["available"] is True
     assert set(env["runtimes"]) == {"llama_cpp_cli"}  # no python in the profile: the agent is not tried
