@@ -34,17 +34,23 @@ FINAL = re.compile(r"Final estimate: PPL = ([\d.]+) \+/- ([\d.]+)")
 
 
 def llama_perplexity(binary: str, model: str, text: str, n_ctx: int, chunks: int, threads: int) -> dict:
-    """llama-perplexity's final estimate: {"ppl", "ppl_stderr", "seconds", "command"}. Raises RuntimeError with
-    its last lines when it fails or prints no estimate."""
+    """llama-perplexity's final estimate: {"ppl", "ppl_stderr", "seconds", "command", "attempts"}. llama.cpp's log
+    thread can lose its last lines at exit on a busy machine (common/log.cpp, llama.cpp issue 22142): a run that
+    printed no estimate is run again, three times at most. Raises RuntimeError with its last lines when it
+    fails, or when every attempt lost the estimate."""
     cmd = [binary, "-m", model, "-f", text, "-c", str(n_ctx), "-b", str(n_ctx), "--chunks", str(chunks),
            "-t", str(threads)]  # fmt: skip
-    t0 = time.monotonic()
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=3600)
-    said = proc.stdout + proc.stderr
-    m = FINAL.search(said)
-    if proc.returncode != 0 or not m:
-        raise RuntimeError(f"llama-perplexity exited {proc.returncode} without an estimate: {said[-1500:]}")
-    return {"ppl": float(m[1]), "ppl_stderr": float(m[2]), "seconds": time.monotonic() - t0, "command": cmd}
+    for attempt in range(1, 4):
+        t0 = time.monotonic()
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=3600)
+        said = proc.stdout + proc.stderr
+        if proc.returncode != 0:
+            raise RuntimeError(f"llama-perplexity exited {proc.returncode}: {said[-1500:]}")
+        m = FINAL.search(said)
+        if m:
+            return {"ppl": float(m[1]), "ppl_stderr": float(m[2]), "seconds": time.monotonic() - t0,
+                    "command": cmd, "attempts": attempt}  # fmt: skip
+    raise RuntimeError(f"llama-perplexity printed no estimate in 3 runs: {said[-1500:]}")
 
 
 def melt_perplexity(model: str, text: str, n_ctx: int, chunks: int, threads: int) -> dict:

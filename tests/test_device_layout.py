@@ -146,6 +146,7 @@ def test_no_import_circle_through_melt_devices():
 # the runtime each runtime module drives (numpy comes with both: llama-cpp-python and onnxruntime need it)
 RUNTIME_IMPORTS = {
     "melt.runtimes.llama_cpp": {"llama_cpp", "numpy"},
+    "melt.runtimes.llama_quality": {"llama_cpp", "numpy"},  # scores the logits llama_cpp's runner gives it
     "melt.runtimes.onnxruntime": {"onnxruntime", "numpy"},
 }
 
