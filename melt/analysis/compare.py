@@ -34,7 +34,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from melt import registry
-from melt.analysis.samples import DIRECTION, INFORMATION_ONLY, RUN_LEVEL, case_samples
+from melt.analysis.samples import DIRECTION, INFORMATION_ONLY, RUN_LEVEL, samples_of
 from melt.analysis.significance import (
     DEFAULT_BLOCKS,
     Difference,
@@ -144,7 +144,8 @@ def load_run(run_dir: Path, manifest: dict | None = None) -> dict[str, CaseData]
             label=c.label,
             status=c.status,
             reason=c.reason,
-            samples=case_samples(c.folder) if c.status == "ok" and c.case else {},
+            # from what the reader read already: no second read of case.json and metrics.json
+            samples=samples_of(c.case, c.trials(), c.metrics or {}) if c.status == "ok" and c.case else {},
             outputs=tokens,
             output_text=text,
         )

@@ -9,11 +9,9 @@ latency is tested on each trial's median gap, the summary pools the gaps of all 
 from __future__ import annotations
 
 import statistics
-from pathlib import Path
 
 from melt import registry
 from melt.analysis.metrics import llama_trial
-from melt.results.layout import read_json, read_trials
 
 # metric -> "higher" or "lower" is better, for every metric a comparison looks at (melt.registry)
 DIRECTION = registry.compared()
@@ -57,13 +55,6 @@ def _energy(metrics: dict) -> dict[str, list[float]]:
         if p["decode"].get("net_j") is not None and p.get("n_decode_tokens"):
             per_token.append(p["decode"]["net_j"] / p["n_decode_tokens"])
     return {"energy_j": energy, "j_per_token": per_token}
-
-
-def case_samples(case_dir: Path) -> dict[str, list[float]]:
-    """{metric: per-trial values} for one finished case folder; empty lists are dropped."""
-    case_dir = Path(case_dir)
-    metrics = read_json(case_dir / "metrics.json") if (case_dir / "metrics.json").is_file() else {}
-    return samples_of(read_json(case_dir / "case.json"), read_trials(case_dir / "trials.jsonl"), metrics)
 
 
 def samples_of(case: dict, trials: list[dict], metrics: dict) -> dict[str, list[float]]:

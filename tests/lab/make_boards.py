@@ -22,6 +22,7 @@ committed: python tests/lab/make_boards.py
 
 from __future__ import annotations
 
+import abc
 import math
 import os
 import shutil
@@ -60,7 +61,7 @@ def ina_pairs(mws: tuple[int, ...], near_mv: int) -> list[tuple[int, int]]:
     raise ValueError(f"no bus voltage near {near_mv} mV gives {mws} mW")
 
 
-class Board:
+class Board(abc.ABC):
     name = ""
     cpus = 0
     policies: dict[int, tuple[int, ...]] = {}  # policy N -> its CPUs
@@ -135,8 +136,9 @@ class Board:
         """Total power the board's own total shows at t (W): what melt's power.total_w should read."""
         return self.phase_power_w(self.phases[self.phase_at(t)[0]])
 
+    @abc.abstractmethod
     def phase_power_w(self, phase: Phase) -> float:
-        raise NotImplementedError
+        """The board's total power in this phase (W)."""
 
     def energy_j(self, t0: float, t1: float) -> float:
         """The exact integral of power_w over [t0, t1] (J): power is constant within a phase."""
@@ -234,8 +236,9 @@ class Board:
     def executables(self) -> dict[str, str]:
         return {}
 
+    @abc.abstractmethod
     def cpuinfo(self) -> str:
-        raise NotImplementedError
+        """The board's /proc/cpuinfo."""
 
     def files(self, t: float) -> dict[str, str]:
         return {**self.static(), **self.dynamic(t)}
