@@ -133,6 +133,16 @@ class LlamaCppQuality(Strict):
     reference: Identifier | None = None
 
 
+class LlamaCppCliQuality(Strict):
+    """Quality through the device's own llama-perplexity, after the speed runs, with the case's params
+    (melt.runtimes.llama_cpp_cli.quality_script): perplexity, and KL divergence against a reference llama_cpp_cli
+    model (llama-perplexity's --kl-divergence-base file travels from the reference's case). Greedy outputs and
+    multiple choice are not measured this way (yet)."""
+
+    perplexity: Perplexity | None = None
+    reference: Identifier | None = None
+
+
 class LlamaCppModel(Strict):
     id: Identifier
     runtime: Literal["llama_cpp"]
@@ -215,6 +225,7 @@ class LlamaCppCliModel(Strict):
     sha256: Sha256 | None = None
     workload: LlamaCppWorkload  # prompt_tokens: llama-bench; prompts: one llama-completion run per trial
     params: LlamaCppCliParams = LlamaCppCliParams()
+    quality: LlamaCppCliQuality | None = None
 
 
 ModelSpec = Annotated[Union[LlamaCppModel, OrtModel, LlamaCppCliModel], Field(discriminator="runtime")]  # noqa: UP007
@@ -414,7 +425,7 @@ def _quality(model) -> dict | None:
     return quality.model_dump(mode="json", exclude_none=True) or None
 
 
-def _check_quality(doc: YamlDoc, i: int, model: LlamaCppModel) -> list[Problem]:
+def _check_quality(doc: YamlDoc, i: int, model: LlamaCppModel | LlamaCppCliModel) -> list[Problem]:
     quality = model.quality or LlamaCppQuality()
     problems = []
     if quality.perplexity is not None and quality.perplexity.text is not None:
@@ -426,28 +437,29 @@ def _check_quality(doc: YamlDoc, i: int, model: LlamaCppModel) -> list[Problem]:
             problems.append(doc.problem(key, "a UTF-8 text file (relative to the recipe)", f"no file {path}"))
         except (OSError, UnicodeDecodeError) as e:
             problems.append(doc.problem(key, "a UTF-8 text file (relative to the recipe)", f"{path}: {e}"))
-    if quality.choices is not None and quality.choices.file is not None:
+    if getattr(quality, "choices", None) is not None and quality.choices.file is not None:
         key = ("models", i, "quality", "choices", "file")
         path = (doc.path.parent / quality.choices.file).resolve()
         problems += [doc.problem(key, expected, found) for expected, found in check_choices_file(path)]
-    if quality.outputs is not None:
+    if getattr(quality, "outputs", None) is not None:
         problems += _check_prompts_file(doc, i, quality.outputs.prompts, ("models", i, "quality", "outputs", "prompts"))
     return problems
 
 
 def _check_reference(doc: YamlDoc, spec: RecipeSpec) -> list[Problem]:
-    """A quality.reference names another llama_cpp model of the recipe that measures perplexity on the same text
-    and n_ctx as this one (the KL divergence is taken on the tokens both score)."""
+    """A quality.reference names another model of the recipe, of the same runtime (llama_cpp keeps top-k
+    log-probabilities, llama_cpp_cli llama-perplexity's own base file: neither reads the other's), that measures
+    perplexity on the same text and n_ctx as this one (the KL divergence is taken on the tokens both score)."""
     problems = []
     by_id = {m.id: m for m in spec.models}
     for i, model in enumerate(spec.models):
-        ref_id = model.quality.reference if isinstance(model, LlamaCppModel) and model.quality else None
+        ref_id = getattr(model.quality, "reference", None) if getattr(model, "quality", None) else None
         if ref_id is None:
             continue
         key = ("models", i, "quality", "reference")
         ref = by_id.get(ref_id)
-        expected = "the id of another llama_cpp model of this recipe with quality.perplexity"
-        if ref is None or ref is model or not isinstance(ref, LlamaCppModel):
+        expected = f"the id of another {model.runtime} model of this recipe with quality.perplexity"
+        if ref is None or ref is model or ref.runtime != model.runtime:
             what = "no such model" if ref is None else "itself" if ref is model else f"a {ref.runtime} model"
             problems.append(doc.problem(key, expected, f"{ref_id!r} ({what})"))
             continue
@@ -590,8 +602,10 @@ def _check_models(doc: YamlDoc, spec: RecipeSpec) -> list[Problem]:
             problems += _check_llama_workload(doc, i, model) + _check_quality(doc, i, model)
         elif isinstance(model, OrtModel) and not problem:
             problems += _check_ort_inputs(doc, i, model)
-        elif isinstance(model, LlamaCppCliModel) and model.workload.prompts is not None:
-            problems += _check_prompts_file(doc, i, model.workload.prompts)
+        elif isinstance(model, LlamaCppCliModel):
+            if model.workload.prompts is not None:
+                problems += _check_prompts_file(doc, i, model.workload.prompts)
+            problems += _check_quality(doc, i, model)
     return problems + _check_reference(doc, spec)
 
 

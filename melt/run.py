@@ -29,6 +29,10 @@ from melt.plan import Plan
 from melt.recipe import Case, OrtModel, Recipe, ort_inputs
 from melt.results.layout import RunDir, check_run_id, read_json, read_trials, write_json
 
+# what a reference case keeps for the cases compared with it, by runtime (melt.runtimes.llama_quality;
+# melt.runtimes.llama_cpp_cli_quality)
+KLD_BASE_FILES = {"llama_cpp": ("kld_base.npz",), "llama_cpp_cli": ("kld_base.bin", "kld_base.json")}
+
 
 def shipped_text() -> Path:
     """melt's public-domain text (melt/runtimes/prompt_text.txt): the default perplexity text."""
@@ -294,17 +298,19 @@ class Execution:
             self.ended[case.case_id].set()
 
     def _reference(self, case: Case, case_dir: Path, manifest: dict) -> str | None:
-        """Hand a case with a quality.reference the top-k log-probabilities its reference case kept
-        (kld_base.npz into its folder), once that case has ended (on another device, maybe); None, or why there
-        are none to hand over (the KL figures are then empty with that reason; the rest of the case runs)."""
+        """Hand a case with a quality.reference the log-probabilities its reference case kept (runtime llama_cpp:
+        the top-k, kld_base.npz; llama_cpp_cli: llama-perplexity's own kld_base.bin with kld_base.json) into its
+        folder, once that case has ended (on another device, maybe); None, or why there are none to hand over
+        (the KL figures are then empty with that reason; the rest of the case runs)."""
         ref = case.quality["reference_case"]
         event = self.ended.get(ref)
         while event is not None and not event.wait(0.2):
             if self.stop.is_set():
                 return "interrupted while waiting for the reference case"
-        kept = self.run.case_dir(ref) / "kld_base.npz"
-        if kept.is_file():
-            shutil.copyfile(kept, case_dir / "kld_base.npz")
+        kept = [self.run.case_dir(ref) / name for name in KLD_BASE_FILES.get(case.runtime, ())]
+        if kept and all(f.is_file() for f in kept):
+            for f in kept:
+                shutil.copyfile(f, case_dir / f.name)
             return None
         entry = manifest["cases"].get(ref, {})
         state = f"{entry.get('status')}: {entry.get('reason')}" if entry.get("reason") else entry.get("status", "?")

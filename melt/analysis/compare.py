@@ -49,7 +49,7 @@ from melt.analysis.significance import (
     run_noise,
 )
 from melt.results.catalog import Catalog
-from melt.results.reader import CaseData, kept_outputs, paired_units, read_run
+from melt.results.reader import CaseData, kept_outputs, paired_units, read_run, windowed
 
 DEFAULT_THRESHOLD_PCT = 5.0
 DEFAULT_ALPHA = 0.05
@@ -137,6 +137,7 @@ def load_run(run_dir: Path, manifest: dict | None = None) -> dict[str, CaseData]
         tokens, text = kept_outputs(c.metrics)
         out[c.case_id] = CaseData(
             paired=paired_units(c.metrics),
+            paired_unit=windowed(c.metrics),
             run_id=c.run_id,
             case_id=c.case_id,
             device=c.device,
@@ -161,7 +162,7 @@ def _noise_text(row: dict) -> str:
     if row["basis"] == "history":
         return f"{row['n_history']} earlier runs"
     if row["basis"] == "paired":
-        return f"a paired test over the {row['n_units']} {QUALITY_UNITS[row['metric']]} both runs scored"
+        return f"a paired test over the {row['n_units']} {row['unit']} both runs scored"
     noise: RunNoise = row["noise"]
     if noise.basis == "catalog":
         seen = f"{noise.n_seen} earlier runs of this case on this device"
@@ -215,8 +216,16 @@ def _quality_rows(ident: dict, b_cases: list[CaseData], n_case: CaseData | None)
             row["base_median"], row["new_median"] = statistics.fmean(b), statistics.fmean(n)
         else:
             row["base_median"], row["new_median"] = 100 * statistics.fmean(b), 100 * statistics.fmean(n)
+        units = (
+            base.paired_unit.get(metric, QUALITY_UNITS[metric]),
+            n_case.paired_unit.get(metric, QUALITY_UNITS[metric]),
+        )
+        if units[0] != units[1]:
+            why = f"scored per {units[0]} in the baseline and per {units[1]} in the new run: not paired"
+            rows.append({**row, "verdict": "untested", "reason": why})
+            continue
         if len(b) != len(n):
-            why = f"not scored on the same {QUALITY_UNITS[metric]} ({len(b)} vs {len(n)})"
+            why = f"not scored on the same {units[1]} ({len(b)} vs {len(n)})"
             rows.append({**row, "verdict": "untested", "reason": why})
             continue
         p = mcnemar_p(b, n) if metric.startswith("accuracy") else paired_p(b, n)
@@ -227,7 +236,7 @@ def _quality_rows(ident: dict, b_cases: list[CaseData], n_case: CaseData | None)
         if p is None or (row["change_pct"] is None and "absolute" not in row):
             rows.append({**row, "verdict": "untested", "reason": "too few units, or a baseline of 0"})
             continue
-        rows.append({**row, "p_raw": p, "n_units": len(n)})
+        rows.append({**row, "p_raw": p, "n_units": len(n), "unit": units[1]})
     return rows
 
 
@@ -368,7 +377,7 @@ def compare(
         elif p_adj is not None:
             verdict, reason = _judged(row, threshold_pct, p_adj, alpha)
             row.update(verdict=verdict, reason=reason)
-        for key in ("p_raw", "n_history", "noise", "difference", "blocks", "n_units", "absolute"):
+        for key in ("p_raw", "n_history", "noise", "difference", "blocks", "n_units", "unit", "absolute"):
             row.pop(key, None)
         verdicts.append(MetricVerdict(**row, p_value=p_adj))
     runs = base_runs or sorted({c.run_id for cs in base.values() for c in cs})

@@ -14,6 +14,9 @@ COLUMNS = {
     "ppl_ratio": ("reference", "kld", "ppl_ratio"),
 }
 
+# what runtime llama_cpp_cli measures through the device's llama-perplexity (melt.runtimes.llama_cpp_cli_quality)
+CLI_ASKS = ("perplexity", "reference")
+
 
 def quality_figures(case: dict, agent: dict) -> tuple[dict, dict, dict]:
     """(figures, missing, details): figures {column: value or None} for COLUMNS; missing {column: why it is
@@ -25,8 +28,11 @@ def quality_figures(case: dict, agent: dict) -> tuple[dict, dict, dict]:
     figures: dict = dict.fromkeys(COLUMNS)
     missing: dict = {}
     for column, (asked_key, block, key) in COLUMNS.items():
-        if case.get("runtime") != "llama_cpp":
-            missing[column] = f"not applicable to runtime {case.get('runtime')}"
+        runtime = case.get("runtime")
+        if runtime not in ("llama_cpp", "llama_cpp_cli"):
+            missing[column] = f"not applicable to runtime {runtime}"
+        elif runtime == "llama_cpp_cli" and asked_key not in CLI_ASKS:
+            missing[column] = f"not measured by runtime llama_cpp_cli: its llama-perplexity runs ask for {CLI_ASKS}"
         elif asked_key not in asked:
             missing[column] = f"not measured: the recipe asks for no quality.{asked_key}"
         elif block not in measured:

@@ -26,6 +26,7 @@ from melt.devices.exits import AgentExit, pull_case
 from melt.devices.provision import content_name
 from melt.devices.transport import TransportError
 from melt.runtimes import llama_cpp_cli
+from melt.runtimes import llama_cpp_cli_quality as cli_quality
 from melt.runtimes.llama_cpp_cli_output import FlashAttnUnsupported, flash_attn_args, flash_attn_form
 from melt.telemetry import sh_trace as sampler_sh
 
@@ -195,7 +196,14 @@ class ToolsSession:
         else:
             prefill, decode = llama_cpp_cli.commands(case, tool, case["model_path"], fa["args"] + fa["log_args"])
             script, args = llama_cpp_cli.DRIVER, [*args, prefill, decode]
-        script = llama_cpp_cli.SH_ENV + ENV_DUMP + script
+        # quality (recipe `quality`): the device's llama-perplexity after the speed runs, in the same script
+        quality = cli_quality.script_lines(
+            case, bin_dir, case["model_path"], llama_cpp_cli.tool_flags(case["params"], fa["args"])
+        )
+        script = llama_cpp_cli.SH_ENV + ENV_DUMP + script.replace(cli_quality.MARK, quality)
+        for name in (cli_quality.TEXT_FILE, cli_quality.BASE_FILE) if quality and not shared else ():
+            if (case_dir / name).is_file():
+                self.t.push(case_dir / name, f"{remote}/{name}", deadline.for_step(f"push of {name}"))
         budget = deadline.for_step(STEP)
         argv = [*self._clean_env, "sh", "-c", script, "sh", *args]
         ended = self.t.spawn(argv, self.d.spawn_state(run_id, case_dir.name)).wait(budget, CLEANUP_S)
@@ -209,6 +217,8 @@ class ToolsSession:
             agent = llama_cpp_cli.collect_completion(case_dir, case, pins, fa)
         else:
             agent = llama_cpp_cli.collect(case_dir, pins, fa)
+        if quality:
+            agent["quality"] = cli_quality.collect(case_dir, case)
         agent["environment"] = self._tools_environment(case_dir)
         (case_dir / "agent.json").write_text(json.dumps(agent, indent=2))
         log = _tools_log(case_dir)

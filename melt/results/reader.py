@@ -64,6 +64,19 @@ class CaseData:
     # per scored unit, for paired tests between runs: {"ppl": per-token NLL, "kld_mean": per-token KL,
     # "accuracy_pct": per-item right/wrong, "accuracy_norm_pct": the same by acc_norm}
     paired: dict[str, list] = field(default_factory=dict)
+    # what a paired list's units are where they are not the registry's (llama_cpp_cli scores windows, not tokens)
+    paired_unit: dict[str, str] = field(default_factory=dict)
+
+
+def windowed(metrics: dict | None) -> dict[str, str]:
+    """{metric: "windows"} for the paired lists paired_units took per window rather than per token."""
+    quality = (metrics or {}).get("quality") or {}
+    out = {}
+    if not (quality.get("perplexity") or {}).get("nll") and (quality.get("perplexity") or {}).get("chunk_nll"):
+        out["ppl"] = "windows"
+    if not (quality.get("kld") or {}).get("per_token") and (quality.get("kld") or {}).get("chunk_kld"):
+        out["kld_mean"] = "windows"
+    return out
 
 
 def paired_units(metrics: dict | None) -> dict[str, list]:
@@ -72,8 +85,12 @@ def paired_units(metrics: dict | None) -> dict[str, list]:
     out: dict[str, list] = {}
     if (quality.get("perplexity") or {}).get("nll"):
         out["ppl"] = quality["perplexity"]["nll"]
+    elif (quality.get("perplexity") or {}).get("chunk_nll"):  # llama_cpp_cli: per window (paired_unit)
+        out["ppl"] = quality["perplexity"]["chunk_nll"]
     if (quality.get("kld") or {}).get("per_token"):
         out["kld_mean"] = quality["kld"]["per_token"]
+    elif (quality.get("kld") or {}).get("chunk_kld"):
+        out["kld_mean"] = quality["kld"]["chunk_kld"]
     items = (quality.get("choices") or {}).get("items")
     if items:
         out["accuracy_pct"] = [i["pred"] == i["answer"] for i in items]

@@ -64,6 +64,7 @@ stamp prefill_start; eval "$7" > prefill.jsonl 2> prefill.log; rc_p=$?; stamp pr
 stamp decode_start; eval "$8" > decode.jsonl 2> decode.log; rc_d=$?; stamp decode_end
 stamp cooldown_start; sleep "$6"; stamp cooldown_end
 if [ -n "$spid" ]; then kill "$spid" 2>/dev/null; wait "$spid" 2>/dev/null; fi
+# QUALITY
 echo "$rc_p $rc_d" > exit_codes.txt
 [ "$rc_p" -eq 0 ] && [ "$rc_d" -eq 0 ]
 """
@@ -89,7 +90,7 @@ def resolution_log_args(tool: str, flash_attn: dict) -> list[str]:
     return []
 
 
-def _tool_flags(p: dict, fa_args: list[str]) -> list[str]:
+def tool_flags(p: dict, fa_args: list[str]) -> list[str]:
     """The case's params as llama.cpp tool flags (llama-bench and llama-completion share them); fa_args is
     the -fa spelling this binary takes (llama_cpp_cli_output.flash_attn_args)."""
     extra = []
@@ -112,7 +113,7 @@ def commands(case: dict, bench: str, model_path: str, fa_args: list[str]) -> tup
     """The prefill and decode llama-bench command lines, each quoted for sh. fa_args: the -fa spelling and any
     resolution_log_args."""
     p, w = case["params"], case["workload"]
-    extra = _tool_flags(p, fa_args)
+    extra = tool_flags(p, fa_args)
     threads = p.get("threads")  # None: llama-bench's own default
     reps = case["protocol"]["repetitions"]
     prefill = llama_bench_command(bench, model_path, threads, w["prompt_tokens"], 0, reps, extra)
@@ -303,6 +304,7 @@ rc=0
 )
 COMPLETION_TAIL = r"""stamp cooldown_start; sleep "$6"; stamp cooldown_end
 if [ -n "$spid" ]; then kill "$spid" 2>/dev/null; wait "$spid" 2>/dev/null; fi
+# QUALITY
 exit $rc
 """
 
@@ -311,7 +313,7 @@ def completion_script(case: dict, bin_dir: str, model_path: str, n_prompts: int,
     """The device script: warm-ups then counted trials, each one llama-completion run on the next
     prompt (prompts/pK.txt), greedy, exactly n_gen tokens (end-of-sequence ignored)."""
     p, w, proto = case["params"], case["workload"], case["protocol"]
-    extra = _tool_flags(p, fa_args)
+    extra = tool_flags(p, fa_args)
     threads = ["-t", str(p["threads"])] if "threads" in p else []  # none: the tool's own default
     lines = [COMPLETION_HEAD]
     for i in range(proto["warmup"] + proto["repetitions"]):
