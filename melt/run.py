@@ -31,7 +31,11 @@ from melt.results.layout import RunDir, check_run_id, read_json, read_trials, wr
 
 # what a reference case keeps for the cases compared with it, by runtime (melt.runtimes.llama_quality;
 # melt.runtimes.llama_cpp_cli_quality)
-KLD_BASE_FILES = {"llama_cpp": ("kld_base.npz",), "llama_cpp_cli": ("kld_base.bin", "kld_base.json")}
+# (in the reference's folder, in the dependent's): llama_cpp_cli keeps its own apart from the one it was handed
+KLD_BASE_FILES = {
+    "llama_cpp": (("kld_base.npz", "kld_base.npz"),),
+    "llama_cpp_cli": (("kld_own.bin", "kld_base.bin"), ("kld_own.json", "kld_base.json")),
+}
 
 
 def shipped_text() -> Path:
@@ -299,7 +303,7 @@ class Execution:
 
     def _reference(self, case: Case, case_dir: Path, manifest: dict) -> str | None:
         """Hand a case with a quality.reference the log-probabilities its reference case kept (runtime llama_cpp:
-        the top-k, kld_base.npz; llama_cpp_cli: llama-perplexity's own kld_base.bin with kld_base.json) into its
+        the top-k, kld_base.npz; llama_cpp_cli: llama-perplexity's own file, kld_own.bin, with kld_own.json) into its
         folder, once that case has ended (on another device, maybe); None, or why there are none to hand over
         (the KL figures are then empty with that reason; the rest of the case runs)."""
         ref = case.quality["reference_case"]
@@ -307,10 +311,10 @@ class Execution:
         while event is not None and not event.wait(0.2):
             if self.stop.is_set():
                 return "interrupted while waiting for the reference case"
-        kept = [self.run.case_dir(ref) / name for name in KLD_BASE_FILES.get(case.runtime, ())]
-        if kept and all(f.is_file() for f in kept):
-            for f in kept:
-                shutil.copyfile(f, case_dir / f.name)
+        kept = [(self.run.case_dir(ref) / src, dst) for src, dst in KLD_BASE_FILES.get(case.runtime, ())]
+        if kept and all(src.is_file() for src, _ in kept):
+            for src, dst in kept:
+                shutil.copyfile(src, case_dir / dst)
             return None
         entry = manifest["cases"].get(ref, {})
         state = f"{entry.get('status')}: {entry.get('reason')}" if entry.get("reason") else entry.get("status", "?")

@@ -186,10 +186,13 @@ def test_perplexity_and_kl_divergence_on_a_phone(phone, tiny_pair, tmp_path, lla
         (bin_dir / tool).symlink_to(llama_bench_bin.parent / tool)
     for src in tiny_pair:
         (tmp_path / src.name).symlink_to(src)
+    # q8 is both a case with a reference and the reference of q8-again: the file it is handed and the one it
+    # writes must not be the same
     models = [
         ("f32", "f32.gguf", ""),
         ("f32-again", "f32.gguf", ", reference: f32"),
         ("q8", "q8.gguf", ", reference: f32"),
+        ("q8-again", "q8.gguf", ", reference: q8"),
     ]
     body = "name: cliq\nmodels:\n" + "".join(MODEL.format(id=i, file=f, ref=r) for i, f, r in models)
     body += "protocol: {warmup: 0, repetitions: 2}\ntelemetry: {interval_ms: 100, idle_s: 0.2}\n"
@@ -213,7 +216,7 @@ def test_perplexity_and_kl_divergence_on_a_phone(phone, tiny_pair, tmp_path, lla
     )  # fmt: skip
     assert parse_perplexity(direct.stdout + direct.stderr)["ppl"] == pytest.approx(ref[0]["ppl"], rel=1e-6)
     assert ref[1]["perplexity"]["tokens_scored"] == 4 * (64 - 1 - 32) and len(ref[1]["perplexity"]["chunk_nll"]) == 4
-    assert (ref[2] / "kld_base.bin").stat().st_size > 0 and ref[0]["kld_mean"] is None
+    assert (ref[2] / "kld_own.bin").stat().st_size > 0 and ref[0]["kld_mean"] is None
     assert again[0]["kld_mean"] == pytest.approx(0, abs=1e-5) and again[0]["top1_agree_pct"] == 100
     assert again[0]["ppl_ratio"] == pytest.approx(1, rel=1e-5) and again[0]["ppl"] == pytest.approx(
         ref[0]["ppl"], rel=1e-5
@@ -221,14 +224,18 @@ def test_perplexity_and_kl_divergence_on_a_phone(phone, tiny_pair, tmp_path, lla
     assert 1e-4 < q8[0]["kld_mean"] < 0.05 and q8[0]["kld_p99"] >= q8[0]["kld_mean"]
     assert q8[0]["kld_mean"] > 20 * max(again[0]["kld_mean"], 1e-7)
     assert "16 bits" in q8[1]["kld"]["method"] and len(q8[1]["kld"]["chunk_kld"]) == 4
+    assert not (q8[2] / "kld_base.bin").exists()  # the copy it was handed is not kept twice
+    q8_again = summary["q8-again"][0]
+    assert q8_again["kld_mean"] == pytest.approx(0, abs=1e-5) and q8_again["top1_agree_pct"] == 100
+    assert q8_again["ppl_ratio"] == pytest.approx(1, rel=1e-5)
     # a case compared with itself through melt compare: the paired test runs over the 4 windows
     code = run_melt("compare", run_dir, run_dir)
     assert code.returncode == 0, code.stdout + code.stderr
     verdicts = json.loads((run_dir / "compare.json").read_text())["verdicts"]
     ppl = [v for v in verdicts if v["metric"] == "ppl"]
     kld = [v for v in verdicts if v["metric"] == "kld_mean"]
-    assert len(ppl) == 3 and all(v["verdict"] == "not significant" for v in ppl), ppl
-    assert len(kld) == 2 and all(v["verdict"] == "not significant" and "4 windows" in v["reason"] for v in kld), kld
+    assert len(ppl) == 4 and all(v["verdict"] == "not significant" for v in ppl), ppl
+    assert len(kld) == 3 and all(v["verdict"] == "not significant" and "4 windows" in v["reason"] for v in kld), kld
 
 
 def test_choices_or_outputs_on_llama_cpp_cli_are_refused(tmp_path, tiny_pair):

@@ -4,10 +4,10 @@ speed runs and the cool-down, with the case's params, in the same device script 
 - perplexity: `llama-perplexity -f perplexity.txt -c n_ctx --chunks max_chunks`: non-overlapping windows of
   n_ctx tokens, the second half of each scored (the same algorithm melt's runtime llama_cpp follows, whose
   figure agrees with this tool's: benchmarks/quality_fidelity.py);
-- a case other cases take as their reference also writes `--kl-divergence-base kld_base.bin`: llama.cpp's own
+- a case other cases take as their reference also writes `--kl-divergence-base kld_own.bin`: llama.cpp's own
   file of every scored token's full-vocabulary log-probabilities, 16 bits each (n_vocab x 2 bytes per scored
   token: 2.1 GB for Gemma 3's 262,144-token vocabulary over 16 windows of 512);
-- a case with a reference gets that file (melt.run hands it over, this session pushes it) and runs
+- a case with a reference gets that file as kld_base.bin (melt.run hands it over, the session pushes it) and runs
   `--kl-divergence-base kld_base.bin --kl-divergence`, which prints its own perplexity on the same tokens
   beside the KL divergence, its percentiles and how often both models put the same token first.
 
@@ -28,8 +28,9 @@ from melt.runtimes.llama_perplexity_output import (
     parse_perplexity,
 )
 
-BASE_FILE = "kld_base.bin"  # llama-perplexity's --kl-divergence-base file, in the case folder
-BASE_FACTS = "kld_base.json"  # beside it, host side: the reference case's own perplexity and case id
+BASE_FILE = "kld_base.bin"  # the reference's llama-perplexity --kl-divergence-base file, handed to this case
+OWN_FILE = "kld_own.bin"  # the one this case writes for the cases that take it as their reference
+BASE_FACTS, OWN_FACTS = "kld_base.json", "kld_own.json"  # beside each, host side: its case's perplexity and id
 TEXT_FILE = "perplexity.txt"
 ATTEMPTS = 3  # llama.cpp's async log can lose its last lines at exit (issue 22142): a run is repeated then
 MARK = "# QUALITY\n"  # where the device scripts (llama_cpp_cli) take these lines
@@ -52,7 +53,7 @@ def script_lines(case: dict, bin_dir: str, model_path: str, tool_flags: list[str
     window = ["-c", str(ppl["n_ctx"]), *(["--chunks", str(ppl["max_chunks"])] if ppl.get("max_chunks") else [])]
     runs = []
     if quality.get("kld_base") or not quality.get("reference_case"):
-        save = ["--kl-divergence-base", BASE_FILE] if quality.get("kld_base") else []
+        save = ["--kl-divergence-base", OWN_FILE] if quality.get("kld_base") else []
         runs.append(("quality_ppl", [*tool, "-f", TEXT_FILE, *window, *save], 'grep -q "Final estimate" "$o" "$l"'))
     if quality.get("reference_case") and not quality.get("reference_missing"):
         # the tokens come from the base file: no -f. Whole when every announced chunk has its row and, from 100
@@ -105,6 +106,8 @@ def collect(case_dir: Path, case: dict) -> dict:
     method = "llama-perplexity on the device"
     if quality.get("reference_case"):
         out["kld"] = _kld(case_dir, quality, ppl_asked, method)
+        # a copy of the reference's file (n_vocab x 2 bytes per scored token), which the reference's folder keeps
+        (case_dir / BASE_FILE).unlink(missing_ok=True)
         kld = out["kld"]
         if "error" not in kld and not (quality.get("kld_base")):
             out["perplexity"] = {
@@ -114,9 +117,9 @@ def collect(case_dir: Path, case: dict) -> dict:
             }  # fmt: skip
     if "perplexity" not in out:
         out["perplexity"] = _ppl(case_dir, ppl_asked, method)
-    if quality.get("kld_base") and "error" not in out["perplexity"] and (case_dir / BASE_FILE).is_file():
+    if quality.get("kld_base") and "error" not in out["perplexity"] and (case_dir / OWN_FILE).is_file():
         facts = {"case_id": case.get("case_id"), "ppl": out["perplexity"]["ppl"], "n_ctx": ppl_asked["n_ctx"]}
-        (case_dir / BASE_FACTS).write_text(json.dumps(facts))
+        (case_dir / OWN_FACTS).write_text(json.dumps(facts))
     return out
 
 
