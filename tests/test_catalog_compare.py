@@ -112,8 +112,10 @@ def test_identical_runs_compare_clean(runs, cli):
     result = json.loads((raw / "again" / "compare.json").read_text())
     judged = [v for v in result["verdicts"] if v["verdict"] != "untested"]
     assert {v["metric"] for v in judged} >= {"prefill_tok_s", "decode_tok_s"}
-    assert all(v["verdict"] == "not significant" for v in judged), out + "\n".join(busy)
-    assert not result["regressed"] and result["counts"]["not significant"] == len(judged)
+    # a change melt saw made on a shared machine is not called (inconclusive, with the neighbour named)
+    said = [v for v in judged if v["verdict"] != "inconclusive" or "melt saw the machine shared" not in v["reason"]]
+    assert all(v["verdict"] == "not significant" for v in said), out + "\n".join(busy)
+    assert not result["regressed"] and result["counts"]["not significant"] == len(said)
 
 
 def test_slowed_run_is_flagged_with_junit_and_markdown(runs, cli, tmp_path):

@@ -285,3 +285,37 @@ def test_run_level_figures_are_judged_against_history():
     assert v.verdict == "worse" and v.change_pct == pytest.approx(30)
     (v,) = compare(base, grew).verdicts
     assert v.verdict == "untested" and "3+ earlier runs" in v.reason
+
+
+BUSY = "other processes used 38% of a core during the trials (limit 5%)"
+
+
+@pytest.mark.parametrize("side", ["new", "base", "neither"])
+def test_a_change_measured_on_a_shared_machine_is_inconclusive(side):
+    """melt issue 11: a run melt itself saw shared with other work is not judged worse or better; a quiet pair
+    with the same figures is. Quality and drift verdicts are not touched (tested with the quality tests)."""
+    rng = random.Random(11)
+    base = _case("a", "c", {"decode_tok_s": _normal(rng, 100, 0.01, 10)})
+    new = _case("b", "c", {"decode_tok_s": _normal(rng, 60, 0.01, 10)})  # -40%: beyond the assumed run noise
+    if side != "neither":
+        (new if side == "new" else base).shared.append(BUSY)
+    result = compare({"c": [base]}, {"c": new}, new_run="b")
+    (v,) = [v for v in result.verdicts if v.metric == "decode_tok_s"]
+    if side == "neither":
+        assert v.verdict == "worse" and result.regressed
+        return
+    assert v.verdict == "inconclusive" and not result.regressed and result.counts()["inconclusive"] == 1
+    assert v.reason.startswith("would be worse (-") and BUSY in v.reason
+    assert ("the new run:" if side == "new" else "baseline a:") in v.reason
+    assert "🟡 inconclusive" in to_markdown(result)
+    assert 'skipped message="inconclusive: would be worse' in to_junit(result)
+
+
+def test_a_shared_side_is_read_from_its_own_figures_and_limits():
+    from melt.analysis.compare import _shared
+
+    case = {"telemetry": {"max_foreign_cpu_pct": 50}}
+    assert _shared({}, {"foreign_cpu_pct": 38.0, "steal_pct": 0.0}) == [BUSY]
+    assert _shared(case, {"foreign_cpu_pct": 38.0, "steal_pct": 0.0}) == []  # within the case's own limit
+    assert "steal" in _shared({}, {"foreign_cpu_pct": 0.0, "steal_pct": 3.5})[0]
+    assert _shared({}, {"foreign_cpu_pct": None, "steal_pct": None}) == []

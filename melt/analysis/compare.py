@@ -34,6 +34,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from melt import registry
+from melt.analysis.busy import DEFAULT_MAX_FOREIGN_CPU_PCT, DEFAULT_MAX_STEAL_PCT, busy_reasons
 from melt.analysis.samples import DIRECTION, INFORMATION_ONLY, RUN_LEVEL, samples_of
 from melt.analysis.significance import (
     DEFAULT_BLOCKS,
@@ -63,7 +64,7 @@ DEFAULT_ALPHA = 0.05
 # pair does not), and a run that lost 40% of its rate still counts after Holm over the nightly's
 # tests. A case noisier than this needs history (3+ runs) or --run-noise-pct.
 DEFAULT_RUN_NOISE_PCT = 10.0
-VERDICTS = ("worse", "better", "not significant", "new", "missing", "failed", "untested")
+VERDICTS = ("worse", "better", "not significant", "inconclusive", "new", "missing", "failed", "untested")
 
 
 @dataclass(frozen=True)
@@ -138,6 +139,7 @@ def load_run(run_dir: Path, manifest: dict | None = None) -> dict[str, CaseData]
         out[c.case_id] = CaseData(
             paired=paired_units(c.metrics),
             paired_unit=windowed(c.metrics),
+            shared=_shared(c.case, c.summary) if c.status == "ok" else [],
             run_id=c.run_id,
             case_id=c.case_id,
             device=c.device,
@@ -151,6 +153,26 @@ def load_run(run_dir: Path, manifest: dict | None = None) -> dict[str, CaseData]
             output_text=text,
         )
     return out
+
+
+def _shared(case: dict, summary: dict) -> list[str]:
+    """Why a case's speed figures may be its neighbours' as much as its own: other processes' CPU time or steal
+    over the case's limits during its trials (melt.analysis.busy), as its validity said."""
+    tele = (case or {}).get("telemetry") or {}
+    return busy_reasons(
+        summary,
+        tele.get("max_foreign_cpu_pct", DEFAULT_MAX_FOREIGN_CPU_PCT),
+        tele.get("max_steal_pct", DEFAULT_MAX_STEAL_PCT),
+    )
+
+
+def _inconclusive(row: dict, verdict: str, reason: str) -> tuple[str, str]:
+    """A speed change judged on a side melt saw shared with other work is not called: that work, not the build,
+    may have made it. Quality figures (the same tokens scored) and output drift are not touched by a neighbour."""
+    shared = row.get("shared")
+    if verdict not in ("worse", "better") or not shared:
+        return verdict, reason
+    return "inconclusive", f"would be {verdict} ({reason}), but {shared}: run both on a quiet machine to judge"
 
 
 def _median(values: list[float]) -> float | None:
@@ -350,6 +372,7 @@ def compare(
                     row.update(verdict="untested", reason="shown for information: too noisy from run to run to judge")
                 elif p_runs is not None:
                     row.update(p_raw=p_runs, basis="history", n_history=len(earlier))
+                    row["shared"] = _sides_shared(b_cases, n_case)
                     row["run_noise_pct"] = log_spread(earlier) * 100
                 elif metric in RUN_LEVEL:
                     row.update(verdict="untested", reason="one value per run: judged only against 3+ earlier runs")
@@ -359,6 +382,7 @@ def compare(
                         why = "fewer than 2 trials on a side, or a value that is not positive (no ratio to judge)"
                         row.update(verdict="untested", reason=why)
                     else:
+                        row["shared"] = _sides_shared(b_cases, n_case)
                         noise = run_noise(run_noise_pct / 100, earlier, b_levels)
                         diff: Difference = difference_p(b_levels, n_level, noise.sigma)
                         row.update(p_raw=diff.p, basis=noise.basis, run_noise_pct=noise.sigma * 100)
@@ -375,13 +399,20 @@ def compare(
             verdict, reason = _judged_absolute(row, p_adj, alpha)
             row.update(verdict=verdict, reason=reason)
         elif p_adj is not None:
-            verdict, reason = _judged(row, threshold_pct, p_adj, alpha)
+            verdict, reason = _inconclusive(row, *_judged(row, threshold_pct, p_adj, alpha))
             row.update(verdict=verdict, reason=reason)
-        for key in ("p_raw", "n_history", "noise", "difference", "blocks", "n_units", "unit", "absolute"):
+        for key in ("p_raw", "n_history", "noise", "difference", "blocks", "n_units", "unit", "absolute", "shared"):
             row.pop(key, None)
         verdicts.append(MetricVerdict(**row, p_value=p_adj))
     runs = base_runs or sorted({c.run_id for cs in base.values() for c in cs})
     return Comparison(runs, new_run, threshold_pct, alpha, verdicts, run_noise_pct, blocks)
+
+
+def _sides_shared(b_cases: list[CaseData], n_case: CaseData) -> str:
+    """Which side of a comparison melt saw shared with other work, and how, in words ("" for neither)."""
+    said = [f"the new run: {'; '.join(n_case.shared)}"] if n_case.shared else []
+    said += [f"baseline {c.run_id}: {'; '.join(c.shared)}" for c in b_cases if c.shared]
+    return "melt saw the machine shared during the trials (" + " / ".join(said) + ")" if said else ""
 
 
 def _order_key(case_id: str, base: dict, new: dict) -> tuple:

@@ -12,7 +12,7 @@ from melt.report.table import fmt
 ORDER = [*registry.compare_order(), "outputs"]
 TITLES = {**{m: registry.metric(m).heading for m in ORDER if m != "outputs"}, "outputs": "greedy outputs"}
 # the verdict a row is sorted and coloured by: the most alarming of its cells
-SEVERITY = ["worse", "failed", "missing", "better", "new", "not significant", "untested"]
+SEVERITY = ["worse", "failed", "missing", "inconclusive", "better", "new", "not significant", "untested"]
 
 
 def pair(base_dir: Path, new_dir: Path, threshold_pct: float) -> dict:

@@ -11,12 +11,13 @@ MARK = {
     "worse": "🔴 worse",
     "better": "🟢 better",
     "not significant": "⚪ not significant",
+    "inconclusive": "🟡 inconclusive",
     "new": "🆕 new",
     "missing": "❔ missing",
     "failed": "❌ failed",
     "untested": "· untested",
 }
-NOTEWORTHY = ("worse", "failed", "missing", "better", "new")
+NOTEWORTHY = ("worse", "failed", "missing", "inconclusive", "better", "new")
 
 
 def _num(value: float | None) -> str:
@@ -133,7 +134,7 @@ def to_junit(cmp: Comparison) -> str:
             elif v.verdict == "failed":
                 ET.SubElement(case, "error", message=v.reason, type="case failed").text = v.reason
                 counts["errors"] += 1
-            elif v.verdict in ("missing", "untested"):
+            elif v.verdict in ("missing", "untested", "inconclusive"):
                 ET.SubElement(case, "skipped", message=f"{v.verdict}: {v.reason}")
                 counts["skipped"] += 1
             else:

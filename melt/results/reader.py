@@ -66,6 +66,8 @@ class CaseData:
     paired: dict[str, list] = field(default_factory=dict)
     # what a paired list's units are where they are not the registry's (llama_cpp_cli scores windows, not tokens)
     paired_unit: dict[str, str] = field(default_factory=dict)
+    # why its speed figures may not be the machine's own: melt saw other work during its trials (busy.busy_reasons)
+    shared: list[str] = field(default_factory=list)
 
 
 def windowed(metrics: dict | None) -> dict[str, str]:
