@@ -136,11 +136,12 @@ class LlamaCppQuality(Strict):
 class LlamaCppCliQuality(Strict):
     """Quality through the device's own llama-perplexity, after the speed runs, with the case's params
     (melt.runtimes.llama_cpp_cli.quality_script): perplexity, and KL divergence against a reference llama_cpp_cli
-    model (llama-perplexity's --kl-divergence-base file travels from the reference's case). Greedy outputs and
-    multiple choice are not measured this way (yet)."""
+    model (llama-perplexity's --kl-divergence-base file travels from the reference's case), and multiple choice
+    through its --multiple-choice mode (accuracy_tok_pct). Greedy outputs are not measured this way (yet)."""
 
     perplexity: Perplexity | None = None
     reference: Identifier | None = None
+    choices: Choices | None = None  # through --multiple-choice: accuracy_tok_pct
 
 
 class LlamaCppModel(Strict):

@@ -98,18 +98,22 @@ METRICS: tuple[Metric, ...] = (
     Metric("n_trials", "", "trials", kind="int", source="case", table=True),
     Metric("cv_pct", "%", "cv", source="case", digits="{:.1f}", table=True),
     Metric("validity", "", "validity", kind="text", source="case", digits="{}"),
-    Metric("ppl", "", "perplexity", direction="lower", judged="paired", source="quality", runtimes=LLAMA,
+    Metric("ppl", "", "perplexity", direction="lower", judged="paired", source="quality", runtimes=LLAMA_ANY,
            digits="{:.4f}", table=True, compare_rank=20, units="tokens"),
     Metric("accuracy_pct", "%", "accuracy", direction="higher", judged="paired", source="quality", runtimes=LLAMA,
            digits="{:.1f}", table=True, compare_rank=22, units="items"),
     Metric("accuracy_norm_pct", "%", "accuracy (norm)", direction="higher", judged="paired", source="quality",
            runtimes=LLAMA, digits="{:.1f}", compare_rank=23, units="items"),
-    Metric("kld_mean", "", "KLD mean", direction="lower", judged="paired", source="quality", runtimes=LLAMA,
+    # llama_cpp_cli: llama-perplexity --multiple-choice, by mean log-probability per token of the choice's tokens
+    # after the prefix all choices share (perplexity.cpp multiple_choice_score): neither acc nor acc_norm
+    Metric("accuracy_tok_pct", "%", "accuracy (per token)", direction="higher", judged="paired", source="quality",
+           runtimes=frozenset({"llama_cpp_cli"}), digits="{:.1f}", table=True, compare_rank=24, units="items"),
+    Metric("kld_mean", "", "KLD mean", direction="lower", judged="paired", source="quality", runtimes=LLAMA_ANY,
            digits="{:.5f}", table=True, compare_rank=21, units="tokens"),  # nats per token, against quality.reference
-    Metric("kld_p99", "", "KLD p99", direction="lower", source="quality", runtimes=LLAMA),
-    Metric("top1_agree_pct", "%", "top-1 agree", direction="higher", source="quality", runtimes=LLAMA,
+    Metric("kld_p99", "", "KLD p99", direction="lower", source="quality", runtimes=LLAMA_ANY),
+    Metric("top1_agree_pct", "%", "top-1 agree", direction="higher", source="quality", runtimes=LLAMA_ANY,
            digits="{:.1f}"),
-    Metric("ppl_ratio", "", "PPL ratio", direction="lower", source="quality", runtimes=LLAMA, digits="{:.4f}"),
+    Metric("ppl_ratio", "", "PPL ratio", direction="lower", source="quality", runtimes=LLAMA_ANY, digits="{:.4f}"),
 )  # fmt: skip
 
 BY_NAME: dict[str, Metric] = {m.name: m for m in METRICS}

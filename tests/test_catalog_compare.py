@@ -3,7 +3,8 @@ of a tiny model made steady, an identical copy, a copy whose decode was slowed t
 purpose, and one whose decode is 25% slower (as identical runs can be here); and a second real run of the
 same recipe beside the first, as both came.
 
-Steady: every counted trial is given the timings of the run's median trial, give or take 2%. A
+Steady: every counted trial is given the timings of the run's median trial, give or take 2%, and the
+copy's limits on other processes' CPU share are raised (melt compare does not judge a run it saw shared). A
 tiny model's trial lasts a few milliseconds, so on a shared machine a preempted stretch of trials
 is several times slower, and a comparison then (rightly) judges the baseline's own drift too
 large to tell; these tests are about what melt does with a known change, not about the machine."""
@@ -62,6 +63,11 @@ def _copy_run(src, dst, hours: int, slow_decode: float = 1.0, steady: bool = Fal
     run.update(run_id=dst.name, started_at=started.isoformat(timespec="seconds"))
     run_json.write_text(json.dumps(run))
     (dst / "compare.json").unlink(missing_ok=True)
+    if steady:  # its timings made steady, it is declared quiet too: no neighbour's CPU share holds its verdicts
+        for case_json in (dst / "cases").glob("*/case.json"):
+            case = json.loads(case_json.read_text())
+            case["telemetry"].update(max_foreign_cpu_pct=1000.0, max_steal_pct=100.0)
+            case_json.write_text(json.dumps(case))
     if slow_decode != 1.0 or steady:
         for trials in (dst / "cases").glob("*/trials.jsonl"):
             rows = [json.loads(line) for line in trials.read_text().splitlines()]

@@ -14,10 +14,12 @@ from conftest import run_melt
 from test_adb import BIN, adbd, phone  # noqa: F401 - the stand-in phone's fixtures
 from tiny_models import write_tiny_gguf
 
+from melt.runtimes.llama_cpp_cli_quality import write_tasks
 from melt.runtimes.llama_perplexity_output import (
     PerplexityOutputError,
     chunk_means,
     parse_kl_divergence,
+    parse_multiple_choice,
     parse_perplexity,
 )
 
@@ -168,6 +170,21 @@ MODEL = """  - id: {id}
 """
 
 
+def run_whole(cmd: list[str], parse) -> dict:
+    """Run llama-perplexity here and parse it, again (3 runs at most) when its log lost its tail at exit
+    (llama.cpp issue 22142: the parsers refuse such an output)."""
+    import subprocess
+
+    for attempt in range(3):
+        done = subprocess.run(cmd, capture_output=True, text=True, env={"LC_ALL": "C"})
+        try:
+            return parse(done.stdout + done.stderr)
+        except PerplexityOutputError:
+            if attempt == 2:
+                raise
+    raise AssertionError("unreachable")
+
+
 @pytest.fixture(scope="module")
 def tiny_pair(tmp_path_factory):
     folder = tmp_path_factory.mktemp("cli-quality")
@@ -177,8 +194,6 @@ def tiny_pair(tmp_path_factory):
 def test_perplexity_and_kl_divergence_on_a_phone(phone, tiny_pair, tmp_path, llama_bench_bin):  # noqa: F811
     """F32 against itself: KL 0 (within llama.cpp's 16-bit storage of the base), top-1 agreement 100%, PPL ratio 1;
     Q8_0 of the same weights against F32: a small positive KL. The phone's perplexity is llama-perplexity's own."""
-    import subprocess
-
     home, profile = phone
     bin_dir = home / BIN.lstrip("/")
     for tool in ("llama-bench", "llama-perplexity"):
@@ -189,7 +204,7 @@ def test_perplexity_and_kl_divergence_on_a_phone(phone, tiny_pair, tmp_path, lla
     # q8 is both a case with a reference and the reference of q8-again: the file it is handed and the one it
     # writes must not be the same
     models = [
-        ("f32", "f32.gguf", ""),
+        ("f32", "f32.gguf", ", choices: {limit: 10}"),
         ("f32-again", "f32.gguf", ", reference: f32"),
         ("q8", "q8.gguf", ", reference: f32"),
         ("q8-again", "q8.gguf", ", reference: q8"),
@@ -210,11 +225,10 @@ def test_perplexity_and_kl_divergence_on_a_phone(phone, tiny_pair, tmp_path, lla
     ref, again, q8 = summary["f32"], summary["f32-again"], summary["q8"]
     # the reference's perplexity is the tool's own on this text and window, run here directly
     text = ref[2] / "perplexity.txt"
-    direct = subprocess.run(
-        [str(llama_bench_bin.parent / "llama-perplexity"), "-m", str(tiny_pair[0]), "-f", str(text), "-c", "64",
-         "--chunks", "4", "-t", "1"], capture_output=True, text=True, env={"LC_ALL": "C"},
-    )  # fmt: skip
-    assert parse_perplexity(direct.stdout + direct.stderr)["ppl"] == pytest.approx(ref[0]["ppl"], rel=1e-6)
+    tool = str(llama_bench_bin.parent / "llama-perplexity")
+    direct = run_whole([tool, "-m", str(tiny_pair[0]), "-f", str(text), "-c", "64", "--chunks", "4", "-t", "1"],
+                       parse_perplexity)  # fmt: skip
+    assert direct["ppl"] == pytest.approx(ref[0]["ppl"], rel=1e-6)
     assert ref[1]["perplexity"]["tokens_scored"] == 4 * (64 - 1 - 32) and len(ref[1]["perplexity"]["chunk_nll"]) == 4
     assert (ref[2] / "kld_own.bin").stat().st_size > 0 and ref[0]["kld_mean"] is None
     assert again[0]["kld_mean"] == pytest.approx(0, abs=1e-5) and again[0]["top1_agree_pct"] == 100
@@ -225,6 +239,14 @@ def test_perplexity_and_kl_divergence_on_a_phone(phone, tiny_pair, tmp_path, lla
     assert q8[0]["kld_mean"] > 20 * max(again[0]["kld_mean"], 1e-7)
     assert "16 bits" in q8[1]["kld"]["method"] and len(q8[1]["kld"]["chunk_kld"]) == 4
     assert not (q8[2] / "kld_base.bin").exists()  # the copy it was handed is not kept twice
+    # multiple choice through llama-perplexity's own mode: melt's JSONL written as its binary task file
+    mc = ref[1]["choices"]
+    direct = run_whole([tool, "-m", str(tiny_pair[0]), "-f", str(ref[2] / "choices.bin"), "--multiple-choice",
+                        "-t", "1"], parse_multiple_choice)  # fmt: skip
+    assert mc["n"] == 10 and len(mc["hits_tok"]) == 10 and ref[0]["accuracy_pct"] is None
+    assert ref[0]["accuracy_tok_pct"] == pytest.approx(100 * sum(mc["hits_tok"]) / 10)
+    assert ref[0]["accuracy_tok_pct"] == pytest.approx(direct["accuracy_pct"])
+    assert "per token" in mc["method"] and summary["q8"][0]["accuracy_tok_pct"] is None
     q8_again = summary["q8-again"][0]
     assert q8_again["kld_mean"] == pytest.approx(0, abs=1e-5) and q8_again["top1_agree_pct"] == 100
     assert q8_again["ppl_ratio"] == pytest.approx(1, rel=1e-5)
@@ -238,12 +260,13 @@ def test_perplexity_and_kl_divergence_on_a_phone(phone, tiny_pair, tmp_path, lla
     assert len(kld) == 3 and all(v["verdict"] == "not significant" and "4 windows" in v["reason"] for v in kld), kld
 
 
-def test_choices_or_outputs_on_llama_cpp_cli_are_refused(tmp_path, tiny_pair):
+def test_outputs_on_llama_cpp_cli_are_refused(tmp_path, tiny_pair):
     (tmp_path / "f32.gguf").symlink_to(tiny_pair[0])
-    body = "name: bad\nmodels:\n" + MODEL.format(id="m", file="f32.gguf", ref=", choices: {limit: 5}")
+    (tmp_path / "p.jsonl").write_text('{"prompt": "hello"}\n')
+    body = "name: bad\nmodels:\n" + MODEL.format(id="m", file="f32.gguf", ref=", outputs: {prompts: p.jsonl}")
     (tmp_path / "r.yaml").write_text(body)
     proc = run_melt("validate", tmp_path / "r.yaml")
-    assert proc.returncode == 2 and "choices" in proc.stdout + proc.stderr, proc.stdout + proc.stderr
+    assert proc.returncode == 2 and "outputs" in proc.stdout + proc.stderr, proc.stdout + proc.stderr
 
 
 def test_a_reference_of_another_runtime_is_refused(tmp_path, tiny_pair):
@@ -270,3 +293,71 @@ def test_an_output_that_lost_its_tail_is_a_failure_not_a_figure():
         parse_kl_divergence("kl_divergence: computing over 4 chunks, n_ctx=64\n" + text)
     whole = parse_kl_divergence("kl_divergence: computing over 3 chunks, n_ctx=64\n" + text)
     assert whole["kld_mean"] == pytest.approx(round(rows[-1]["kl"], 5), abs=1e-5)
+
+
+def _read_tasks(data: bytes) -> list[dict]:
+    """llama-perplexity's task file read back as perplexity.cpp reads it (an independent reader)."""
+    import struct
+
+    def u32(at):
+        return struct.unpack_from("<I", data, at)[0], at + 4
+
+    def text(at):
+        n, at = u32(at)
+        return data[at : at + n].decode(), at + n
+
+    n, _ = u32(0)
+    offsets = struct.unpack_from(f"<{n}I", data, 4)
+    tasks = []
+    for at in offsets:
+        question, at = text(at)
+        k, at = u32(at)
+        answers = []
+        for _ in range(k):
+            a, at = text(at)
+            answers.append(a)
+        labels = list(struct.unpack_from(f"<{k}i", data, at))
+        mc2, _ = u32(at + 4 * k)
+        tasks.append({"question": question, "answers": answers, "labels": labels, "mc2": mc2})
+    return tasks
+
+
+@pytest.mark.parametrize("limit", [None, 1, 3])
+def test_tasks_are_written_as_llama_perplexity_reads_them(tmp_path, limit):
+    rows = [
+        {"context": "Q: 2+2?\nA:", "choices": [" 3", " 4", " five é"], "answer": 1},
+        {"context": "Die Hauptstadt ist", "choices": ["Berlin", " Bonn"], "answer": 0},
+        {"context": "x", "choices": [" a", " b", " c", " d"], "answer": 3},
+    ]
+    src = tmp_path / "c.jsonl"
+    src.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+    facts = write_tasks(src, tmp_path / "c.bin", limit)
+    got = _read_tasks((tmp_path / "c.bin").read_bytes())
+    want = rows if limit is None else rows[:limit]
+    assert facts["n"] == len(got) == len(want)
+    for task, row in zip(got, want, strict=True):
+        assert task["question"] == row["context"] and task["mc2"] == 0
+        assert [" " + a for a in task["answers"]] == [c if c.startswith(" ") else " " + c for c in row["choices"]]
+        assert task["labels"] == [int(i == row["answer"]) for i in range(len(row["choices"]))]
+    assert facts["spaces_added"] == (1 if limit is None or limit >= 2 else 0)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_multiple_choice_rows_give_each_task_s_outcome(seed):
+    rng = random.Random(seed)
+    hits = [rng.random() < 0.4 for _ in range(rng.randint(1, 150))]
+    rows = "".join(f"{k}\t{100 * sum(hits[:k]) / k:.8f}\n" for k in range(1, len(hits) + 1))
+    text = f"multiple_choice_score: there are {len(hits)} tasks in prompt\n\ntask\tacc_norm\n{rows}\n"
+    p = sum(hits) / len(hits)
+    text += f"0.00.156.151 I Final result: {100 * p:.4f} +/- 1.0000\n"
+    out = parse_multiple_choice(text)
+    assert out["hits"] == hits and out["n"] == len(hits) and out["accuracy_pct"] == pytest.approx(100 * p, abs=1e-4)
+    with pytest.raises(PerplexityOutputError, match=f"after {len(hits) - 1} of the {len(hits)} tasks"):
+        if len(hits) == 1:
+            raise PerplexityOutputError("after 0 of the 1 tasks")
+        parse_multiple_choice(text[: text.index(f"{len(hits)}\t")])
+
+
+def test_no_multiple_choice_row_is_a_failure():
+    with pytest.raises(PerplexityOutputError, match="no multiple-choice result"):
+        parse_multiple_choice("multiple_choice_score: no tasks\n")

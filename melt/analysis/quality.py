@@ -8,6 +8,7 @@ COLUMNS = {
     "ppl": ("perplexity", "perplexity", "ppl"),
     "accuracy_pct": ("choices", "choices", "accuracy_pct"),
     "accuracy_norm_pct": ("choices", "choices", "accuracy_norm_pct"),
+    "accuracy_tok_pct": ("choices", "choices", "accuracy_tok_pct"),
     "kld_mean": ("reference", "kld", "kld_mean"),
     "kld_p99": ("reference", "kld", "kld_p99"),
     "top1_agree_pct": ("reference", "kld", "top1_agree_pct"),
@@ -15,7 +16,10 @@ COLUMNS = {
 }
 
 # what runtime llama_cpp_cli measures through the device's llama-perplexity (melt.runtimes.llama_cpp_cli_quality)
-CLI_ASKS = ("perplexity", "reference")
+CLI_ASKS = ("perplexity", "reference", "choices")
+# who measures which accuracy: lm-evaluation-harness's acc/acc_norm in the agent, llama-perplexity's per-token one on
+# devices without Python
+ONLY = {"accuracy_pct": "llama_cpp", "accuracy_norm_pct": "llama_cpp", "accuracy_tok_pct": "llama_cpp_cli"}
 
 
 def quality_figures(case: dict, agent: dict) -> tuple[dict, dict, dict]:
@@ -33,6 +37,12 @@ def quality_figures(case: dict, agent: dict) -> tuple[dict, dict, dict]:
             missing[column] = f"not applicable to runtime {runtime}"
         elif runtime == "llama_cpp_cli" and asked_key not in CLI_ASKS:
             missing[column] = f"not measured by runtime llama_cpp_cli: its llama-perplexity runs ask for {CLI_ASKS}"
+        elif ONLY.get(column, runtime) != runtime:
+            missing[column] = (
+                f"not measured by runtime {runtime}: {column} is runtime {ONLY[column]}'s way of scoring a choice "
+                "(llama_cpp: summed and per-character log-likelihood, as lm-evaluation-harness; llama_cpp_cli: "
+                "llama-perplexity's mean log-probability per token)"
+            )
         elif asked_key not in asked:
             missing[column] = f"not measured: the recipe asks for no quality.{asked_key}"
         elif block not in measured:

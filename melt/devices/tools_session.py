@@ -201,7 +201,15 @@ class ToolsSession:
             case, bin_dir, case["model_path"], llama_cpp_cli.tool_flags(case["params"], fa["args"])
         )
         script = llama_cpp_cli.SH_ENV + ENV_DUMP + script.replace(cli_quality.MARK, quality)
-        for name in (cli_quality.TEXT_FILE, cli_quality.BASE_FILE) if quality and not shared else ():
+        if quality and (case_dir / cli_quality.CHOICES_FILE).is_file() and (case.get("quality") or {}).get("choices"):
+            limit = case["quality"]["choices"].get("limit")
+            facts = cli_quality.write_tasks(
+                case_dir / cli_quality.CHOICES_FILE, case_dir / cli_quality.TASKS_FILE, limit
+            )
+            (case_dir / "choices.json").write_text(json.dumps(facts))
+        for name in (
+            (cli_quality.TEXT_FILE, cli_quality.BASE_FILE, cli_quality.TASKS_FILE) if quality and not shared else ()
+        ):
             if (case_dir / name).is_file():
                 self.t.push(case_dir / name, f"{remote}/{name}", deadline.for_step(f"push of {name}"))
         budget = deadline.for_step(STEP)

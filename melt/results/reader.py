@@ -93,7 +93,10 @@ def paired_units(metrics: dict | None) -> dict[str, list]:
         out["kld_mean"] = quality["kld"]["per_token"]
     elif (quality.get("kld") or {}).get("chunk_kld"):
         out["kld_mean"] = quality["kld"]["chunk_kld"]
-    items = (quality.get("choices") or {}).get("items")
+    choices = quality.get("choices") or {}
+    if choices.get("hits_tok"):  # llama_cpp_cli: llama-perplexity's per-item right/wrong
+        out["accuracy_tok_pct"] = choices["hits_tok"]
+    items = choices.get("items")
     if items:
         out["accuracy_pct"] = [i["pred"] == i["answer"] for i in items]
         out["accuracy_norm_pct"] = [i["pred_norm"] == i["answer"] for i in items]

@@ -19,12 +19,14 @@ from __future__ import annotations
 
 import json
 import shlex
+import struct
 from pathlib import Path
 
 from melt.runtimes.llama_perplexity_output import (
     PerplexityOutputError,
     chunk_means,
     parse_kl_divergence,
+    parse_multiple_choice,
     parse_perplexity,
 )
 
@@ -32,6 +34,7 @@ BASE_FILE = "kld_base.bin"  # the reference's llama-perplexity --kl-divergence-b
 OWN_FILE = "kld_own.bin"  # the one this case writes for the cases that take it as their reference
 BASE_FACTS, OWN_FACTS = "kld_base.json", "kld_own.json"  # beside each, host side: its case's perplexity and id
 TEXT_FILE = "perplexity.txt"
+CHOICES_FILE, TASKS_FILE = "choices.jsonl", "choices.bin"  # melt's task format, and llama-perplexity's
 ATTEMPTS = 3  # llama.cpp's async log can lose its last lines at exit (issue 22142): a run is repeated then
 MARK = "# QUALITY\n"  # where the device scripts (llama_cpp_cli) take these lines
 
@@ -47,11 +50,13 @@ def script_lines(case: dict, bin_dir: str, model_path: str, tool_flags: list[str
     Each run is repeated, ATTEMPTS runs at most, while its output lacks the line that ends it."""
     quality = case.get("quality") or {}
     ppl = quality.get("perplexity")
-    if not ppl:
-        return ""
     tool = [f"{bin_dir}/llama-perplexity", "-m", model_path, *_flags(case, tool_flags)]
-    window = ["-c", str(ppl["n_ctx"]), *(["--chunks", str(ppl["max_chunks"])] if ppl.get("max_chunks") else [])]
     runs = []
+    if quality.get("choices"):
+        runs.append(("quality_mc", [*tool, "-f", TASKS_FILE, "--multiple-choice"], 'grep -q "Final result" "$l"'))
+    if not ppl:
+        return _lines(runs)
+    window = ["-c", str(ppl["n_ctx"]), *(["--chunks", str(ppl["max_chunks"])] if ppl.get("max_chunks") else [])]
     if quality.get("kld_base") or not quality.get("reference_case"):
         save = ["--kl-divergence-base", OWN_FILE] if quality.get("kld_base") else []
         runs.append(("quality_ppl", [*tool, "-f", TEXT_FILE, *window, *save], 'grep -q "Final estimate" "$o" "$l"'))
@@ -65,6 +70,12 @@ def script_lines(case: dict, bin_dir: str, model_path: str, tool_flags: list[str
             f'{{ [ $((w * {scored})) -lt 100 ] || grep -q -e "Minimum KLD" -e "KLD_10" -e "Same top p" "$o"; }}'
         )
         runs.append(("quality_kld", [*tool, *window, "--kl-divergence-base", BASE_FILE, "--kl-divergence"], whole))
+    return _lines(runs)
+
+
+def _lines(runs: list[tuple[str, list[str], str]]) -> str:
+    if not runs:
+        return ""
     lines = ["stamp quality_start\n"]
     for name, cmd, whole in runs:
         lines.append(
@@ -73,6 +84,37 @@ def script_lines(case: dict, bin_dir: str, model_path: str, tool_flags: list[str
         )
     lines.append("stamp quality_end\n")
     return "".join(lines)
+
+
+def write_tasks(jsonl: Path, out: Path, limit: int | None) -> dict:
+    """melt's multiple-choice JSONL (recipe quality.choices) as llama-perplexity's binary task file
+    (perplexity.cpp multiple_choice_task::deserialize, little-endian): uint32 n_tasks, uint32 byte offset of each
+    task, then per task a string (uint32 length + UTF-8) question, mc1 = uint32 n, n strings, n int32 labels (1
+    the right answer), mc2 = uint32 0. llama-perplexity scores `question + " " + answer`, so one leading space of
+    a choice is dropped (a choice without one gains it: counted in "spaces_added"). Returns {"n",
+    "spaces_added"}."""
+    tasks = [json.loads(line) for line in jsonl.read_text(encoding="utf-8").splitlines() if line.strip()]
+    tasks = tasks if limit is None else tasks[:limit]
+
+    def text(value: str) -> bytes:
+        raw = value.encode("utf-8")
+        return struct.pack("<I", len(raw)) + raw
+
+    blobs, added = [], 0
+    for t in tasks:
+        answers = [c[1:] if c.startswith(" ") else c for c in t["choices"]]
+        added += sum(not c.startswith(" ") for c in t["choices"])
+        labels = [int(i == t["answer"]) for i in range(len(answers))]
+        blobs.append(
+            text(t["context"]) + struct.pack("<I", len(answers)) + b"".join(text(a) for a in answers)
+            + struct.pack(f"<{len(labels)}i", *labels) + struct.pack("<I", 0)
+        )  # fmt: skip
+    offsets, at = [], 4 + 4 * len(blobs)
+    for blob in blobs:
+        offsets.append(at)
+        at += len(blob)
+    out.write_bytes(struct.pack("<I", len(blobs)) + struct.pack(f"<{len(offsets)}I", *offsets) + b"".join(blobs))
+    return {"n": len(tasks), "spaces_added": added}
 
 
 def _output(case_dir: Path, name: str) -> tuple[str, str | None]:
@@ -100,9 +142,11 @@ def collect(case_dir: Path, case: dict) -> dict:
     {"error"}}; {} when the case asks for no quality. A reference case also writes BASE_FACTS beside its base file."""
     quality = case.get("quality") or {}
     ppl_asked = quality.get("perplexity")
-    if not ppl_asked:
-        return {}
     out: dict = {}
+    if quality.get("choices"):
+        out["choices"] = _choices(case_dir)
+    if not ppl_asked:
+        return out
     method = "llama-perplexity on the device"
     if quality.get("reference_case"):
         out["kld"] = _kld(case_dir, quality, ppl_asked, method)
@@ -175,3 +219,20 @@ def _kld(case_dir: Path, quality: dict, asked: dict, method: str) -> dict:
     if out["ppl_ratio"] is None:
         out["missing"]["ppl_ratio"] = "the reference case's perplexity was not handed over"
     return out
+
+
+def _choices(case_dir: Path) -> dict:
+    text, rc = _output(case_dir, "quality_mc")
+    try:
+        found = parse_multiple_choice(text)
+    except PerplexityOutputError as e:
+        return _failed(text, rc, "multiple choice", e)
+    if rc != "0":
+        return _failed(text, rc, "multiple choice")
+    facts = json.loads((case_dir / "choices.json").read_text()) if (case_dir / "choices.json").is_file() else {}
+    return {
+        "accuracy_tok_pct": found["accuracy_pct"], "accuracy_tok_stderr_pct": found["stderr_pct"],
+        "n": found["n"], "hits_tok": found["hits"], "tasks": facts,
+        "method": "llama-perplexity --multiple-choice on the device: the choice with the highest mean log-probability "
+        "per token (after the prefix all choices share) of `context + ' ' + choice`",
+    }  # fmt: skip

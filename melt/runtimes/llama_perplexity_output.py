@@ -15,7 +15,11 @@ the KL-divergence mode appeared (January 2024):
   `Mean PPL(Q)/PPL(base) : v ± u`, `Mean    KLD: v ± u`, `Maximum KLD: v`, `99.0%   KLD: v`, `Median  KLD: v`,
   `Same top p: v ± u %`; early `Average: v ±u`, `Median : v`, `Maximum: v`, `KLD_99 : v`.
 
-Both modes announce their chunk count first (`calculating perplexity over N chunks`, `computing over N
+- multiple-choice mode (`--multiple-choice -f tasks.bin`, since January 2024): `there are %u tasks in prompt`
+  (LOG_INF), a header `task\tacc_norm`, then after each task `%d\t%.8lf` (tasks done, running accuracy in %),
+  then `Final result: %.4f +/- %.4f` (LOG_INF; printed when every task was asked for, or 100 or more).
+
+Both perplexity modes announce their chunk count first (`calculating perplexity over N chunks`, `computing over N
 chunks`, LOG_INF). A line that is not one of these is skipped; a chunk row of another shape is skipped and
 listed in "unparsed". A text with no figure read, or one that ends before the chunks it announced with no final
 figures (a lost log tail), raises PerplexityOutputError with its last lines. Standard library only.
@@ -26,7 +30,7 @@ from __future__ import annotations
 import math
 import re
 
-__all__ = ["PerplexityOutputError", "parse_perplexity", "parse_kl_divergence", "chunk_means"]
+__all__ = ["PerplexityOutputError", "parse_perplexity", "parse_kl_divergence", "parse_multiple_choice", "chunk_means"]
 
 NUM = r"([-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?|nan|-?inf)"
 PM = r"\s*(?:±|\+/-|\+-)\s*"  # llama.cpp prints "±" (UTF-8) in the KL tables, "+/-" in the final estimate
@@ -163,3 +167,38 @@ def chunk_means(running: list[float], log: bool) -> list[float]:
         means.append(k * level - (k - 1) * previous)
         previous = level
     return means
+
+
+_TASKS = re.compile(r"there are (\d+) tasks in prompt")
+_MC_ROW = re.compile(r"^(\d+)\t" + NUM + r"\s*$", re.M)
+_MC_FINAL = re.compile(r"Final result: " + NUM + r"(?:" + PM + NUM + r")?")
+
+
+def parse_multiple_choice(text: str) -> dict:
+    """Multiple-choice mode: {"accuracy_pct" (the final result, else the last running value), "stderr_pct",
+    "hits": [per task, in the order the tasks were given: was the best-scored choice the right one], "n",
+    "announced"}. The per-task outcome comes from the running accuracy: correct after k tasks =
+    round(acc_k x k / 100). Raises PerplexityOutputError when no task row is there, when rows are not 1, 2, 3...,
+    or when fewer rows than announced tasks came with no final result (a lost log tail)."""
+    rows = [(int(k), _float(v)) for k, v in _MC_ROW.findall(text)]
+    if not rows:
+        raise PerplexityOutputError(f"no multiple-choice result in llama-perplexity's output: {_tail(text)}")
+    if [k for k, _ in rows] != list(range(1, len(rows) + 1)):
+        raise PerplexityOutputError(f"multiple-choice rows out of order ({[k for k, _ in rows][:8]}...): {_tail(text)}")
+    m = _TASKS.search(text)
+    announced = int(m.group(1)) if m else None
+    final = _MC_FINAL.search(text)
+    if final is None and announced is not None and len(rows) < announced:
+        raise PerplexityOutputError(
+            f"llama-perplexity's output ends after {len(rows)} of the {announced} tasks it announced, with no final "
+            f"result: {_tail(text)}"
+        )
+    correct = [round(acc * k / 100) for k, acc in rows]
+    hits = [c - p > 0 for c, p in zip(correct, [0, *correct[:-1]], strict=True)]
+    return {
+        "accuracy_pct": _float(final.group(1)) if final else rows[-1][1],
+        "stderr_pct": _float(final.group(2)) if final and final.group(2) else None,
+        "hits": hits,
+        "n": len(rows),
+        "announced": announced,
+    }
