@@ -56,7 +56,13 @@ def script_lines(case: dict, bin_dir: str, model_path: str, tool_flags: list[str
         runs.append(("quality_mc", [*tool, "-f", TASKS_FILE, "--multiple-choice"], 'grep -q "Final result" "$l"'))
     if not ppl:
         return _lines(runs)
-    window = ["-c", str(ppl["n_ctx"]), *(["--chunks", str(ppl["max_chunks"])] if ppl.get("max_chunks") else [])]
+    # one window per batch, as melt's agent scores them (-b after the case's flags: the last one counts). With
+    # llama-perplexity's default -b 2048, four 512-token windows share a batch in a split KV cache, and Gemma 3
+    # 270M Q4_K_M reads 9.4061 there against 9.3272 one window at a time (-fa off: 9.2864 and 9.3114): kernel
+    # paths differ by ~1% in perplexity, so both ways of measuring pin the same one
+    n_batch = min(int(case["params"].get("n_batch") or ppl["n_ctx"]), ppl["n_ctx"])
+    window = ["-c", str(ppl["n_ctx"]), "-b", str(n_batch)]
+    window += ["--chunks", str(ppl["max_chunks"])] if ppl.get("max_chunks") else []
     if quality.get("kld_base") or not quality.get("reference_case"):
         save = ["--kl-divergence-base", OWN_FILE] if quality.get("kld_base") else []
         runs.append(("quality_ppl", [*tool, "-f", TEXT_FILE, *window, *save], 'grep -q "Final estimate" "$o" "$l"'))
