@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 from conftest import read_trace, run_melt, run_static_case, write_recipe
 
-from melt.analysis.telemetry_metrics import throttle_spans
+from melt.analysis.throttle import throttle_spans
 from melt.analysis.trace import Trace
 
 LAB = Path(__file__).resolve().parent / "lab"

@@ -11,7 +11,8 @@ import itertools
 
 import pytest
 
-from melt.analysis.metrics import case_metrics, llama_perf_rates, llama_trial
+from melt.analysis.metrics import case_metrics
+from melt.analysis.strategies.llama_cpp import llama_perf_rates, llama_trial
 
 MS = 1_000_000
 N_PROMPT, N_GEN = 64, 17

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from melt.analysis.metrics import METRIC_COLUMNS, case_metrics, llama_trial, validity
+from melt.analysis.metrics import METRIC_COLUMNS, case_metrics, validity
 from melt.analysis.stats import cv_pct, percentile
+from melt.analysis.strategies.llama_cpp import llama_trial
 
 MS = 1_000_000  # ns
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from melt.analysis.telemetry_metrics import BUSY_UTIL_PCT, CAPPED_RATIO
+from melt.analysis.throttle import BUSY_UTIL_PCT, CAPPED_RATIO
 from melt.report.downsample import minmax_envelope, rounded
 
 # subplot -> which channels go there; order is top to bottom
