@@ -3,6 +3,9 @@ trials (agent.json "quality", melt.runtimes.llama_quality) and the case's qualit
 
 from __future__ import annotations
 
+from melt import registry
+from melt.analysis.strategies import for_runtime
+
 # summary column -> (what the recipe asks for, the block the agent measured, the figure in it)
 COLUMNS = {
     "ppl": ("perplexity", "perplexity", "ppl"),
@@ -15,12 +18,6 @@ COLUMNS = {
     "ppl_ratio": ("reference", "kld", "ppl_ratio"),
 }
 
-# what runtime llama_cpp_cli measures through the device's llama-perplexity (melt.runtimes.llama_cpp_cli_quality)
-CLI_ASKS = ("perplexity", "reference", "choices")
-# who measures which accuracy: lm-evaluation-harness's acc/acc_norm in the agent, llama-perplexity's per-token one on
-# devices without Python
-ONLY = {"accuracy_pct": "llama_cpp", "accuracy_norm_pct": "llama_cpp", "accuracy_tok_pct": "llama_cpp_cli"}
-
 
 def quality_figures(case: dict, agent: dict) -> tuple[dict, dict, dict]:
     """(figures, missing, details): figures {column: value or None} for COLUMNS; missing {column: why it is
@@ -31,18 +28,16 @@ def quality_figures(case: dict, agent: dict) -> tuple[dict, dict, dict]:
     measured = agent.get("quality") or {}
     figures: dict = dict.fromkeys(COLUMNS)
     missing: dict = {}
+    runtime = case.get("runtime")
+    asks = for_runtime(runtime).quality_asks
     for column, (asked_key, block, key) in COLUMNS.items():
-        runtime = case.get("runtime")
-        if runtime not in ("llama_cpp", "llama_cpp_cli"):
+        producers = registry.metric(column).runtimes
+        if not asks:
             missing[column] = f"not applicable to runtime {runtime}"
-        elif runtime == "llama_cpp_cli" and asked_key not in CLI_ASKS:
-            missing[column] = f"not measured by runtime llama_cpp_cli: its llama-perplexity runs ask for {CLI_ASKS}"
-        elif ONLY.get(column, runtime) != runtime:
-            missing[column] = (
-                f"not measured by runtime {runtime}: {column} is runtime {ONLY[column]}'s way of scoring a choice "
-                "(llama_cpp: summed and per-character log-likelihood, as lm-evaluation-harness; llama_cpp_cli: "
-                "llama-perplexity's mean log-probability per token)"
-            )
+        elif asked_key not in asks:
+            missing[column] = f"not measured by runtime {runtime}: it measures quality.{', quality.'.join(asks)}"
+        elif runtime not in producers:  # another runtime's way of scoring the same thing (the registry says whose)
+            missing[column] = f"not measured by runtime {runtime}: {column} is runtime {', '.join(sorted(producers))}'s"
         elif asked_key not in asked:
             missing[column] = f"not measured: the recipe asks for no quality.{asked_key}"
         elif block not in measured:

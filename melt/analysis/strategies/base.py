@@ -20,6 +20,7 @@ def median_of(values: list) -> float | None:
 class RuntimeAnalysis(ABC):
     runtime: str = ""
     cv_metric: str = "decode_tok_s"  # the figure whose spread judges validity (metrics.json cv_metric)
+    quality_asks: tuple[str, ...] = ()  # the recipe's quality keys this runtime measures (analysis.quality)
 
     @abstractmethod
     def figures(self, counted: list[dict]) -> tuple[dict, dict, float | None]:

@@ -98,6 +98,7 @@ def energy_samples(metrics: dict) -> dict[str, list[float]]:
 
 class LlamaCppAnalysis(RuntimeAnalysis):
     runtime = "llama_cpp"
+    quality_asks = ("perplexity", "choices", "outputs", "reference")
 
     def figures(self, counted: list[dict]) -> tuple[dict, dict, float | None]:
         if not counted:

@@ -23,6 +23,7 @@ def _values(rows: list[dict], key: str) -> list[float]:
 
 class LlamaCppCliAnalysis(RuntimeAnalysis):
     runtime = "llama_cpp_cli"
+    quality_asks = ("perplexity", "reference", "choices")
 
     def figures(self, counted: list[dict]) -> tuple[dict, dict, float | None]:
         if _completion(counted):
