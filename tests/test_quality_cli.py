@@ -239,6 +239,8 @@ def test_perplexity_and_kl_divergence_on_a_phone(phone, tiny_pair, tmp_path, lla
     assert q8[0]["kld_mean"] > 20 * max(again[0]["kld_mean"], 1e-7)
     assert "16 bits" in q8[1]["kld"]["method"] and len(q8[1]["kld"]["chunk_kld"]) == 4
     assert not (q8[2] / "kld_base.bin").exists()  # the copy it was handed is not kept twice
+    on_phone = home / "data/local/tmp/melt/runs/q"
+    assert {p.name for p in on_phone.glob("*/kld_*.bin")} == set() and list(on_phone.glob("*/quality_*.out"))
     # multiple choice through llama-perplexity's own mode: melt's JSONL written as its binary task file
     mc = ref[1]["choices"]
     direct = run_whole([tool, "-m", str(tiny_pair[0]), "-f", str(ref[2] / "choices.bin"), "--multiple-choice",

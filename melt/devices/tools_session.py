@@ -216,6 +216,10 @@ class ToolsSession:
         argv = [*self._clean_env, "sh", "-c", script, "sh", *args]
         ended = self.t.spawn(argv, self.d.spawn_state(run_id, case_dir.name)).wait(budget, CLEANUP_S)
         pulled = pull_case(self.t, remote, case_dir, ended, deadline)
+        if (
+            quality and pulled and not shared
+        ):  # here now: the device keeps no copy of a base file (GBs for big vocabularies)
+            self._sh('cd "$1" && rm -f ' + " ".join(cli_quality.DEVICE_ONLY_WHILE_RUNNING), remote)
         if ended.timed_out or ended.lost:
             tail = _tools_log(case_dir)[-2000:] if pulled else ""
             return AgentExit(None, ended.timed_out, tail or (ended.lost or ""), ended.lost, ended.gone, STEP)

@@ -35,6 +35,8 @@ OWN_FILE = "kld_own.bin"  # the one this case writes for the cases that take it 
 BASE_FACTS, OWN_FACTS = "kld_base.json", "kld_own.json"  # beside each, host side: its case's perplexity and id
 TEXT_FILE = "perplexity.txt"
 CHOICES_FILE, TASKS_FILE = "choices.jsonl", "choices.bin"  # melt's task format, and llama-perplexity's
+# removed from the device once the case folder is pulled back (the host keeps what is needed)
+DEVICE_ONLY_WHILE_RUNNING = (OWN_FILE, BASE_FILE, TASKS_FILE, TEXT_FILE)
 ATTEMPTS = 3  # llama.cpp's async log can lose its last lines at exit (issue 22142): a run is repeated then
 MARK = "# QUALITY\n"  # where the device scripts (llama_cpp_cli) take these lines
 
