@@ -18,10 +18,18 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 
-@pytest.fixture(autouse=True)
-def _melt_cache(tmp_path_factory, monkeypatch):
-    """Downloads and hash caches go to a temp folder, never to the user's cache."""
-    monkeypatch.setenv("MELT_CACHE", str(tmp_path_factory.getbasetemp() / "melt-cache"))
+@pytest.fixture(scope="session", autouse=True)
+def _melt_cache(tmp_path_factory):
+    """Downloads, hash caches and the `local` device's workdir (its run lock among them) go to this test session's
+    temp folder, never to the user's cache: for module-scoped fixtures too (a function-scoped setting came after
+    them, so their runs took the user's `local` lock, and two test sessions on one machine refused each other)."""
+    before = os.environ.get("MELT_CACHE")
+    os.environ["MELT_CACHE"] = str(tmp_path_factory.getbasetemp() / "melt-cache")
+    yield
+    if before is None:
+        os.environ.pop("MELT_CACHE", None)
+    else:
+        os.environ["MELT_CACHE"] = before
 
 
 @pytest.fixture(scope="session")
