@@ -12,6 +12,8 @@ import statistics
 
 from melt import registry
 from melt.analysis.metrics import llama_trial
+from melt.analysis.sustained import is_sustained
+from melt.analysis.sustained import samples as sustained_samples
 
 # metric -> "higher" or "lower" is better, for every metric a comparison looks at (melt.registry)
 DIRECTION = registry.compared()
@@ -67,6 +69,8 @@ def samples_of(case: dict, trials: list[dict], metrics: dict) -> dict[str, list[
         out = _llama_cli(counted)
     else:
         out = {"latency_p50_ms": [t["duration_s"] * 1e3 for t in counted]}
+    if is_sustained(case):  # the sustained window's trials (melt.analysis.sustained)
+        out.update(sustained_samples(runtime, counted, metrics.get("sustained") or {}))
     summary = metrics.get("summary", {})
     for metric in RUN_LEVEL:
         if summary.get(metric) is not None:
