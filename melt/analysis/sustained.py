@@ -1,11 +1,13 @@
 """Figures of a sustained case (protocol.sustained_s): how fast the device stays under continuous load.
 
 The agent runs the counted trials back to back for sustained_s (melt.agent.protocol) and stamps when the first
-began and the last ended (t_sustained_start_ns, t_sustained_end_ns: the span). Each trial is placed in the span
-by its midpoint. Definitions (DESIGN.md "Metric columns"):
+began and the last ended (t_sustained_start_ns, t_sustained_end_ns: the span). Definitions (DESIGN.md "Metric
+columns"):
 
-- burst: the trials in the first BURST_SHARE (10%) of the span; sustained: those in the last SUSTAINED_SHARE
-  (20%). llama_cpp: burst_decode_tok_s / sustained_decode_tok_s, the median of those trials' decode_tok_s
+- burst: the trials that ran during the first BURST_SHARE (10%) of the span (began before its end), sustained:
+  those that ran during the last SUSTAINED_SHARE (20%) (ended after its start); so neither window is ever empty,
+  and with trials long against the span one trial can be in both (fewer than MIN_WINDOW_TRIALS: semivalid).
+  llama_cpp: burst_decode_tok_s / sustained_decode_tok_s, the median of those trials' decode_tok_s
   ((n_gen - 1) / (t_last_token - t_first_token), as melt.analysis.metrics); onnxruntime: burst_latency_p50_ms /
   sustained_latency_p50_ms, the median of their latencies.
 - stability_pct = sustained / burst x 100 in throughput terms (ONNX: burst latency / sustained latency x 100),
@@ -72,21 +74,21 @@ def span_ns(counted: list[dict], stamps: dict) -> tuple[int, int] | None:
     return (spans[0][0], spans[-1][1]) if spans else None
 
 
-def series(runtime: str, counted: list[dict], start_ns: int) -> list[tuple[float, float]]:
-    """(seconds from the span's start to the trial's midpoint, the trial's figure) per counted trial."""
+def series(runtime: str, counted: list[dict], start_ns: int) -> list[tuple[float, float, float]]:
+    """(began, ended: seconds from the span's start; the trial's figure) per counted trial with both."""
     out = []
     for t in counted:
         s, v = trial_span_ns(t), trial_value(runtime, t)
         if s and v is not None:
-            out.append(((s[0] + s[1]) / 2e9 - start_ns / 1e9, v))
+            out.append(((s[0] - start_ns) / 1e9, (s[1] - start_ns) / 1e9, v))
     return out
 
 
-def windows(points: list[tuple[float, float]], span_s: float) -> tuple[list[float], list[float]]:
-    """(burst values, sustained values) of series() points, by midpoint: the first BURST_SHARE and the last
-    SUSTAINED_SHARE of a span of span_s seconds."""
-    burst = [v for t, v in points if t < BURST_SHARE * span_s]
-    sustained = [v for t, v in points if t >= (1 - SUSTAINED_SHARE) * span_s]
+def windows(points: list[tuple[float, float, float]], span_s: float) -> tuple[list[float], list[float]]:
+    """(burst values, sustained values) of series() points: the trials that ran during the first BURST_SHARE
+    and during the last SUSTAINED_SHARE of a span of span_s seconds."""
+    burst = [v for a, _, v in points if a < BURST_SHARE * span_s]
+    sustained = [v for _, b, v in points if b > (1 - SUSTAINED_SHARE) * span_s]
     return burst, sustained
 
 
@@ -181,8 +183,8 @@ def sustained_figures(runtime: str, counted: list[dict], agent: dict, trace: Tra
     for name, values in zip(names, (burst, sustained)):
         if values:
             figures[name] = statistics.median(values) if runtime == "llama_cpp" else percentile(values, 50)
-        else:
-            missing[name] = f"no trial's midpoint fell in the window {details[name.split('_')[0] + '_window_s']}"
+        else:  # only where no trial has a figure (a llama.cpp trial of one token has no decode rate)
+            missing[name] = "no counted trial with a figure in the window"
     for label, values in (("burst", burst), ("sustained", sustained)):
         if len(values) < MIN_WINDOW_TRIALS:
             reasons.append(
