@@ -141,7 +141,7 @@ def test_a_capped_clock_is_an_onset_too():
 # --- real runs on `local` ------------------------------------------------------------------------------------
 
 
-def _local_run(tmp_path_factory, models) -> Path:
+def local_run(tmp_path_factory, models) -> Path:
     if "local" not in _RUNS:
         folder = tmp_path_factory.mktemp("sustained-local")
         (folder / "tiny.gguf").symlink_to(models["gguf"])
@@ -168,7 +168,7 @@ def _local_run(tmp_path_factory, models) -> Path:
 
 
 def test_local_trials_run_back_to_back_until_the_time_is_up(tmp_path_factory, models):
-    run_dir = _local_run(tmp_path_factory, models)
+    run_dir = local_run(tmp_path_factory, models)
     for case_dir in sorted((run_dir / "cases").iterdir()):
         case, trials, agent, metrics = case_files(case_dir)
         counted = [t for t in trials if not t["warmup"]]
@@ -199,7 +199,7 @@ def test_local_trials_run_back_to_back_until_the_time_is_up(tmp_path_factory, mo
 
 
 def test_compare_judges_sustained_throughput_and_stability(tmp_path_factory, models):
-    run_dir = _local_run(tmp_path_factory, models)
+    run_dir = local_run(tmp_path_factory, models)
     for case_dir in (run_dir / "cases").iterdir():
         case, trials, _, metrics = case_files(case_dir)
         got = samples_of(case, trials, metrics)

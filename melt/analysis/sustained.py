@@ -122,7 +122,7 @@ def _hottest(trace: Trace, t0: float, t1: float) -> dict[float, float]:
 
 def throttled_spans(trace: Trace, t0: float, t1: float) -> tuple[list[str], list[list[float]]]:
     """(why, [[from, to], ...] trace seconds): the samples in [t0, t1] showing throttling, joined into spans
-    of consecutive samples, each reaching to the next sample (a flag read holds until the next read)."""
+    of consecutive samples, each reaching to the next sample, or to t1 (a flag read holds until the next read)."""
     marks = throttle_marks(trace, t0, t1)
     flagged = sorted({t for _, times in marks for t in times})
     rows = [t for t in trace.t_s if t0 <= t <= t1]
@@ -130,7 +130,7 @@ def throttled_spans(trace: Trace, t0: float, t1: float) -> tuple[list[str], list
     spans: list[list[float]] = []
     for t in flagged:
         i = index[t]
-        end = rows[i + 1] if i + 1 < len(rows) else t
+        end = rows[i + 1] if i + 1 < len(rows) else t1
         if spans and spans[-1][1] >= t:
             spans[-1][1] = end
         else:
