@@ -39,6 +39,19 @@ def _thinned(points: list[tuple[float, float]], span_s: float) -> tuple[list[flo
     return xs, ys, True
 
 
+def _bucketed(x: list[float], y: list, pick) -> tuple[list[float], list]:
+    """At most MAX_POINTS points of a trace line: per bucket of consecutive samples its first time and pick (max
+    for a temperature, min for a clock: the extremes a throttle shows) of the values read; as is when shorter."""
+    if len(x) <= MAX_POINTS:
+        return x, y
+    xs, ys = [], []
+    for part in np.array_split(np.arange(len(x)), MAX_POINTS):
+        values = [y[i] for i in part if y[i] is not None]
+        xs.append(x[part[0]])
+        ys.append(pick(values) if values else None)
+    return xs, ys
+
+
 def main_clock(channels: list[str], columns: dict) -> str | None:
     """The CPU clock channel shown: of the cpuN.freq_mhz channels, the one whose cpuN.max_freq_mhz is highest (the
     fastest cluster), else the first; None where the trace has no CPU clock."""
@@ -62,16 +75,17 @@ def _trace_lines(c: CaseView, t0_s: float, span_s: float) -> tuple[list[dict], l
     zones = [trace.columns[z] for z in trace.channels("temp.")]
     hottest = [max((z[i] for z in zones if z[i] is not None), default=None) for i in rows]
     if any(v is not None for v in hottest):
-        lines.append({"type": "scatter", "mode": "lines", "name": "hottest zone °C", "x": x, "y": hottest,
+        tx, ty = _bucketed(x, hottest, max)
+        lines.append({"type": "scatter", "mode": "lines", "name": "hottest zone °C", "x": tx, "y": ty,
                       "yaxis": "y2", "line": {"color": TEMP_COLOR, "width": 1.5}})  # fmt: skip
     else:
         notes.append("no thermal zone read: temperature not shown")
     clock = main_clock(list(trace.columns), trace.columns)
     if clock:
-        values = [trace.columns[clock][i] for i in rows]
+        cx, cy = _bucketed(x, [trace.columns[clock][i] for i in rows], min)
         line = {"color": CLOCK_COLOR, "width": 1, "dash": "dot"}
-        lines.append({"type": "scatter", "mode": "lines", "name": f"{clock.split('.')[0]} clock MHz", "x": x,
-                      "y": values, "yaxis": "y3", "line": line})  # fmt: skip
+        lines.append({"type": "scatter", "mode": "lines", "name": f"{clock.split('.')[0]} clock MHz", "x": cx,
+                      "y": cy, "yaxis": "y3", "line": line})  # fmt: skip
     else:
         notes.append("no CPU clock in the trace: clock not shown")
     return lines, notes
@@ -136,7 +150,8 @@ def _figure(c: CaseView, scope: Scope) -> Figure | None:
         + (f" (more than {MAX_POINTS} trials: medians of {MAX_POINTS} time buckets)" if thinned else "")
         + "; the dashed and solid bars are the medians of the trials that ran in the first 10% (burst) and the last "
         "20% (sustained) of the time; shaded: samples "
-        "showing throttling (a throttle flag, or a clock held under 90% of its maximum while busy)."
+        "showing throttling (a throttle flag, or a clock held under 90% of its maximum while busy); a trace of "
+        f"more than {MAX_POINTS} samples shows each bucket's hottest zone and lowest clock."
         + (" " + "; ".join(notes) + "." if notes else "")
     )
     return Figure(f"sustained_{c.run_id}_{c.case_id}", title, fig, caption)
