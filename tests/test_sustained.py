@@ -325,3 +325,25 @@ def test_pi_throttle_onset_is_the_recordings_switch(tmp_path_factory, models):
     assert metrics["sustained"]["throttle_reasons"] and metrics["summary"]["throttled"] is True
     (first, last), *_ = metrics["sustained"]["throttled_spans_s"]
     assert first == pytest.approx(s["throttle_onset_s"]) and last >= metrics["sustained"]["span_s"] - PI_INTERVAL_S
+
+
+def test_a_catalog_from_before_these_columns_is_rebuilt(tmp_path_factory, models):
+    """A results folder whose catalog.duckdb was written before the sustained metrics existed (its cases table
+    one registry block short, its schema recorded as "1"): opening it rebuilds the index from the files."""
+    import duckdb
+
+    from melt.results.catalog import CASE_COLUMNS, RUN_COLUMNS, SAMPLE_COLUMNS, Catalog, _ddl
+
+    results = tmp_path_factory.mktemp("catalog") / "results"
+    results.mkdir()
+    (results / "local").symlink_to(local_run(tmp_path_factory, models))
+    con = duckdb.connect(str(results / "catalog.duckdb"))
+    con.execute("CREATE TABLE meta (key VARCHAR PRIMARY KEY, value VARCHAR)")
+    con.execute("INSERT INTO meta VALUES ('schema', '1')")
+    older = {k: v for k, v in CASE_COLUMNS.items() if k not in sustained.FIGURES}
+    for table, columns in (("runs", RUN_COLUMNS), ("cases", older), ("samples", SAMPLE_COLUMNS)):
+        con.execute(_ddl(table, columns))
+    con.close()
+    with Catalog.open(results) as catalog:
+        rows = catalog.sql("SELECT runtime, stability_pct, sustained_decode_tok_s FROM cases ORDER BY runtime")
+    assert list(rows["runtime"]) == ["llama_cpp", "onnxruntime"] and rows["stability_pct"].notna().all()
