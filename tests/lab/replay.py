@@ -12,8 +12,9 @@ Board.energy_j).
 
 Each file is replaced atomically (a reader sees the old or the new text). A power step reaches the
 files a little after its scheduled time: the process logs, per boundary, when it was due and when its
-files were written (`boundary <due_t> <written_t>` in timeline seconds), and each rewrite (`write <t>`),
-so a test can bound how late and how stale the files were instead of assuming it. The process exits by
+files were written (`boundary <due_t> <written_t>` in timeline seconds), each rewrite (`write <t>`) and,
+first, its t0 (`t0 <monotonic s>`), so a test can bound how late and how stale the files were instead of
+assuming it. The process exits by
 itself when its parent (the test process) is gone.
 
 Usage (what replaying() runs): python replay.py BOARD ROOT T0 LOG PARENT_PID
@@ -122,6 +123,7 @@ def main(board_name: str, root: str, t0: float, log: str, parent: int) -> None:
                 written[rel] = text
 
     with open(log, "a", buffering=1) as out:
+        out.write(f"t0 {t0!r}\n")  # the timeline's start on the monotonic clock, for reading the log afterwards
         next_tick = 0.0
         boundary = None
         while os.getppid() == parent:  # the test process is gone: nothing of this may outlive it
