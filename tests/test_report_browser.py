@@ -31,33 +31,40 @@ def artifacts_dir() -> Path:
 
 
 @pytest.fixture(scope="module")
-def page(tmp_path_factory, models):
+def chromium():
+    """One headless Chromium for the module's pages (Playwright's sync API runs one instance per thread)."""
     assert CHROMIUM.exists(), f"{CHROMIUM} is missing: install Debian's chromium (scripts/lab_packages.sh)"
     from playwright.sync_api import sync_playwright
 
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture(scope="module")
+def page(tmp_path_factory, models, chromium):
     runs = build_lab_runs(tmp_path_factory, models)
     report = write_report([runs["a"], runs["b"]], tmp_path_factory.mktemp("browser") / "report.html")
     url = report.as_uri()
     seen = {"requests": [], "console": [], "errors": []}
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=ARGS)
-        tab = browser.new_page(viewport={"width": 1400, "height": 900})
-        tab.on("console", lambda m: seen["console"].append((m.type, m.text)))
-        tab.on("pageerror", lambda e: seen["errors"].append(str(e)))
+    tab = chromium.new_page(viewport={"width": 1400, "height": 900})
+    tab.on("console", lambda m: seen["console"].append((m.type, m.text)))
+    tab.on("pageerror", lambda e: seen["errors"].append(str(e)))
 
-        def guard(route):  # record everything; let only the report itself through
-            seen["requests"].append(route.request.url)
-            if route.request.url == url:
-                route.continue_()
-            else:
-                route.abort()
+    def guard(route):  # record everything; let only the report itself through
+        seen["requests"].append(route.request.url)
+        if route.request.url == url:
+            route.continue_()
+        else:
+            route.abort()
 
-        tab.route("**/*", guard)
-        tab.goto(url, wait_until="load")
-        tab.wait_for_function("() => document.querySelector('#plot-trace .main-svg') !== null", timeout=30_000)
-        yield tab, seen, runs
-        tab.screenshot(path=str(artifacts_dir() / "report.png"), full_page=True)
-        browser.close()
+    tab.route("**/*", guard)
+    tab.goto(url, wait_until="load")
+    tab.wait_for_function("() => document.querySelector('#plot-trace .main-svg') !== null", timeout=30_000)
+    yield tab, seen, runs
+    tab.screenshot(path=str(artifacts_dir() / "report.png"), full_page=True)
+    tab.close()
 
 
 def summary_rows(*run_dirs: Path) -> list[dict]:
@@ -183,25 +190,23 @@ def test_compare_section_colours_verdicts(page):
 
 
 @pytest.fixture(scope="module")
-def sustained_page(tmp_path_factory, models):
+def sustained_page(tmp_path_factory, models, chromium):
     """The report of two sustained runs (tests/test_sustained.py): the tiny models on `local`, and the tiny GGUF
     on the recorded Pi 5 whose throttle bits switch on partway."""
-    from playwright.sync_api import sync_playwright
     from test_sustained import local_run, pi_run
 
     runs = {"pi": pi_run(tmp_path_factory, models)["run"], "local": local_run(tmp_path_factory, models)}
     report = write_report([runs["pi"], runs["local"]], tmp_path_factory.mktemp("browser-sustained") / "report.html")
-    errors = []
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=ARGS)
-        tab = browser.new_page(viewport={"width": 1400, "height": 900})
-        tab.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-        tab.on("pageerror", lambda e: errors.append(str(e)))
-        tab.goto(report.as_uri(), wait_until="load")
-        tab.wait_for_function("() => document.querySelector('#sustained .plot .main-svg') !== null", timeout=30_000)
-        yield tab, errors, runs
-        tab.locator("#sustained").screenshot(path=str(artifacts_dir() / "report-sustained.png"))
-        browser.close()
+    errors, requests = [], []
+    tab = chromium.new_page(viewport={"width": 1400, "height": 900})
+    tab.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    tab.on("pageerror", lambda e: errors.append(str(e)))
+    tab.on("request", lambda r: requests.append(r.url) if r.url != report.as_uri() else None)
+    tab.goto(report.as_uri(), wait_until="load")
+    tab.wait_for_function("() => document.querySelector('#sustained .plot .main-svg') !== null", timeout=30_000)
+    yield tab, errors + [f"request to {u}" for u in requests], runs
+    tab.locator("#sustained").screenshot(path=str(artifacts_dir() / "report-sustained.png"))
+    tab.close()
 
 
 def test_sustained_section_draws(sustained_page):
