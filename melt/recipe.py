@@ -612,18 +612,20 @@ def _check_models(doc: YamlDoc, spec: RecipeSpec) -> list[Problem]:
 
 
 def _check_sustained(doc: YamlDoc, spec: RecipeSpec) -> list[Problem]:
-    """protocol.sustained_s runs in melt's agent (llama_cpp, onnxruntime); llama_cpp_cli's shell-tools session has
-    no sustained loop yet, so a recipe asking for both is refused at plan time rather than run as bursts."""
+    """protocol.sustained_s stamps every trial: llama_cpp_cli does so with workload.prompts (one llama-completion
+    run per trial); llama-bench (workload.prompt_tokens) times its repetitions without stamping them, so a recipe
+    asking for both is refused at plan time rather than run as bursts."""
     if spec.protocol.sustained_s is None:
         return []
     return [
         doc.problem(
-            ("models", i, "runtime"),
-            "llama_cpp or onnxruntime with protocol.sustained_s (llama_cpp_cli has no sustained loop yet)",
-            model.runtime,
+            ("models", i, "workload", "prompt_tokens"),
+            "workload.prompts for llama_cpp_cli with protocol.sustained_s (one stamped llama-completion run per "
+            "trial; llama-bench does not stamp its repetitions)",
+            "prompt_tokens",
         )  # fmt: skip
         for i, model in enumerate(spec.models)
-        if model.runtime == "llama_cpp_cli"
+        if model.runtime == "llama_cpp_cli" and model.workload.prompt_tokens is not None
     ]
 
 

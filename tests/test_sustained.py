@@ -25,6 +25,7 @@ LAB = Path(__file__).resolve().parent / "lab"
 sys.path.insert(0, str(LAB))
 from make_boards import VARIANTS  # noqa: E402
 from replay import replaying  # noqa: E402
+from test_adb import adbd, phone  # noqa: E402, F401 - the stand-in phone (mksh, toybox) and its adbd
 
 PI = "raspberry-pi-5-throttling"
 PI_INTERVAL_S = 0.5  # the Pi's sampler reads vcgencmd three times a tick: up to 0.3 s after the tick (test_boards)
@@ -37,6 +38,12 @@ def case_files(case_dir: Path) -> tuple[dict, list[dict], dict, dict]:
     trials = [json.loads(line) for line in (case_dir / "trials.jsonl").read_text().splitlines() if line]
     case, agent, metrics = (json.loads((case_dir / f"{n}.json").read_text()) for n in ("case", "agent", "metrics"))
     return case, trials, agent, metrics
+
+
+def run_marks(agent: dict) -> list[list[int]]:
+    """[start, end] ns of every llama-completion run of a llama_cpp_cli case, in order (agent.json's phases)."""
+    runs = {int(k.split("_")[1]): v for k, v in agent["phases"].items() if k.startswith("trial_")}
+    return [runs[i] for i in sorted(runs)]
 
 
 # --- the recipe ---------------------------------------------------------------------------------------------
@@ -65,7 +72,7 @@ def test_recipe_refuses_a_timeout_within_sustained_s_and_llama_cpp_cli(cli, work
         "cli.yaml",
     )
     code, out = cli("validate", cli_recipe)
-    assert code == 2 and "models[0].runtime" in out and "llama_cpp_cli has no sustained loop" in out, out
+    assert code == 2 and "models[0].workload.prompt_tokens" in out and "llama-bench does not stamp" in out, out
 
 
 def test_a_protocol_without_sustained_s_keeps_its_identity():
@@ -181,10 +188,12 @@ def test_local_trials_run_back_to_back_until_the_time_is_up(tmp_path_factory, mo
         p = agent["protocol"]
         start, deadline = p["t_sustained_start_ns"], p["t_sustained_start_ns"] + int(1.5e9)
         spans = [sustained.trial_span_ns(t) for t in counted]
-        # every counted trial began in the time, after the warm-ups; trials follow one another; the last ends after
-        assert all(start <= s < deadline for s, _ in spans) and spans == sorted(spans)
+        # after the span began, trials follow one another while the one before ended in the time; the last is the
+        # first to end after it
+        assert start <= spans[0][0] and all(a[1] <= b[0] for a, b in zip(spans, spans[1:]))
+        assert all(end < deadline for _, end in spans[:-1])
         if p["stopped_because"] == "sustained_s elapsed":
-            assert p["t_sustained_end_ns"] >= deadline
+            assert spans[-1][1] >= deadline and p["t_sustained_end_ns"] >= spans[-1][1]
         else:  # the tiny ONNX model can reach the cap first: said, and the case is semivalid for it
             assert p["stopped_because"].startswith("max_repetitions (20000)") and len(counted) == 20000
             assert metrics["validity"]["verdict"] != "valid"
@@ -347,3 +356,74 @@ def test_a_catalog_from_before_these_columns_is_rebuilt(tmp_path_factory, models
     with Catalog.open(results) as catalog:
         rows = catalog.sql("SELECT runtime, stability_pct, sustained_decode_tok_s FROM cases ORDER BY runtime")
     assert list(rows["runtime"]) == ["llama_cpp", "onnxruntime"] and rows["stability_pct"].notna().all()
+
+
+def test_llama_cpp_cli_runs_stamped_completions_back_to_back(tmp_path, models, llama_bench_bin):
+    """runtime llama_cpp_cli with workload.prompts (one llama-completion run per trial, each stamped by the
+    device script), through the tools session on `local`: runs follow one another until sustained_s is up."""
+    bin_dir = tmp_path / "llama.cpp"
+    bin_dir.mkdir()
+    for tool in ("llama-bench", "llama-completion"):  # the capability check looks for llama-bench
+        (bin_dir / tool).symlink_to(llama_bench_bin.with_name(tool))
+    profile = tmp_path / "here.yaml"
+    profile.write_text(f"name: here\ntransport: {{kind: local}}\nllama_cpp_bin: {bin_dir}\n")
+    (tmp_path / "tiny.gguf").symlink_to(models["gguf"])
+    (tmp_path / "prompts.jsonl").write_text('{"prompt": "Once upon a time"}\n{"prompt": "The sea was calm"}\n')
+    recipe = write_recipe(
+        tmp_path,
+        """
+        name: held-cli
+        models:
+          - {id: tiny, runtime: llama_cpp_cli, source: {path: tiny.gguf}, workload: {prompts: prompts.jsonl, n_gen: 8},
+             params: {threads: 1}}
+        protocol: {warmup: 1, sustained_s: 3}
+        telemetry: {interval_ms: 100, idle_s: 0.2}
+        """,
+    )
+    proc = run_melt("run", recipe, "-d", profile, "--results", tmp_path / "r", "--run-id", "c")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    (case_dir,) = (tmp_path / "r" / "c" / "cases").iterdir()
+    _, trials, agent, metrics = case_files(case_dir)
+    p, s = agent["protocol"], metrics["summary"]
+    counted = [t for t in trials if not t["warmup"]]
+    start, deadline = p["t_sustained_start_ns"], p["t_sustained_start_ns"] + int(3e9)
+    # runs follow one another while the one before ended in the time (by the device script's stamps)
+    runs = run_marks(agent)[1:]  # the warm-up run is the first
+    assert len(runs) >= 2 and start <= runs[0][0] and all(a[1] <= b[0] for a, b in zip(runs, runs[1:]))
+    assert all(end < deadline for _, end in runs[:-1]) and runs[-1][1] >= deadline
+    span = p["t_sustained_end_ns"] - start  # each run's own decode rate, from llama.cpp's timing lines
+    burst = [t["decode_tok_s"] for t in counted if t["t_start_ns"] - start < 0.1 * span]
+    held = [t["decode_tok_s"] for t in counted if t["t_end_ns"] - start > 0.8 * span]
+    assert s["burst_decode_tok_s"] == pytest.approx(statistics.median(burst))
+    assert s["sustained_decode_tok_s"] == pytest.approx(statistics.median(held))
+    assert s["stability_pct"] == pytest.approx(statistics.median(held) / statistics.median(burst) * 100)
+
+
+def test_llama_cpp_cli_sustained_on_a_phone(phone, models, tmp_path, llama_bench_bin):  # noqa: F811
+    """The same loop under the stand-in phone's mksh and toybox (tests/lab/adbd.py): 32-bit shell arithmetic on
+    the sampler's ns clock, split into seconds and ns (llama_cpp_cli.SUSTAINED_SH)."""
+    home, profile = phone
+    (home / "data/local/tmp/llama.cpp/bin/llama-completion").symlink_to(llama_bench_bin.with_name("llama-completion"))
+    (tmp_path / "tiny.gguf").symlink_to(models["gguf"])
+    (tmp_path / "prompts.jsonl").write_text('{"prompt": "Once upon a time"}\n')
+    recipe = write_recipe(
+        tmp_path,
+        """
+        name: held-phone
+        models:
+          - {id: tiny, runtime: llama_cpp_cli, source: {path: tiny.gguf}, workload: {prompts: prompts.jsonl, n_gen: 8},
+             params: {threads: 1}}
+        protocol: {warmup: 0, sustained_s: 2}
+        telemetry: {interval_ms: 100, idle_s: 0.2}
+        """,
+    )
+    proc = run_melt("run", recipe, "-d", profile, "--results", tmp_path / "r", "--run-id", "ph")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    (case_dir,) = (tmp_path / "r" / "ph" / "cases").iterdir()
+    _, trials, agent, metrics = case_files(case_dir)
+    p, s = agent["protocol"], metrics["summary"]
+    deadline = p["t_sustained_start_ns"] + int(2e9)
+    runs = run_marks(agent)  # every run, a run whose timing lines llama.cpp lost among them
+    assert len(runs) >= 2 and all(end < deadline for _, end in runs[:-1])
+    assert runs[-1][1] >= deadline and p["t_sustained_end_ns"] >= runs[-1][1] and trials
+    assert s["sustained_decode_tok_s"] > 0 and s["burst_decode_tok_s"] > 0 and s["stability_pct"] > 0

@@ -8,7 +8,8 @@ columns"):
   those that ran during the last SUSTAINED_SHARE (20%) (ended after its start); so neither window is ever empty,
   and with trials long against the span one trial can be in both (fewer than MIN_WINDOW_TRIALS: semivalid).
   llama_cpp: burst_decode_tok_s / sustained_decode_tok_s, the median of those trials' decode_tok_s
-  ((n_gen - 1) / (t_last_token - t_first_token), as melt.analysis.metrics); onnxruntime: burst_latency_p50_ms /
+  ((n_gen - 1) / (t_last_token - t_first_token), as melt.analysis.metrics); llama_cpp_cli (one llama-completion
+  run per trial, workload.prompts): the runs' own decode rates; onnxruntime: burst_latency_p50_ms /
   sustained_latency_p50_ms, the median of their latencies.
 - stability_pct = sustained / burst x 100 in throughput terms (ONNX: burst latency / sustained latency x 100),
   as 3DMark's stress tests report "frame rate stability" (lowest loop / best loop); here the windows' medians.
@@ -40,7 +41,7 @@ LLAMA_FIGURES = ("burst_decode_tok_s", "sustained_decode_tok_s")
 ORT_FIGURES = ("burst_latency_p50_ms", "sustained_latency_p50_ms")
 COMMON_FIGURES = ("stability_pct", "throttle_onset_s", "temp_at_onset_c", "temp_end_c")
 FIGURES = LLAMA_FIGURES + ORT_FIGURES + COMMON_FIGURES
-RUNTIMES = {"llama_cpp": LLAMA_FIGURES, "onnxruntime": ORT_FIGURES}
+RUNTIMES = {"llama_cpp": LLAMA_FIGURES, "llama_cpp_cli": LLAMA_FIGURES, "onnxruntime": ORT_FIGURES}
 NOT_SUSTAINED = "not measured: the protocol has no sustained_s (melt.analysis.sustained)"
 
 
@@ -57,12 +58,20 @@ def trial_span_ns(t: dict) -> tuple[int, int] | None:
 
 
 def trial_value(runtime: str, t: dict) -> float | None:
-    """One trial's figure: decode tok/s (llama_cpp, melt.analysis.metrics.llama_trial) or latency ms (ONNX)."""
+    """One trial's figure: decode tok/s (llama_cpp: melt.analysis.metrics.llama_trial; llama_cpp_cli: the
+    llama-completion run's own, from its timing lines) or latency ms (ONNX)."""
     if runtime == "llama_cpp":
         from melt.analysis.metrics import llama_trial  # metrics imports this module: import when called
 
         return llama_trial(t)["decode_tok_s"] if t.get("token_ns") else None
+    if runtime == "llama_cpp_cli":
+        return t.get("decode_tok_s")
     return t["duration_s"] * 1e3 if t.get("duration_s") is not None else None
+
+
+def throughput_ratio(runtime: str, burst: float, sustained: float) -> float:
+    """sustained / burst in throughput terms, x 100: decode rates as they are, latencies inverted."""
+    return sustained / burst * 100 if runtime != "onnxruntime" else burst / sustained * 100
 
 
 def span_ns(counted: list[dict], stamps: dict) -> tuple[int, int] | None:
@@ -104,7 +113,7 @@ def samples(runtime: str, counted: list[dict], details: dict) -> dict[str, list[
     out = {RUNTIMES[runtime][1]: sustained}
     if burst:
         b = statistics.median(burst)
-        out["stability_pct"] = [x / b * 100 if runtime == "llama_cpp" else b / x * 100 for x in sustained if x > 0]
+        out["stability_pct"] = [throughput_ratio(runtime, b, x) for x in sustained if x > 0]
     return out
 
 
@@ -182,7 +191,7 @@ def sustained_figures(runtime: str, counted: list[dict], agent: dict, trace: Tra
     names = RUNTIMES.get(runtime, ())
     for name, values in zip(names, (burst, sustained)):
         if values:
-            figures[name] = statistics.median(values) if runtime == "llama_cpp" else percentile(values, 50)
+            figures[name] = percentile(values, 50) if runtime == "onnxruntime" else statistics.median(values)
         else:  # only where no trial has a figure (a llama.cpp trial of one token has no decode rate)
             missing[name] = "no counted trial with a figure in the window"
     for label, values in (("burst", burst), ("sustained", sustained)):
@@ -193,7 +202,7 @@ def sustained_figures(runtime: str, counted: list[dict], agent: dict, trace: Tra
             )
     if names and figures[names[0]] and figures[names[1]]:
         b, s = figures[names[0]], figures[names[1]]
-        figures["stability_pct"] = s / b * 100 if runtime == "llama_cpp" else b / s * 100
+        figures["stability_pct"] = throughput_ratio(runtime, b, s)
     elif names:
         missing["stability_pct"] = missing.get(names[0]) or missing[names[1]]
     else:

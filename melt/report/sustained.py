@@ -95,7 +95,7 @@ def _figure(c: CaseView, scope: Scope) -> Figure | None:
     details = (c.metrics or {}).get("sustained") or {}
     if not details.get("t_start_ns") or not details.get("span_s"):
         return None
-    llama = c.runtime == "llama_cpp"
+    llama = c.runtime != "onnxruntime"
     burst_m, sus_m = held.RUNTIMES.get(c.runtime, (None, None))
     span_s = details["span_s"]
     points = [((a + b) / 2, v) for a, b, v in held.series(c.runtime, c.trials, details["t_start_ns"])]
@@ -165,7 +165,7 @@ def ranking(cases: list[CaseView], scope: Scope) -> dict:
     def key(c: CaseView) -> tuple:
         metric = held.RUNTIMES.get(c.runtime, (None, None))[1]
         value = c.value(metric) if metric else None
-        order = -value if value is not None and c.runtime == "llama_cpp" else value
+        order = -value if value is not None and c.runtime != "onnxruntime" else value
         return (c.model, c.params_text, value is None, order if order is not None else 0)
 
     rows, rank, group = [], 0, None
@@ -174,7 +174,7 @@ def ranking(cases: list[CaseView], scope: Scope) -> dict:
             group, rank = (c.model, c.params_text), 0
         rank += 1
         burst_m, sus_m = held.RUNTIMES.get(c.runtime, ("", ""))
-        unit = "tok/s" if c.runtime == "llama_cpp" else "ms"
+        unit = "ms" if c.runtime == "onnxruntime" else "tok/s"
         rows.append(
             [
                 str(rank),
