@@ -239,12 +239,28 @@ class Protocol(Strict):
     max_repetitions: PositiveInt = 100_000  # a cap for very fast models with a long min_duration_s
     cooldown_s: Annotated[float, Field(ge=0)] = 0.0
     timeout_s: Annotated[float, Field(gt=0)] = 1800.0  # per case, on the host; the agent is killed after
+    # the sustained protocol (melt.agent.protocol, melt.analysis.sustained): after the warm-ups, trials back to back
+    # with no pause for this many seconds, in place of repetitions and min_duration_s (max_repetitions still caps)
+    sustained_s: Annotated[float, Field(gt=0)] | None = None
 
     @model_validator(mode="after")
     def _cap(self) -> Protocol:
         if self.max_repetitions < self.repetitions:
             raise ValueError(f"max_repetitions >= repetitions ({self.repetitions})")
+        if self.sustained_s is not None and self.timeout_s <= self.sustained_s:
+            raise ValueError(
+                f"timeout_s (the whole case's limit, now {self.timeout_s:g}) > sustained_s ({self.sustained_s:g}), "
+                "with room for the load, the warm-ups and the last trial"
+            )
         return self
+
+    @model_serializer(mode="wrap")
+    def _without_unset_sustained(self, handler) -> dict:
+        """sustained_s only where given: a protocol as it was before the sustained protocol keeps its case_id."""
+        data = handler(self)
+        if data.get("sustained_s") is None:
+            data.pop("sustained_s", None)
+        return data
 
 
 class Telemetry(Strict):
@@ -607,7 +623,25 @@ def _check_models(doc: YamlDoc, spec: RecipeSpec) -> list[Problem]:
             if model.workload.prompts is not None:
                 problems += _check_prompts_file(doc, i, model.workload.prompts)
             problems += _check_quality(doc, i, model)
-    return problems + _check_reference(doc, spec)
+    return problems + _check_reference(doc, spec) + _check_sustained(doc, spec)
+
+
+def _check_sustained(doc: YamlDoc, spec: RecipeSpec) -> list[Problem]:
+    """protocol.sustained_s stamps every trial: llama_cpp_cli does so with workload.prompts (one llama-completion
+    run per trial); llama-bench (workload.prompt_tokens) times its repetitions without stamping them, so a recipe
+    asking for both is refused at plan time rather than run as bursts."""
+    if spec.protocol.sustained_s is None:
+        return []
+    return [
+        doc.problem(
+            ("models", i, "workload", "prompt_tokens"),
+            "workload.prompts for llama_cpp_cli with protocol.sustained_s (one stamped llama-completion run per "
+            "trial; llama-bench does not stamp its repetitions)",
+            "prompt_tokens",
+        )  # fmt: skip
+        for i, model in enumerate(spec.models)
+        if model.runtime == "llama_cpp_cli" and model.workload.prompt_tokens is not None
+    ]
 
 
 def load_recipe(path: str | Path) -> Recipe:

@@ -34,8 +34,9 @@ class Metric:
     text, the catalog types the column by it); direction: 'higher' | 'lower' is better, None where it has no
     better side; judged: 'trial' | 'run' | 'info' | None (module docstring); source: 'runtime' (a runtime's
     own analysis), 'agent' (what the agent reports of its process), 'telemetry' (the sampler's trace),
-    'quality' (measured of the model's output after the speed trials: melt.analysis.quality) or 'case' (the
-    case's own bookkeeping: trials, spread, validity); runtimes: those whose analysis produces it
+    'quality' (measured of the model's output after the speed trials: melt.analysis.quality), 'sustained' (the
+    sustained protocol's windows and throttle onset: melt.analysis.sustained) or 'case' (the case's own
+    bookkeeping: trials, spread, validity); runtimes: those whose analysis produces it
     (telemetry: every runtime, where the device has the sensor); title: short column title; digits: the
     markdown export's format; table: shown in the report's comparison table; live: the live view's format;
     compare_rank: the column order of a comparison (lower first)."""
@@ -114,6 +115,20 @@ METRICS: tuple[Metric, ...] = (
     Metric("top1_agree_pct", "%", "top-1 agree", direction="higher", source="quality", runtimes=LLAMA_ANY,
            digits="{:.1f}"),
     Metric("ppl_ratio", "", "PPL ratio", direction="lower", source="quality", runtimes=LLAMA_ANY, digits="{:.4f}"),
+    # --- the sustained protocol (protocol.sustained_s): melt.analysis.sustained; empty for other cases ---
+    Metric("burst_decode_tok_s", "tok/s", "burst decode", direction="higher", judged="info", source="sustained",
+           runtimes=LLAMA_ANY, digits="{:.2f}", compare_rank=31),
+    Metric("sustained_decode_tok_s", "tok/s", "sustained decode", direction="higher", judged="trial",
+           source="sustained", runtimes=LLAMA_ANY, digits="{:.2f}", compare_rank=30),
+    Metric("burst_latency_p50_ms", "ms", "burst latency p50", direction="lower", judged="info", source="sustained",
+           runtimes=ORT, digits="{:.3f}", compare_rank=34),
+    Metric("sustained_latency_p50_ms", "ms", "sustained latency p50", direction="lower", judged="trial",
+           source="sustained", runtimes=ORT, digits="{:.3f}", compare_rank=33),
+    Metric("stability_pct", "%", "stability", direction="higher", judged="trial", source="sustained",
+           runtimes=EVERY, digits="{:.1f}", compare_rank=32),
+    Metric("throttle_onset_s", "s", "throttle onset", source="sustained", runtimes=EVERY, digits="{:.1f}"),
+    Metric("temp_at_onset_c", "°C", "temp at onset", source="sustained", runtimes=EVERY, digits="{:.1f}"),
+    Metric("temp_end_c", "°C", "temp at end", source="sustained", runtimes=EVERY, digits="{:.1f}"),
 )  # fmt: skip
 
 BY_NAME: dict[str, Metric] = {m.name: m for m in METRICS}

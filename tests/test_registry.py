@@ -24,7 +24,14 @@ def test_a_metric_with_a_unit_says_it_in_its_name(m):
 
 @pytest.mark.parametrize("m", registry.METRICS, ids=lambda m: m.name)
 def test_what_is_judged_has_a_better_side_and_a_known_source(m):
-    assert m.kind in registry.SQL_TYPES and m.source in ("runtime", "agent", "telemetry", "quality", "case")
+    assert m.kind in registry.SQL_TYPES and m.source in (
+        "runtime",
+        "agent",
+        "telemetry",
+        "quality",
+        "sustained",
+        "case",
+    )
     assert m.judged in (None, "trial", "run", "info", "paired") and (m.judged == "paired") == (m.units is not None)
     if m.judged:
         assert m.direction in ("higher", "lower") and m.kind == "float"

@@ -31,33 +31,40 @@ def artifacts_dir() -> Path:
 
 
 @pytest.fixture(scope="module")
-def page(tmp_path_factory, models):
+def chromium():
+    """One headless Chromium for the module's pages (Playwright's sync API runs one instance per thread)."""
     assert CHROMIUM.exists(), f"{CHROMIUM} is missing: install Debian's chromium (scripts/lab_packages.sh)"
     from playwright.sync_api import sync_playwright
 
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture(scope="module")
+def page(tmp_path_factory, models, chromium):
     runs = build_lab_runs(tmp_path_factory, models)
     report = write_report([runs["a"], runs["b"]], tmp_path_factory.mktemp("browser") / "report.html")
     url = report.as_uri()
     seen = {"requests": [], "console": [], "errors": []}
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=ARGS)
-        tab = browser.new_page(viewport={"width": 1400, "height": 900})
-        tab.on("console", lambda m: seen["console"].append((m.type, m.text)))
-        tab.on("pageerror", lambda e: seen["errors"].append(str(e)))
+    tab = chromium.new_page(viewport={"width": 1400, "height": 900})
+    tab.on("console", lambda m: seen["console"].append((m.type, m.text)))
+    tab.on("pageerror", lambda e: seen["errors"].append(str(e)))
 
-        def guard(route):  # record everything; let only the report itself through
-            seen["requests"].append(route.request.url)
-            if route.request.url == url:
-                route.continue_()
-            else:
-                route.abort()
+    def guard(route):  # record everything; let only the report itself through
+        seen["requests"].append(route.request.url)
+        if route.request.url == url:
+            route.continue_()
+        else:
+            route.abort()
 
-        tab.route("**/*", guard)
-        tab.goto(url, wait_until="load")
-        tab.wait_for_function("() => document.querySelector('#plot-trace .main-svg') !== null", timeout=30_000)
-        yield tab, seen, runs
-        tab.screenshot(path=str(artifacts_dir() / "report.png"), full_page=True)
-        browser.close()
+    tab.route("**/*", guard)
+    tab.goto(url, wait_until="load")
+    tab.wait_for_function("() => document.querySelector('#plot-trace .main-svg') !== null", timeout=30_000)
+    yield tab, seen, runs
+    tab.screenshot(path=str(artifacts_dir() / "report.png"), full_page=True)
+    tab.close()
 
 
 def summary_rows(*run_dirs: Path) -> list[dict]:
@@ -180,3 +187,54 @@ def test_compare_section_colours_verdicts(page):
         "#compare-1 td.delta", "tds => tds.map(td => getComputedStyle(td).backgroundColor)"
     )
     assert colours and all(c != "rgba(0, 0, 0, 0)" for c in colours)  # every judged cell is coloured
+
+
+@pytest.fixture(scope="module")
+def sustained_page(tmp_path_factory, models, chromium):
+    """The report of two sustained runs (tests/test_sustained.py): the tiny models on `local`, and the tiny GGUF
+    on the recorded Pi 5 whose throttle bits switch on partway."""
+    from test_sustained import local_run, pi_run
+
+    runs = {"pi": pi_run(tmp_path_factory, models)["run"], "local": local_run(tmp_path_factory, models)}
+    report = write_report([runs["pi"], runs["local"]], tmp_path_factory.mktemp("browser-sustained") / "report.html")
+    errors, requests = [], []
+    tab = chromium.new_page(viewport={"width": 1400, "height": 900})
+    tab.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    tab.on("pageerror", lambda e: errors.append(str(e)))
+    tab.on("request", lambda r: requests.append(r.url) if r.url != report.as_uri() else None)
+    tab.goto(report.as_uri(), wait_until="load")
+    tab.wait_for_function("() => document.querySelector('#sustained .plot .main-svg') !== null", timeout=30_000)
+    yield tab, errors + [f"request to {u}" for u in requests], runs
+    tab.locator("#sustained").screenshot(path=str(artifacts_dir() / "report-sustained.png"))
+    tab.close()
+
+
+def test_sustained_section_draws(sustained_page):
+    """A drawn figure per sustained case: trials, window medians, the hottest zone and the clock where the trace
+    has them; on the Pi the throttled span shaded and the onset marked; and the ranking table by sustained rate."""
+    tab, errors, runs = sustained_page
+    assert errors == []
+    cases = [c for d in runs.values() for c in json.loads((d / "run.json").read_text())["cases"]]
+    plots = tab.eval_on_selector_all(
+        "#sustained .plot",
+        """els => els.map(e => ({id: e.id, svg: !!e.querySelector('svg.main-svg'), traces: e.data.length,
+            names: e.data.map(t => t.name), drawn: e.querySelectorAll('.scatterlayer .trace').length,
+            shapes: e.querySelectorAll('.shapelayer path').length,
+            notes: Array.from(e.querySelectorAll('.annotation-text')).map(a => a.textContent)}))""",
+    )
+    assert len(plots) == len(cases) and all(p["svg"] and p["drawn"] == p["traces"] >= 3 for p in plots), plots
+    (pi,) = [p for p in plots if p["id"].startswith("plot-sustained_pi_")]
+    metrics = json.loads(next((runs["pi"] / "cases").iterdir()).joinpath("metrics.json").read_text())
+    spans = metrics["sustained"]["throttled_spans_s"]
+    assert pi["shapes"] == len(spans) + 1  # each throttled span shaded, and the onset line
+    assert any(n.startswith(f"throttle onset {metrics['summary']['throttle_onset_s']:.1f} s") for n in pi["notes"])
+    assert {"hottest zone °C", "cpu0 clock MHz"} <= set(pi["names"])
+    assert tab.locator("#sustained h2").text_content().startswith("Sustained performance")
+    rows = tab.eval_on_selector_all(
+        "#table-sustained-ranking tbody tr", "rows => rows.map(r => Array.from(r.cells).map(c => c.textContent))"
+    )
+    assert len(rows) == len(cases)
+    tiny = [r for r in rows if r[1].startswith("tiny ")]  # the same model and workload on both devices
+    assert [r[0] for r in tiny] == ["1", "2"] and {r[2] for r in tiny} == {"pi · lab-pi5", "local · local"}
+    rates = [float(r[3].split()[0].replace(",", "")) for r in tiny]
+    assert rates == sorted(rates, reverse=True)  # ranked by sustained decode rate, fastest first

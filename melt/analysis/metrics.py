@@ -6,6 +6,7 @@ validity alike for all. Summaries are medians over counted trials; warm-ups are 
 from __future__ import annotations
 
 from melt import registry
+from melt.analysis import sustained
 from melt.analysis.busy import DEFAULT_MAX_FOREIGN_CPU_PCT, DEFAULT_MAX_STEAL_PCT, busy_reasons
 from melt.analysis.quality import quality_figures
 from melt.analysis.strategies import for_runtime
@@ -22,10 +23,15 @@ def validity(
     max_cv_pct: float = CV_LIMIT_PCT,
 ) -> dict:  # fmt: skip
     """valid / semivalid / invalid, with every reason (pyperf-style warnings, as data). max_cv_pct: the spread
-    limit (telemetry.max_cv_pct), in % of the mean."""
+    limit (telemetry.max_cv_pct), in % of the mean. A sustained case (protocol.sustained_s) runs for a time, not
+    a count, and its drift is what it measures: repetitions, min_duration_s and the spread limit do not apply
+    (melt.analysis.sustained judges it)."""
     reasons, verdict = [], "valid"
     if n_trials == 0:
         return {"verdict": "invalid", "reasons": ["no counted trials"]}
+    if protocol.get("sustained_s"):
+        protocol = {**protocol, "repetitions": 0, "min_duration_s": 0}
+        max_cv_pct = float("inf")
     if n_trials < protocol["repetitions"]:
         reasons.append(f"too few trials: {n_trials} < repetitions {protocol['repetitions']}")
     if n_trials < MIN_TRIALS_FOR_SPREAD:
@@ -59,6 +65,12 @@ def case_metrics(case: dict, trials: list[dict], agent: dict, trace: Trace | Non
     verdict = validity(n_counted, counted_s, cv, protocol, agent.get("protocol", {}), max_cv)
     observed = telemetry_figures(runtime, counted, agent, trace, case.get("telemetry", {}))
     figures.update(observed["figures"])
+    held = sustained.sustained_figures(runtime, counted, agent, trace) if sustained.is_sustained(case) else None
+    if held:
+        figures.update({k: v for k, v in held["figures"].items() if v is not None})
+        if held["reasons"] and verdict["verdict"] == "valid":
+            verdict["verdict"] = "semivalid"
+        verdict["reasons"] += held["reasons"]
     quality, quality_missing, quality_details = quality_figures(case, agent)
     figures.update(quality)
     gate = agent.get("gate") or {}
@@ -90,6 +102,8 @@ def case_metrics(case: dict, trials: list[dict], agent: dict, trace: Trace | Non
                 missing[column] = observed["missing"].get(column, "not measurable")
             elif m.source == "quality":
                 missing[column] = quality_missing.get(column, "not measured")
+            elif m.source == "sustained":
+                missing[column] = held["missing"].get(column, "not measured") if held else sustained.NOT_SUSTAINED
             elif column not in applicable and strategy.not_measured(m):
                 missing[column] = strategy.not_measured(m)
             elif column in applicable:
@@ -122,4 +136,5 @@ def case_metrics(case: dict, trials: list[dict], agent: dict, trace: Trace | Non
         "effective_params": agent.get("load", {}).get("effective_params"),
         "telemetry": observed["details"],
         "quality": quality_details,
+        "sustained": held["details"] if held else None,
     }

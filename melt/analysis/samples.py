@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from melt import registry
 from melt.analysis.strategies import for_runtime
+from melt.analysis.sustained import is_sustained
+from melt.analysis.sustained import samples as sustained_samples
 
 # metric -> "higher" or "lower" is better, for every metric a comparison looks at (melt.registry)
 DIRECTION = registry.compared()
@@ -25,6 +27,8 @@ def samples_of(case: dict, trials: list[dict], metrics: dict) -> dict[str, list[
     """{metric: per-trial values} from a case's already-read case.json, trials and metrics.json."""
     counted = [t for t in trials if not t.get("warmup")]
     out = for_runtime(case["runtime"]).samples(counted, metrics)
+    if is_sustained(case):  # the sustained window's trials (melt.analysis.sustained)
+        out.update(sustained_samples(case["runtime"], counted, metrics.get("sustained") or {}))
     summary = metrics.get("summary", {})
     for metric in RUN_LEVEL:
         if summary.get(metric) is not None:

@@ -11,12 +11,19 @@ CAPPED_RATIO = 0.9  # and as held below max when its frequency is under 90% of i
 
 def throttle_spans(trace: Trace, t0: float, t1: float) -> list[str]:
     """Why the device was throttled within [t0, t1] (trace seconds; empty: it was not, as far as its sensors
-    tell): each throttle.* channel set, and each cpu*.freq_mhz under CAPPED_RATIO of its max_freq_mhz at both
-    ends of two busy sampling intervals in a row."""
-    reasons = []
+    tell): throttle_marks' reasons."""
+    return [reason for reason, _times in throttle_marks(trace, t0, t1)]
+
+
+def throttle_marks(trace: Trace, t0: float, t1: float) -> list[tuple[str, list[float]]]:
+    """(why, the trace times it was seen) for each way the device showed throttling within [t0, t1]: a throttle.*
+    flag set, or a cpu*.freq_mhz held under CAPPED_RATIO of its max_freq_mhz at both ends of two busy sampling
+    intervals in a row (empty: it was not throttled)."""
+    marks = []
     for channel in trace.channels("throttle."):
-        if any(v for _, v in trace.window(channel, t0, t1)):
-            reasons.append(f"{channel} set")
+        times = [t for t, v in trace.window(channel, t0, t1) if v]
+        if times:
+            marks.append((f"{channel} set", times))
     util = dict(trace.window("cpu.util_pct", t0, t1))
     for freq_channel in trace.channels("cpu"):
         if not freq_channel.endswith(".freq_mhz") or freq_channel.endswith("max_freq_mhz"):
@@ -32,5 +39,5 @@ def throttle_spans(trace: Trace, t0: float, t1: float) -> list[str]:
             if h and ((i > 0 and held[i - 1][1]) or (i + 1 < len(held) and held[i + 1][1]))
         ]  # fmt: skip
         if capped:
-            reasons.append(f"{freq_channel} under {CAPPED_RATIO:.0%} of max while busy ({len(capped)} samples)")
-    return reasons
+            marks.append((f"{freq_channel} under {CAPPED_RATIO:.0%} of max while busy ({len(capped)} samples)", capped))
+    return marks

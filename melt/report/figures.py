@@ -35,6 +35,7 @@ class Section:
     figures: list[Figure] = field(default_factory=list)
     empty: str | None = None  # why nothing is plotted
     notes: list[dict] = field(default_factory=list)  # [{"reason", "cases": [...]}]
+    tables: list[dict] = field(default_factory=list)  # [{"key", "caption", "columns": [str], "rows": [[str]]}]
 
 
 class Scope:

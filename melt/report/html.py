@@ -16,7 +16,7 @@ from pathlib import Path
 import jinja2
 
 from melt.errors import InputError, Problem
-from melt.report import comparison, figures, quality, table
+from melt.report import comparison, figures, quality, sustained, table
 from melt.report.data import CaseView, RunView, load_run
 from melt.report.tracefig import trace_figure
 from melt.report.traces import case_trace, header, shown_channels
@@ -188,6 +188,7 @@ def build(run_dirs: list[Path], threshold_pct: float = DEFAULT_THRESHOLD_PCT) ->
         figures.memory(cases, scope),
         figures.energy(cases, scope),
         quality.quality(cases, scope),
+        sustained.sustained(cases, scope),
     ]
     options, trace_figs, without_trace = _traces(cases, scope)
     comparisons = [comparison.pair(runs[0].path, r.path, threshold_pct) for r in runs[1:]]

@@ -9,6 +9,7 @@ another process holds the database, an in-memory catalog is built from the files
 
 from __future__ import annotations
 
+import hashlib
 import json
 import sys
 from pathlib import Path
@@ -57,6 +58,12 @@ CASE_COLUMNS = {
     **{m.name: registry.SQL_TYPES[m.kind] for m in registry.METRICS},
 }
 SAMPLE_COLUMNS = {"run_id": "VARCHAR", "case_id": "VARCHAR", "metric": "VARCHAR", "trial": "INTEGER", "value": "DOUBLE"}
+# what the meta table records: the schema number and the tables' columns, so that a database written before a
+# metric was added to the registry (one column fewer) is rebuilt from the files, not written into and refused
+SCHEMA_KEY = (
+    f"{CATALOG_SCHEMA}:"
+    + hashlib.sha256(json.dumps([RUN_COLUMNS, CASE_COLUMNS, SAMPLE_COLUMNS]).encode()).hexdigest()[:16]
+)
 
 
 def _fingerprint(run_path: Path) -> str:
@@ -159,13 +166,13 @@ class Catalog:
         version = None
         if "meta" in tables:
             found = self.con.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
-            version = int(found[0]) if found else None
-        if version == CATALOG_SCHEMA:
+            version = found[0] if found else None
+        if version == SCHEMA_KEY:
             return
         for table in ("meta", "runs", "cases", "samples"):
             self.con.execute(f"DROP TABLE IF EXISTS {table}")
         self.con.execute("CREATE TABLE meta (key VARCHAR PRIMARY KEY, value VARCHAR)")
-        self.con.execute("INSERT INTO meta VALUES ('schema', ?)", [str(CATALOG_SCHEMA)])
+        self.con.execute("INSERT INTO meta VALUES ('schema', ?)", [SCHEMA_KEY])
         self.con.execute(_ddl("runs", RUN_COLUMNS))
         self.con.execute(_ddl("cases", CASE_COLUMNS))
         self.con.execute(_ddl("samples", SAMPLE_COLUMNS))

@@ -309,25 +309,62 @@ exit $rc
 """
 
 
+# The sustained loop's clock arithmetic in 32 bits (mksh): ns_split N sets _s (seconds) and _n (ns, 0-999999999)
+# of a digit string of ns without arithmetic on the whole; within A B: whether B - A < @SS@ s @SN@ ns. start and
+# last: the clock read of sustained_start and of the latest run's end (the last field of phases.txt's last line).
+SUSTAINED_SH = r"""ns_split() {
+  if [ ${#1} -gt 9 ]; then _s=${1%?????????}; _n=${1#"$_s"}; else _s=0; _n=$1; fi
+  _n=${_n#"${_n%%[!0]*}"}; [ -n "$_n" ] || _n=0
+}
+within() {
+  ns_split "$1"; _as=$_s; _an=$_n; ns_split "$2"
+  _ds=$((_s - _as)); _dn=$((_n - _an))
+  if [ $_dn -lt 0 ]; then _ds=$((_ds - 1)); _dn=$((_dn + 1000000000)); fi
+  [ $_ds -lt @SS@ ] || { [ $_ds -eq @SS@ ] && [ $_dn -lt @SN@ ]; }
+}
+stamp sustained_start; start=$(tail -n 1 phases.txt); start=${start##* }; last=$start
+"""
+PROMPT_SLOT = "@@melt-prompt@@"  # where the run's prompt file goes, after quoting (a sh expression in the loop)
+
+
 def completion_script(case: dict, bin_dir: str, model_path: str, n_prompts: int, fa_args: list[str]) -> str:
     """The device script: warm-ups then counted trials, each one llama-completion run on the next
-    prompt (prompts/pK.txt), greedy, exactly n_gen tokens (end-of-sequence ignored)."""
+    prompt (prompts/pK.txt), greedy, exactly n_gen tokens (end-of-sequence ignored). With protocol.sustained_s
+    the counted runs follow one another, each on the next prompt, while the one before ended (its trial_N_end
+    stamp) less than that many seconds after sustained_start, as the agent's loop (melt.agent.protocol); the
+    clock is the sampler's, a digit string of ns: split into seconds and ns before any arithmetic, since mksh's
+    is 32-bit (SUSTAINED_SH), and nothing beyond sh and tail is needed on the device."""
     p, w, proto = case["params"], case["workload"], case["protocol"]
     extra = tool_flags(p, fa_args)
     threads = ["-t", str(p["threads"])] if "threads" in p else []  # none: the tool's own default
-    lines = [COMPLETION_HEAD]
-    for i in range(proto["warmup"] + proto["repetitions"]):
-        cmd = [f"{bin_dir}/llama-completion", "-m", model_path, *threads,
-               "-f", f"prompts/p{i % n_prompts}.txt", "-n", str(w["n_gen"]), "--temp", "0", "--ignore-eos",
-               "-no-cnv", *extra]  # fmt: skip
+
+    def run(i: str, prompt: str) -> str:
+        cmd = [f"{bin_dir}/llama-completion", "-m", model_path, *threads, "-f", PROMPT_SLOT,
+               "-n", str(w["n_gen"]), "--temp", "0", "--ignore-eos", "-no-cnv", *extra]  # fmt: skip
         # llama.cpp leaks its async logger at exit (upstream issue 22142), so a run can lose its last
         # lines, the timings among them: such a run is repeated (up to RUN_ATTEMPTS runs in all), each
         # repeat counted in lost_runs.txt; a last attempt without them is no repeat (it fails the trial)
-        lines.append(
+        return (
             f"a=0; while [ $a -lt {RUN_ATTEMPTS} ]; do a=$((a+1)); stamp trial_{i}_start; "
-            f"{shlex.join(cmd)} < /dev/null > trial_{i}.out 2> trial_{i}.log || rc=1; stamp trial_{i}_end; "
+            f"{shlex.join(cmd).replace(PROMPT_SLOT, prompt)} < /dev/null > trial_{i}.out 2> trial_{i}.log "
+            f"|| rc=1; stamp trial_{i}_end; "
             f'grep -q "total time" trial_{i}.log && break; '
             f'[ $a -lt {RUN_ATTEMPTS} ] && echo "trial_{i}" >> lost_runs.txt; done\n'
+        )
+
+    lines = [COMPLETION_HEAD]
+    sustained_s = proto.get("sustained_s")
+    fixed = proto["warmup"] if sustained_s else proto["warmup"] + proto["repetitions"]
+    for i in range(fixed):
+        lines.append(run(str(i), f"prompts/p{i % n_prompts}.txt"))
+    if sustained_s:
+        whole, frac = divmod(round(float(sustained_s) * 1e9), 1_000_000_000)
+        lines.append(
+            SUSTAINED_SH.replace("@SS@", str(whole)).replace("@SN@", str(frac)) + f"i={fixed}\n"
+            'while within "$start" "$last"; do\n'
+            f"p=$((i % {n_prompts})); {run('${i}', 'prompts/p$p.txt')}"
+            "last=$(tail -n 1 phases.txt); last=${last##* }; i=$((i+1))\n"
+            "done\nstamp sustained_end\n"
         )
     lines.append(COMPLETION_TAIL)
     return "".join(lines)
@@ -420,7 +457,10 @@ def collect_completion(
     _convert_trace(case_dir, battery_pins)
     proto = case["protocol"]
     trials, failed = [], []
-    for i in range(proto["warmup"] + proto["repetitions"]):
+    n_runs = proto["warmup"] + proto["repetitions"]
+    if proto.get("sustained_s"):  # as many runs as began in the time (completion_script)
+        n_runs = 1 + max((int(m.split("_")[1]) for m in marks if m.startswith("trial_")), default=-1)
+    for i in range(n_runs):
         log, said = _run_output(case_dir, i)
         warmup = i < proto["warmup"]
         try:
@@ -448,7 +488,7 @@ def collect_completion(
             f.write(json.dumps(t) + "\n")
     loads = [t["load_s"] for t in trials if not t["warmup"] and t["load_s"] is not None]
     agent["load"] = {"load_s": sorted(loads)[len(loads) // 2] if loads else None}
-    log_text = _logs(case_dir, [f"trial_{i}.log" for i in range(proto["warmup"] + proto["repetitions"])])
+    log_text = _logs(case_dir, [f"trial_{i}.log" for i in range(n_runs)])
     agent["load"]["effective_params"] = _completion_effective(case.get("params", {}), flash_attn, log_text)
     if flash_attn:
         flash_attn["resolved"] = agent["load"]["effective_params"]["flash_attn"]
@@ -461,6 +501,11 @@ def collect_completion(
     if counted:
         agent["status"] = "ok"
         agent["protocol"] = {"stopped_because": "repetitions", "counted_trials": len(counted)}
+        if proto.get("sustained_s"):  # the span melt.analysis.sustained times the windows and the onset from
+            agent["protocol"].update(
+                stopped_because="sustained_s elapsed", sustained_s=proto["sustained_s"],
+                t_sustained_start_ns=marks.get("sustained_start"), t_sustained_end_ns=marks.get("sustained_end"),
+            )  # fmt: skip
     else:
         reasons = [f["reason"] for f in failed if not f["warmup"]] or [f["reason"] for f in failed]
         agent["error"] = "no counted run gave readable timings: " + "; ".join(reasons[:3])

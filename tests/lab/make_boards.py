@@ -27,7 +27,7 @@ import math
 import os
 import shutil
 import stat
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -510,6 +510,21 @@ class RaspberryPi5(Board):
     def phase_power_w(self, phase: Phase) -> float:
         return pmic_total_w(phase.power["pmic"])
 
+    def provenance(self) -> str:
+        if self.name != RaspberryPi5.name:
+            return super().provenance()
+        switch = RaspberryPi5Throttling.SWITCH_S
+        return super().provenance() + (
+            "\n## Timeline raspberry-pi-5-throttling (tests/lab/replay.py over a copy of this tree)\n\n"
+            "For the sustained protocol's throttle onset: the load phase above, held, with get_throttled first "
+            "the recorded throttled=0x50000 (under-voltage and throttling have occurred since boot, neither now) "
+            f"and, from {switch:g} s into the timeline on, throttled=0x50005: the same recorded since-boot bits "
+            "with their now-counterparts (bit 0 under-voltage, bit 2 throttled) set, as this tree's constructed "
+            "load phase has them. The switch time and the holding are constructed; pmic_read_adc and "
+            "measure_temp are the recorded load readings throughout, cpufreq stays at 2400000 kHz (the "
+            "firmware's throttling is not shown in scaling_cur_freq).\n"
+        )
+
     def cpuinfo(self) -> str:
         features = "fp asimd evtstrm aes pmull sha1 sha2 crc32 atomics fphp asimdhp cpuid asimdrdm lrcpc dcpop asimddp"
         return (
@@ -540,6 +555,26 @@ class RaspberryPi5(Board):
             '  *) echo "error=1 error_msg=\\"Command not registered\\"" >&2; exit 1 ;;\n'
             "esac\n"
         }
+
+
+class RaspberryPi5Throttling(RaspberryPi5):
+    """The Pi 5 under continuous load whose firmware starts throttling partway, for the sustained protocol's
+    onset (tests/test_sustained.py). Not a tree of its own: replay.py moves a copy of the Pi 5's committed tree
+    along this timeline. Load from t = 0 with the recorded get_throttled (0x50000: nothing now), then from
+    SWITCH_S on the same with the "now" bits of the recorded since-boot bits set (0x50005), for good; every
+    other file as the Pi 5's load phase (the recorded pmic_read_adc and 48.3 'C)."""
+
+    name = "raspberry-pi-5-throttling"
+    tree = "raspberry-pi-5"
+    SWITCH_S = 1.0  # timeline seconds at which the throttle bits switch on
+    phases = (
+        replace(RaspberryPi5.phases[1], name="load", seconds=SWITCH_S, extra={"throttled": "0x50000"}),
+        replace(RaspberryPi5.phases[1], name="throttled", seconds=86400.0, extra={"throttled": "0x50005"}),
+    )
+
+    @property
+    def start_s(self) -> float:
+        return 0.0  # the timeline starts with the load phase, not in it
 
 
 # --- an Android phone (battery in power_supply, thermal zones, two clusters) -------------------------
@@ -613,6 +648,8 @@ class AndroidPhone(Board):
 
 
 BOARDS: dict[str, Board] = {b.name: b for b in (JetsonOrin(), RaspberryPi5(), AndroidPhone())}
+# timelines replayed over another board's tree (their `tree`): tests/lab/replay.py knows these too
+VARIANTS: dict[str, Board] = {b.name: b for b in (RaspberryPi5Throttling(),)}
 
 
 def write_file(root: Path, rel: str, text: str) -> None:

@@ -2,14 +2,19 @@
 
 `replaying(board, folder)` copies the committed tree (its t = 0 state) into folder, starts this file
 as a process that rewrites the tree's changing files (make_boards.Board.dynamic) every TICK_S and at
-every phase boundary, and kills it when the block ends. Timeline time t is time.monotonic() - t0, the
-clock melt's sampler and agent stamp with, so a test can set any trace sample or trial window against
-the board's exact state and power integral (Board.power_w, Board.energy_j).
+every phase boundary, and kills it when the block ends. A timeline of make_boards.VARIANTS is replayed over
+a copy of the tree it names (`tree`), its t = 0 state written over that copy first. With started=False the
+timeline waits, at its t = 0 state, for Replay.start(): a test starts it at a moment it chose (the start of
+the trials it measures), so the board's changes fall inside them however long what came before took.
+Timeline time t is time.monotonic() - t0, the clock melt's sampler and agent stamp with, so a test can
+set any trace sample or trial window against the board's exact state and power integral (Board.power_w,
+Board.energy_j).
 
 Each file is replaced atomically (a reader sees the old or the new text). A power step reaches the
 files a little after its scheduled time: the process logs, per boundary, when it was due and when its
-files were written (`boundary <due_t> <written_t>` in timeline seconds), and each rewrite (`write <t>`),
-so a test can bound how late and how stale the files were instead of assuming it. The process exits by
+files were written (`boundary <due_t> <written_t>` in timeline seconds), each rewrite (`write <t>`) and,
+first, its t0 (`t0 <monotonic s>`), so a test can bound how late and how stale the files were instead of
+assuming it. The process exits by
 itself when its parent (the test process) is gone.
 
 Usage (what replaying() runs): python replay.py BOARD ROOT T0 LOG PARENT_PID
@@ -32,17 +37,22 @@ TICK_S = 0.02  # how often the counters, temperatures and tool outputs are rewri
 class Replay:
     """A running replay: its tree `root`, its board model, its t0 on the monotonic clock, its log."""
 
-    def __init__(self, board_name: str, root: Path, log: Path):
-        sys.path.insert(0, str(HERE))
-        from make_boards import BOARDS
+    def __init__(self, board_name: str, root: Path, log: Path, started: bool = True):
+        self.board = timeline(board_name)
+        self.name, self.root, self.log = board_name, root, log
+        self.t0: float | None = None
+        self.proc: subprocess.Popen | None = None
+        if started:
+            self.start()
 
-        self.board = BOARDS[board_name]
-        self.root, self.log = root, log
+    def start(self) -> None:
+        """Start the timeline now (t0 = now on the monotonic clock)."""
         self.t0 = time.monotonic()
         self.proc = subprocess.Popen(
-            [sys.executable, str(Path(__file__)), board_name, str(root), repr(self.t0), str(log), str(os.getpid())],
+            [sys.executable, str(Path(__file__)), self.name, str(self.root), repr(self.t0), str(self.log),
+             str(os.getpid())],
             stdin=subprocess.DEVNULL,
-        )
+        )  # fmt: skip
 
     def t(self, monotonic_s: float) -> float:
         """Timeline seconds of a monotonic time (a trace's t_s, a trial's stamp in s)."""
@@ -63,7 +73,7 @@ class Replay:
         return max((b - a for a, b in zip(times, times[1:])), default=TICK_S)
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
+        if self.proc is not None and self.proc.poll() is None:
             self.proc.terminate()
             try:
                 self.proc.wait(timeout=5)
@@ -72,12 +82,27 @@ class Replay:
                 self.proc.wait()
 
 
+def timeline(board_name: str):
+    """The board model of a committed tree (make_boards.BOARDS) or of a timeline over one (VARIANTS)."""
+    sys.path.insert(0, str(HERE))
+    from make_boards import BOARDS, VARIANTS
+
+    return {**BOARDS, **VARIANTS}[board_name]
+
+
 @contextmanager
-def replaying(board_name: str, folder: Path):
-    """A copy of tests/lab/boards/<board_name> under folder, kept moving for the length of the block."""
+def replaying(board_name: str, folder: Path, started: bool = True):
+    """A copy of tests/lab/boards/<board_name> (a variant: of the tree it names) under folder, kept moving for the
+    length of the block; with started=False from when the test calls Replay.start()."""
+    sys.path.insert(0, str(HERE))
+    from make_boards import write_file
+
+    board = timeline(board_name)
     root = folder / board_name
-    shutil.copytree(HERE / "boards" / board_name, root, symlinks=True)
-    replay = Replay(board_name, root, folder / f"{board_name}.replay.log")
+    shutil.copytree(HERE / "boards" / getattr(board, "tree", board_name), root, symlinks=True)
+    for rel, text in board.dynamic(0.0).items():  # a variant's t = 0 state (a committed tree's is already that)
+        write_file(root, rel, text)
+    replay = Replay(board_name, root, folder / f"{board_name}.replay.log", started)
     try:
         yield replay
     finally:
@@ -86,9 +111,9 @@ def replaying(board_name: str, folder: Path):
 
 def main(board_name: str, root: str, t0: float, log: str, parent: int) -> None:
     sys.path.insert(0, str(HERE))
-    from make_boards import BOARDS, write_file
+    from make_boards import write_file
 
-    board, tree = BOARDS[board_name], Path(root)
+    board, tree = timeline(board_name), Path(root)
     written: dict[str, str] = {}
 
     def write_state(t: float) -> None:
@@ -98,6 +123,7 @@ def main(board_name: str, root: str, t0: float, log: str, parent: int) -> None:
                 written[rel] = text
 
     with open(log, "a", buffering=1) as out:
+        out.write(f"t0 {t0!r}\n")  # the timeline's start on the monotonic clock, for reading the log afterwards
         next_tick = 0.0
         boundary = None
         while os.getppid() == parent:  # the test process is gone: nothing of this may outlive it
