@@ -17,6 +17,7 @@ from conftest import run_melt, spawn_melt, write_recipe
 from melt.analysis import sustained
 from melt.analysis.compare import compare_runs
 from melt.analysis.samples import samples_of
+from melt.analysis.strategies import for_runtime
 from melt.analysis.strategies.llama_cpp import llama_trial
 from melt.analysis.trace import Trace, read_trace
 from melt.recipe import Protocol
@@ -198,7 +199,7 @@ def test_local_trials_run_back_to_back_until_the_time_is_up(tmp_path_factory, mo
             assert p["stopped_because"].startswith("max_repetitions (20000)") and len(counted) == 20000
             assert metrics["validity"]["verdict"] != "valid"
         s, missing = metrics["summary"], metrics["missing"]
-        names = sustained.RUNTIMES[case["runtime"]]
+        names = for_runtime(case["runtime"]).sustained_figures
         points = sustained.series(case["runtime"], counted, start)
         burst, held = sustained.windows(points, (p["t_sustained_end_ns"] - start) / 1e9)
         assert s[names[0]] == pytest.approx(statistics.median(burst)) and s[names[1]] == pytest.approx(
@@ -218,7 +219,7 @@ def test_compare_judges_sustained_throughput_and_stability(tmp_path_factory, mod
     for case_dir in (run_dir / "cases").iterdir():
         case, trials, _, metrics = case_files(case_dir)
         got = samples_of(case, trials, metrics)
-        name = sustained.RUNTIMES[case["runtime"]][1]
+        name = for_runtime(case["runtime"]).sustained_figures[1]
         assert statistics.median(got[name]) == pytest.approx(metrics["summary"][name])
         assert statistics.median(got["stability_pct"]) == pytest.approx(metrics["summary"]["stability_pct"], rel=0.02)
     verdicts = compare_runs(run_dir, run_dir, use_history=False).verdicts

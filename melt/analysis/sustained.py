@@ -29,8 +29,7 @@ from __future__ import annotations
 
 import statistics
 
-from melt.analysis.stats import percentile
-from melt.analysis.strategies.llama_cpp import llama_trial
+from melt.analysis.strategies import STRATEGIES, for_runtime
 from melt.analysis.throttle import throttle_marks
 from melt.analysis.trace import Trace
 
@@ -38,11 +37,15 @@ BURST_SHARE = 0.10
 SUSTAINED_SHARE = 0.20
 MAX_MISSED_PCT = 5.0
 MIN_WINDOW_TRIALS = 3
-LLAMA_FIGURES = ("burst_decode_tok_s", "sustained_decode_tok_s")
-ORT_FIGURES = ("burst_latency_p50_ms", "sustained_latency_p50_ms")
+
+
 COMMON_FIGURES = ("stability_pct", "throttle_onset_s", "temp_at_onset_c", "temp_end_c")
-FIGURES = LLAMA_FIGURES + ORT_FIGURES + COMMON_FIGURES
-RUNTIMES = {"llama_cpp": LLAMA_FIGURES, "llama_cpp_cli": LLAMA_FIGURES, "onnxruntime": ORT_FIGURES}
+FIGURES = (
+    "burst_decode_tok_s",
+    "sustained_decode_tok_s",
+    "burst_latency_p50_ms",
+    "sustained_latency_p50_ms",
+) + COMMON_FIGURES
 NOT_SUSTAINED = "not measured: the protocol has no sustained_s (melt.analysis.sustained)"
 
 
@@ -59,18 +62,17 @@ def trial_span_ns(t: dict) -> tuple[int, int] | None:
 
 
 def trial_value(runtime: str, t: dict) -> float | None:
-    """One trial's figure: decode tok/s (llama_cpp: melt.analysis.strategies.llama_cpp.llama_trial; llama_cpp_cli: the
-    llama-completion run's own, from its timing lines) or latency ms (ONNX)."""
-    if runtime == "llama_cpp":
-        return llama_trial(t)["decode_tok_s"] if t.get("token_ns") else None
-    if runtime == "llama_cpp_cli":
-        return t.get("decode_tok_s")
-    return t["duration_s"] * 1e3 if t.get("duration_s") is not None else None
+    """One trial's figure: decode tok/s or latency ms, as the runtime's strategy reads it (analysis.strategies)."""
+    return for_runtime(runtime).trial_value(t)
 
 
 def throughput_ratio(runtime: str, burst: float, sustained: float) -> float:
     """sustained / burst in throughput terms, x 100: decode rates as they are, latencies inverted."""
-    return sustained / burst * 100 if runtime != "onnxruntime" else burst / sustained * 100
+    return burst / sustained * 100 if for_runtime(runtime).sustained_lower_is_better else sustained / burst * 100
+
+
+def _names(runtime: str) -> tuple[str, ...]:
+    return for_runtime(runtime).sustained_figures if runtime in STRATEGIES else ()
 
 
 def span_ns(counted: list[dict], stamps: dict) -> tuple[int, int] | None:
@@ -104,12 +106,12 @@ def samples(runtime: str, counted: list[dict], details: dict) -> dict[str, list[
     """Per-trial samples for `melt compare` (melt.analysis.samples): the sustained window's trials as
     sustained_decode_tok_s / sustained_latency_p50_ms, and each as a share of the burst median (stability_pct:
     their median is the summary's stability_pct). details: metrics.json's "sustained" block."""
-    if runtime not in RUNTIMES or not details.get("t_start_ns") or not details.get("span_s"):
+    if not _names(runtime) or not details.get("t_start_ns") or not details.get("span_s"):
         return {}
     burst, sustained = windows(series(runtime, counted, details["t_start_ns"]), details["span_s"])
     if not sustained:
         return {}
-    out = {RUNTIMES[runtime][1]: sustained}
+    out = {_names(runtime)[1]: sustained}
     if burst:
         b = statistics.median(burst)
         out["stability_pct"] = [throughput_ratio(runtime, b, x) for x in sustained if x > 0]
@@ -164,7 +166,7 @@ def sustained_figures(runtime: str, counted: list[dict], agent: dict, trace: Tra
     missing: dict = {}
     reasons: list[str] = []
     for m in FIGURES:
-        if m not in COMMON_FIGURES and m not in RUNTIMES.get(runtime, ()):
+        if m not in COMMON_FIGURES and m not in _names(runtime):
             missing[m] = f"not applicable to runtime {runtime}"
     stamps = agent.get("protocol") or {}
     span = span_ns(counted, stamps)
@@ -187,10 +189,10 @@ def sustained_figures(runtime: str, counted: list[dict], agent: dict, trace: Tra
         "n_sustained": len(sustained),
         "stopped_because": stamps.get("stopped_because"),
     }
-    names = RUNTIMES.get(runtime, ())
+    names = _names(runtime)
     for name, values in zip(names, (burst, sustained)):
         if values:
-            figures[name] = percentile(values, 50) if runtime == "onnxruntime" else statistics.median(values)
+            figures[name] = for_runtime(runtime).summarise(values)
         else:  # only where no trial has a figure (a llama.cpp trial of one token has no decode rate)
             missing[name] = "no counted trial with a figure in the window"
     for label, values in (("burst", burst), ("sustained", sustained)):

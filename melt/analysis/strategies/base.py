@@ -21,6 +21,9 @@ class RuntimeAnalysis(ABC):
     runtime: str = ""
     cv_metric: str = "decode_tok_s"  # the figure whose spread judges validity (metrics.json cv_metric)
     quality_asks: tuple[str, ...] = ()  # the recipe's quality keys this runtime measures (analysis.quality)
+    # the sustained protocol (analysis.sustained): the (burst, sustained) figures, and whether lower is better
+    sustained_figures: tuple[str, str] = ("burst_decode_tok_s", "sustained_decode_tok_s")
+    sustained_lower_is_better = False
 
     @abstractmethod
     def figures(self, counted: list[dict]) -> tuple[dict, dict, float | None]:
@@ -39,6 +42,14 @@ class RuntimeAnalysis(ABC):
     def energy(self, pe, trace, counted: list[dict], phases: dict, figures: dict, missing: dict, details: dict) -> list:
         """Fill the energy columns of figures (or missing, with why) and details from pe (analysis.energy.
         PhaseEnergy over trace, an analysis.trace.Trace); returns the energy windows power_avg_w averages over."""
+
+    def trial_value(self, t: dict) -> float | None:
+        """One trial's sustained figure (decode tok/s, or latency ms); None where the trial has none."""
+        return t.get("decode_tok_s")
+
+    def summarise(self, values: list[float]) -> float:
+        """The sustained figure of a window's trial values: their median."""
+        return statistics.median(values)
 
     def counted_for_validity(self, counted: list[dict], protocol: dict) -> tuple[int, dict]:
         """(trials counted against protocol.repetitions, the protocol validity judges against)."""

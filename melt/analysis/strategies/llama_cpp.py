@@ -168,6 +168,9 @@ class LlamaCppAnalysis(RuntimeAnalysis):
         }
         return [p["request"] for p in per_trial]
 
+    def trial_value(self, t: dict) -> float | None:
+        return llama_trial(t)["decode_tok_s"] if t.get("token_ns") else None
+
     def missing_extra(self, counted: list[dict]) -> dict:
         """The "llama.cpp says" figures (spread only): why each is empty, where it is."""
         return llama_perf_missing([llama_trial(t) for t in counted])

@@ -9,6 +9,15 @@ from melt.analysis.strategies.base import RuntimeAnalysis, ns_to_s
 class OnnxAnalysis(RuntimeAnalysis):
     runtime = "onnxruntime"
     cv_metric = "latency_ms"
+    sustained_figures = ("burst_latency_p50_ms", "sustained_latency_p50_ms")
+    sustained_lower_is_better = True
+
+    def trial_value(self, t: dict) -> float | None:
+        return t["duration_s"] * 1e3 if t.get("duration_s") is not None else None
+
+    def summarise(self, values: list[float]) -> float:
+        """p50 as latency_p50_ms is taken (analysis.stats.percentile)."""
+        return percentile(values, 50)
 
     def figures(self, counted: list[dict]) -> tuple[dict, dict, float | None]:
         if not counted:
