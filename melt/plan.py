@@ -18,7 +18,7 @@ from melt.recipe import Case, Recipe, expand, load_recipe
 from melt.sweep import Sweep, load_sweep
 from melt.yamlfile import load
 
-SUPPORTED_TRANSPORTS = ("local", "ssh", "adb")
+SUPPORTED_TRANSPORTS = ("local", "ssh", "adb", "labgrid")
 
 
 @dataclass(frozen=True)
