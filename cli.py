@@ -85,6 +85,8 @@ def validate(recipe: Path, devices: tuple[str, ...]) -> None:
 def _case_line(event: str, info: dict) -> str | None:
     from melt.progress import figures_line
 
+    if event == "lab_wait":  # a lab place held by someone else (melt/lab/)
+        return f"{info['device']}: waiting for place {info['place']}, {info['holder']}"
     if event == "case_start":
         return f"[{info['index']}/{info['total']}] {info['case'].device} {info['case'].label} ..."
     if event == "case_end":

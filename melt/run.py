@@ -322,6 +322,7 @@ class Execution:
         with self.lock:
             entry.update(status="running", started_at=_now(), ended_at=None, reason=None)
             self.run.write(manifest)
+        ended_at = None  # a lab place's case: when it ended on the place, before the place was released
         if "busy" in device_env:
             status, reason = "failed", device_env["busy"]
         elif "unreachable" in device_env:
@@ -334,10 +335,13 @@ class Execution:
             status = "failed"
         else:
             try:
-                with device.turn() as held:  # a lab place: held for this case only
+                # a lab place is held for this case only: the case's window is its hold's (not the wait for it),
+                # so that cases of two melts on one place never overlap in run.json
+                with device.turn() as held:
                     if held is not None:
-                        self._lab_hold(case, entry, device, held, manifest)
+                        self._lab_hold(case, entry, device, held, manifest, started_at=_now())
                     status, reason = self._run_case(case, models[case.model_id], device, profile, manifest)
+                    ended_at = _now() if held is not None else None
                 if held is not None:
                     self._lab_hold(case, entry, device, held, manifest)
             # the link or the device went away, time ran out, or a lab place stayed held by someone else
@@ -348,7 +352,7 @@ class Execution:
         if self.stop.is_set():
             status, reason = "failed", "interrupted"
         with self.lock:
-            entry.update(status=status, ended_at=_now(), reason=reason)
+            entry.update(status=status, ended_at=ended_at or _now(), reason=reason)
             self.run.write(manifest)
             if status == "ok":
                 outcome.ok.append(case.case_id)
@@ -362,10 +366,12 @@ class Execution:
     def _lab_wait(self, device: str, place: str, how: str) -> None:
         self.progress("lab_wait", device=device, place=place, holder=how)
 
-    def _lab_hold(self, case: Case, entry: dict, device: Device, held, manifest: dict) -> None:
+    def _lab_hold(self, case: Case, entry: dict, device: Device, held, manifest: dict, started_at=None) -> None:
         """run.json: the case's hold of its lab place (place, exporter, reservation token, when), and the device's."""
         with self.lock:
             entry["lab"] = held.to_json()
+            if started_at:
+                entry["started_at"] = started_at
             manifest["devices"][case.device]["lab"] = lab_record(device)
             self.run.write(manifest)
 
