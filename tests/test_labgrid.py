@@ -5,8 +5,10 @@ else holds (naming the holder), takes over a place from a melt that was killed, 
 from __future__ import annotations
 
 import json
+import os
 import signal
 import socket
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -105,8 +107,10 @@ def test_a_sweep_over_the_pool_uses_both_places_in_parallel(workdir, lab):
     run = json.loads((workdir / "r" / "p" / "run.json").read_text())
     assert set(run["devices"]) == {"board-a", "board-b"}  # a device per place, named after it
     assert {c["lab"]["place"] for c in run["cases"].values()} == {"board-a", "board-b"}
-    spans = _spans(workdir / "r" / "p")
-    assert any(_overlap(a, b) for a in spans["board-a"] for b in spans["board-b"]), "the places ran one after the other"
+    holds = {}  # per place, its cases' holds (acquired to released, as run.json records them)
+    for entry in run["cases"].values():
+        holds.setdefault(entry["lab"]["place"], []).append((entry["lab"]["acquired_at"], entry["lab"]["released_at"]))
+    assert any(_overlap(a, b) for a in holds["board-a"] for b in holds["board-b"]), "one place after the other"
     assert lab.acquired_by("board-a") is None and lab.acquired_by("board-b") is None
 
 
@@ -131,3 +135,149 @@ def test_two_sweeps_wanting_one_place_take_turns_on_it(workdir, lab):
             assert a[2] == b[2] or not _overlap(a, b), f"{a} and {b} overlap on one place"
     spans = [s for name in runs for s in _spans(workdir / "r" / name)["board-a"]]
     assert not any(_overlap(a, b) for i, a in enumerate(spans) for b in spans[i + 1 :])
+
+
+ONE_CASE = RECIPE.replace("[1, 2]", "1")
+LONG_CASE = RECIPE.replace("[1, 2]", "1").replace("min_duration_s: 0.3", "min_duration_s: 60")
+
+
+def test_a_held_place_is_waited_for_and_the_wait_ends_naming_the_holder(workdir, lab):
+    write_recipe(workdir, ONE_CASE)
+    lab.client("-p", "board-b", "acquire", user="alice", host="desk-7")
+    try:
+        profile = place_profile(workdir, lab, "lab-b", "board-b", wait_s=2)
+        started = time.monotonic()
+        proc = run_melt("run", workdir / "recipe.yaml", "-d", profile, "--results", workdir / "r", "--run-id", "w")
+        assert time.monotonic() - started >= 2  # it waited
+        assert proc.returncode == 1, proc.stdout + proc.stderr
+        assert "lab-b: waiting for place board-b, acquired by alice on desk-7" in proc.stdout
+        run = json.loads((workdir / "r" / "w" / "run.json").read_text())
+        (case,) = run["cases"].values()
+        assert "place board-b is acquired by alice on desk-7 (labgrid: desk-7/alice); waited 2 s" in case["reason"]
+        assert "Reservation" not in lab.client("reservations").stdout  # its reservation was cancelled
+        assert lab.acquired_by("board-b") == "desk-7/alice"  # and alice's hold untouched
+        # a place that frees up during the wait is taken: alice releases while melt waits
+        profile = place_profile(workdir, lab, "lab-b", "board-b", wait_s=120)
+        proc = spawn_melt("run", workdir / "recipe.yaml", "-d", profile, "--results", workdir / "r", "--run-id", "w2")
+        _wait_for_reservation(lab)
+    finally:
+        lab.client("-p", "board-b", "release", user="alice", host="desk-7")
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, out + err
+    assert "waiting for place board-b, acquired by alice on desk-7" in out
+
+
+def _wait_for_reservation(lab, timeout_s: float = 60) -> str:
+    """Until some melt has a reservation waiting at the coordinator; returns labgrid's listing."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        shown = lab.client("reservations").stdout
+        if "state: waiting" in shown:
+            return shown
+        time.sleep(0.2)
+    raise AssertionError("no reservation waited")
+
+
+def _melt_ssh_masters() -> set[int]:
+    return {p.pid for p in psutil.process_iter(["name", "cmdline"])
+            if p.info["name"] == "ssh" and any("melt-ssh-" in a for a in p.info["cmdline"] or [])}  # fmt: skip
+
+
+def test_a_place_held_by_a_killed_melt_is_taken_over_on_the_same_host_only(workdir, lab):
+    write_recipe(workdir, LONG_CASE, "long.yaml")
+    write_recipe(workdir, ONE_CASE)
+    profile = place_profile(workdir, lab, "lab-a", "board-a", wait_s=2)
+    masters = _melt_ssh_masters()
+    killed = spawn_melt("run", workdir / "long.yaml", "-d", profile, "--results", workdir / "r", "--run-id", "k")
+    spawned = workdir / "device work lab-a" / "spawned"
+    deadline = time.monotonic() + 120
+    while not list(spawned.glob("k--*/pid")) and time.monotonic() < deadline:  # its agent runs on the board
+        time.sleep(0.1)
+    killed.send_signal(signal.SIGKILL)
+    killed.communicate(timeout=30)
+    holder = lab.acquired_by("board-a")
+    assert holder is not None and f".melt{killed.pid}." in holder  # labgrid still has it acquired by the dead melt
+    try:
+        # a melt on another host cannot tell whether that melt still runs: it names it and waits
+        elsewhere = dict(os.environ, LG_HOSTNAME="ci-runner-2")
+        other = subprocess.run(
+            [str(Path(sys.executable).with_name("melt")), "run", str(workdir / "recipe.yaml"), "-d", str(profile),
+             "--results", str(workdir / "r"), "--run-id", "o"],
+            capture_output=True, text=True, env=elsewhere, timeout=120,
+        )  # fmt: skip
+        assert other.returncode == 1, other.stdout + other.stderr
+        reason = next(iter(json.loads((workdir / "r" / "o" / "run.json").read_text())["cases"].values()))["reason"]
+        assert f"place board-a is acquired by melt (pid {killed.pid}) of " in reason and "waited 2 s" in reason
+        assert lab.acquired_by("board-a") == holder
+        # the next melt on the same host takes it over, and says so
+        proc = run_melt("run", workdir / "recipe.yaml", "-d", profile, "--results", workdir / "r", "--run-id", "n")
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        notes = json.loads((workdir / "r" / "n" / "run.json").read_text())["devices"]["lab-a"]["notes"]
+        assert any(f"took over place board-a: it was acquired by melt (pid {killed.pid})" in n for n in notes), notes
+        assert any("ended processes left running on the device by k" in n for n in notes), notes  # its agent
+        assert lab.acquired_by("board-a") is None
+    finally:
+        for pid in _melt_ssh_masters() - masters:  # the killed melt's SSH connection could not close itself
+            psutil.Process(pid).kill()
+
+
+def test_ctrl_c_releases_the_place_and_ends_a_wait(workdir, lab):
+    write_recipe(workdir, LONG_CASE)
+    profile = place_profile(workdir, lab, "lab-a", "board-a")
+    proc = spawn_melt("run", workdir / "recipe.yaml", "-d", profile, "--results", workdir / "r", "--run-id", "c")
+    run_json = workdir / "r" / "c" / "run.json"
+    wait_for_cases(run_json, lambda cases: any(c["status"] == "running" and "lab" in c for c in cases), 120)
+    assert lab.acquired_by("board-a") is not None
+    proc.send_signal(signal.SIGINT)
+    proc.communicate(timeout=60)
+    assert lab.acquired_by("board-a") is None  # released by the time melt has exited
+    assert "Reservation" not in lab.client("reservations").stdout
+    # Ctrl-C during a wait for a held place: melt stops waiting and cancels its reservation
+    lab.client("-p", "board-a", "acquire", user="alice", host="desk-7")
+    try:
+        profile = place_profile(workdir, lab, "lab-a", "board-a", wait_s=600)
+        proc = spawn_melt("run", workdir / "recipe.yaml", "-d", profile, "--results", workdir / "r", "--run-id", "c2")
+        _wait_for_reservation(lab)
+        proc.send_signal(signal.SIGINT)
+        proc.communicate(timeout=60)  # not the 600 s wait
+        assert proc.returncode != 0
+        assert "Reservation" not in lab.client("reservations").stdout
+    finally:
+        lab.client("-p", "board-a", "release", user="alice", host="desk-7")
+
+
+def test_validate_refuses_a_place_or_a_selection_the_lab_does_not_have(workdir, lab):
+    write_recipe(workdir, ONE_CASE)
+    proc = run_melt("validate", workdir / "recipe.yaml", "-d", place_profile(workdir, lab, "lab-x", "board-x"))
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert f"transport.place: expected a place at labgrid coordinator {lab.address}: " in proc.stderr
+    assert "board-a (board=tiny, slot=a), board-b (board=tiny, slot=b), found 'board-x'" in proc.stderr
+    sweep = write_sweep(workdir, lab, "nowhere", "{board: huge}")
+    proc = run_melt("validate", sweep)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert f"{sweep}: lab.select: expected tags some place of labgrid coordinator {lab.address} carries" in proc.stderr
+    assert "board-a (board=tiny, slot=a), board-b (board=tiny, slot=b), found board=huge" in proc.stderr
+    proc = run_melt("validate", write_sweep(workdir, lab, "fine", "{board: tiny}"))
+    assert proc.returncode == 0 and "cases on board-a, board-b" in proc.stdout, proc.stdout + proc.stderr
+
+
+def test_melt_lab_places_reserve_and_release(workdir, lab):
+    env = dict(os.environ, LG_COORDINATOR=lab.address, LG_USERNAME="bob")
+    melt = str(Path(sys.executable).with_name("melt"))
+
+    def lab_cmd(*args):
+        return subprocess.run([melt, "lab", *args], capture_output=True, text=True, env=env, timeout=60)
+
+    done = lab_cmd("reserve", "board-a")
+    assert done.returncode == 0 and "holding place board-a (reservation " in done.stdout, done.stdout + done.stderr
+    assert lab.acquired_by("board-a").endswith("/bob")  # a person's hold, as labgrid-client's
+    rows = {r["place"]: r for r in json.loads(lab_cmd("places", "--json").stdout)}
+    assert rows["board-a"]["held"]["how"] == "acquired" and rows["board-a"]["held"]["who"].startswith("bob on ")
+    assert rows["board-b"]["held"] is None and rows["board-b"]["tags"] == {"board": "tiny", "slot": "b"}
+    assert "board-a" in lab_cmd("places").stdout
+    refused = subprocess.run([melt, "lab", "release", "board-a"], capture_output=True, text=True,
+                             env=dict(env, LG_USERNAME="carol"), timeout=60)  # fmt: skip
+    assert refused.returncode == 1 and "acquired by bob on " in refused.stderr and "--kick" in refused.stderr
+    done = lab_cmd("release", "board-a")
+    assert done.returncode == 0 and done.stdout.strip() == "released place board-a"
+    assert lab.acquired_by("board-a") is None and "Reservation" not in lab.client("reservations").stdout

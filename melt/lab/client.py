@@ -86,9 +86,13 @@ def my_host() -> str:
     return os.environ.get("LG_HOSTNAME") or socket.gethostname()
 
 
-def me() -> Who:
-    pid = os.getpid()
+def me(person: bool = False) -> Who:
+    """This melt as labgrid will name it; person=True: the plain `host/user` labgrid-client uses (for `melt lab
+    reserve`, whose hold outlives the command, as a person's does)."""
     user = os.environ.get("LG_USERNAME") or getpass.getuser()
+    if person:
+        return Who(my_host(), user)
+    pid = os.getpid()
     return Who(my_host(), user, pid, int(psutil.Process(pid).create_time() * 100))
 
 
@@ -99,11 +103,11 @@ class LabClient:
     runs one coordinator request (a labgrid_coordinator_pb2 message) and returns its answer. Raises LabError
     when the coordinator cannot be reached or refuses."""
 
-    def __init__(self, address: str, timeout_s: float = 15.0):
+    def __init__(self, address: str, timeout_s: float = 15.0, person: bool = False):
         from labgrid.remote.client import ClientSession  # labgrid is optional: imported where a lab is used
 
         self.address = address
-        self.who = me()
+        self.who = me(person)
         self.loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self.loop.run_forever, name=f"labgrid-{address}", daemon=True)
         self._thread.start()
@@ -184,20 +188,22 @@ _clients: dict[str, LabClient] = {}
 _clients_lock = threading.Lock()
 
 
-def client(address: str | None = None) -> LabClient:
+def client(address: str | None = None, person: bool = False) -> LabClient:
     """The session of this melt process to that coordinator (one per coordinator, opened on first use, closed
-    at exit). Raises LabError when labgrid is not installed or the coordinator does not answer."""
+    at exit); person=True: as the plain user (me(person=True)). Raises LabError when labgrid is not installed
+    or the coordinator does not answer."""
     address = coordinator_address(address)
+    key = f"{address} person" if person else address
     with _clients_lock:
-        if address not in _clients:
+        if key not in _clients:
             try:
                 import labgrid  # noqa: F401
             except ImportError:
                 raise LabError(
                     "a labgrid lab is named, but labgrid is not installed: pip install 'melt[lab]'"
                 ) from None
-            _clients[address] = LabClient(address)
-        return _clients[address]
+            _clients[key] = LabClient(address, person=person)
+        return _clients[key]
 
 
 @atexit.register

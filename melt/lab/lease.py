@@ -94,19 +94,11 @@ def holder(client: LabClient, place: str) -> tuple[Who, str] | None:
 
 
 def take_over(client: LabClient, place: str) -> list[str]:
-    """Free the place from melts on this host that are no longer running: release it where one of them
-    acquired it (ReleasePlace with fromuser: only while that melt still holds it), and cancel their
-    reservations. Returns a note per thing done."""
+    """Free the place from melts on this host that are no longer running: cancel their reservations of it, then
+    release it where one of them acquired it (ReleasePlace with fromuser: only while that melt still holds it).
+    Returns a note per thing done. (Cancel first: labgrid's scheduler then sees the place free when the
+    release runs it, and allocates the place to the oldest waiting reservation at once.)"""
     notes = []
-    p = client.places().get(place)
-    if p is not None and p.acquired:
-        who = Who.parse(p.acquired)
-        if who.alive_here() is False:
-            client.call("ReleasePlace", _pb().ReleasePlaceRequest(placename=place, fromuser=p.acquired))
-            notes.append(
-                f"took over place {place}: it was acquired by {who.describe()}, which is no longer running "
-                "(released with labgrid's release-from)"
-            )
     for r in reservations(client):
         who = Who.parse(r.owner)
         mine = r.allocations.get("main") == [place] or r.filters.get("main") == {"name": place}
@@ -116,7 +108,26 @@ def take_over(client: LabClient, place: str) -> list[str]:
                 notes.append(f"cancelled reservation {r.token} of {who.describe()}, which is no longer running")
             except LabError:
                 pass  # cancelled meanwhile by another melt taking over
+    p = client.places().get(place)
+    if p is not None and p.acquired:
+        who = Who.parse(p.acquired)
+        if who.alive_here() is False:
+            client.call("ReleasePlace", _pb().ReleasePlaceRequest(placename=place, fromuser=p.acquired))
+            notes.insert(
+                0,
+                f"took over place {place}: it was acquired by {who.describe()}, which is no longer running "
+                "(released with labgrid's release-from)",
+            )
     return notes
+
+
+def _nudge(client: LabClient) -> None:
+    """Make labgrid's scheduler run now. It runs on every reservation or place change and every 15 s, but a
+    place whose reservation was cancelled is offered again only on its next run; a reservation that matches no
+    place, made and cancelled at once, is such a run (and changes no one's place in the queue)."""
+    pb = _pb()
+    request = pb.CreateReservationRequest(filters={"main": pb.Reservation.Filter(filter={"melt_nudge": "none"})})
+    _cancel(client, client.call("CreateReservation", request).reservation.token)
 
 
 def _reserve(client: LabClient, place: str) -> str:
@@ -167,7 +178,9 @@ def take(client: LabClient, place: str, wait_s: float, stop: threading.Event | N
                 continue
             notes += take_over(client, place)
             has = holder(client, place)
-            if has is not None and has[0].alive_here() is not False:
+            if has is not None and has[0].name == client.who.name:
+                pass  # allocated to this melt, before the poll above saw it
+            elif has is not None and has[0].alive_here() is not False:
                 if on_wait is not None and not told:
                     on_wait(f"{has[1]} by {has[0].describe()}")
                     told = True
@@ -177,8 +190,12 @@ def take(client: LabClient, place: str, wait_s: float, stop: threading.Event | N
                         f"place {place} is {how} by {who.describe()} (labgrid: {who.name}); waited {wait_s:g} s "
                         f"for it at coordinator {client.address}; wait for it, or ask its holder to release it"
                     )
-            elif deadline.expired():
-                raise PlaceBusy(f"place {place} was not allocated within {wait_s:g} s at {client.address}")
+            else:  # free, yet not allocated to us: labgrid has not rescheduled since it was freed
+                _nudge(client)
+                if _poll(client, token).state in (ReservationState.allocated, ReservationState.acquired):
+                    break
+                if deadline.expired():
+                    raise PlaceBusy(f"place {place} was not allocated within {wait_s:g} s at {client.address}")
             if stop is not None and stop.wait(POLL_S):
                 raise LeaseInterrupted(f"interrupted while waiting for place {place}")
             if stop is None:
@@ -225,7 +242,5 @@ def _resolve(client: LabClient, place: str, token: str) -> Held:
 def release(client: LabClient, place: str, token: str) -> None:
     """Release the place if this melt still holds it, and cancel the reservation (labgrid then allocates the
     place to the oldest waiting reservation)."""
-    try:
-        client.call("ReleasePlace", _pb().ReleasePlaceRequest(placename=place, fromuser=client.who.name))
-    finally:
-        _cancel(client, token)
+    _cancel(client, token)  # first: the release below then lets labgrid's scheduler offer the place at once
+    client.call("ReleasePlace", _pb().ReleasePlaceRequest(placename=place, fromuser=client.who.name))
