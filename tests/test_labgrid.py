@@ -138,7 +138,9 @@ def test_two_sweeps_wanting_one_place_take_turns_on_it(workdir, lab):
 
 
 ONE_CASE = RECIPE.replace("[1, 2]", "1")
-LONG_CASE = RECIPE.replace("[1, 2]", "1").replace("min_duration_s: 0.3", "min_duration_s: 60")
+LONG_CASE = RECIPE.replace("[1, 2]", "1").replace(
+    "min_duration_s: 0.3", "min_duration_s: 120, max_repetitions: 100000000"
+)
 
 
 def test_a_held_place_is_waited_for_and_the_wait_ends_naming_the_holder(workdir, lab):
