@@ -364,6 +364,7 @@ def devices_probe(device: str, as_json: bool) -> None:
     profile = load_profile(device)
     target = Device(profile)
     try:
+        target.hold()  # a lab place is held for the probe, as for a run
         env = target.environment(runtimes(profile))
     finally:
         target.t.close()

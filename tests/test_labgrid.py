@@ -15,11 +15,19 @@ from pathlib import Path
 
 import psutil
 import pytest
-from conftest import run_melt, spawn_melt, wait_for_cases, write_recipe
+import yaml
+from conftest import ROOT, run_melt, spawn_melt, wait_for_cases, write_recipe
 from lab import labgrid_lab
+from test_nightly_workflow import WORKFLOW
+
+from melt.plan import plan_sweep
 
 BOARDS = Path(__file__).resolve().parent / "lab" / "boards"
-PLACES = {"board-a": {"board": "tiny", "slot": "a"}, "board-b": {"board": "tiny", "slot": "b"}}
+# board-a is also in the nightly pool, its static facts those of the shipped jetson-orin-nano profile
+PLACES = {
+    "board-a": {"board": "tiny", "slot": "a", "pool": "nightly", "melt_profile": "jetson-orin-nano"},
+    "board-b": {"board": "tiny", "slot": "b"},
+}
 
 RECIPE = """
 name: lab
@@ -283,3 +291,20 @@ def test_melt_lab_places_reserve_and_release(workdir, lab):
     done = lab_cmd("release", "board-a")
     assert done.returncode == 0 and done.stdout.strip() == "released place board-a"
     assert lab.acquired_by("board-a") is None and "Reservation" not in lab.client("reservations").stdout
+    # a probe holds the place, as a run does, and lets it go
+    probe = run_melt("devices", "probe", place_profile(workdir, lab, "lab-a", "board-a"), "--json")
+    assert probe.returncode == 0 and json.loads(probe.stdout)["device"] == "lab-a", probe.stdout + probe.stderr
+    assert lab.acquired_by("board-a") is None
+
+
+def test_the_nightly_workflow_takes_its_devices_from_the_lab_when_configured(lab, monkeypatch):
+    job = yaml.safe_load(WORKFLOW.read_text())["jobs"]["sweep"]
+    assert job["env"]["LG_COORDINATOR"] == "${{ vars.LG_COORDINATOR }}"
+    assert "'recipes/nightly-lab-sweep.yaml'" in job["env"]["SWEEP"]
+    monkeypatch.setenv("LG_COORDINATOR", lab.address)  # the coordinator as labgrid's own tools read it
+    plan = plan_sweep(ROOT / "recipes" / "nightly-lab-sweep.yaml")
+    (profile,) = plan.profiles  # the lab's nightly pool: board-a, with the facts its melt_profile tag names
+    assert profile.name == "board-a" and profile.spec.platform == "jetson"
+    assert profile.spec.transport.kind == "labgrid" and profile.spec.transport.place == "board-a"
+    assert profile.spec.transport.user == "melt"  # the SSH options of jetson-orin-nano
+    assert {c.device for c in plan.cases} == {"board-a"} and all(c.protocol["repetitions"] >= 10 for c in plan.cases)

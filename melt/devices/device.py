@@ -136,6 +136,12 @@ class Device:
     def leased(self) -> bool:
         return isinstance(self.t, PlaceTransport)
 
+    def hold(self) -> None:
+        """A lab place: hold it (waiting for it, as a run does) until close(); nothing for other devices.
+        For a look at the device outside a run (`melt devices probe`, reachable())."""
+        if self.leased:
+            self._hold()
+
     def _hold(self) -> None:
         def told(how: str) -> None:
             if callable(self.on_wait):
@@ -240,6 +246,7 @@ def reachable(profile: DeviceProfile, timeout_s: float = 15.0) -> tuple[bool, st
     """Whether the device answers a trivial command now, and if not, why."""
     device = Device(profile)
     try:
+        device.hold()
         done = device.t.run(["true"], timeout_s)
         if done.timed_out:
             return False, f"no answer within {timeout_s:.0f} s"
