@@ -261,12 +261,15 @@ def test_validate_refuses_a_place_or_a_selection_the_lab_does_not_have(workdir, 
     proc = run_melt("validate", workdir / "recipe.yaml", "-d", place_profile(workdir, lab, "lab-x", "board-x"))
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert f"transport.place: expected a place at labgrid coordinator {lab.address}: " in proc.stderr
-    assert "board-a (board=tiny, slot=a), board-b (board=tiny, slot=b), found 'board-x'" in proc.stderr
+    assert (
+        "board-a (board=tiny, melt_profile=jetson-orin-nano, pool=nightly, slot=a), board-b (board=tiny, slot=b)"
+        ", found 'board-x'" in proc.stderr
+    )
     sweep = write_sweep(workdir, lab, "nowhere", "{board: huge}")
     proc = run_melt("validate", sweep)
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert f"{sweep}: lab.select: expected tags some place of labgrid coordinator {lab.address} carries" in proc.stderr
-    assert "board-a (board=tiny, slot=a), board-b (board=tiny, slot=b), found board=huge" in proc.stderr
+    assert "board-b (board=tiny, slot=b), found board=huge" in proc.stderr
     proc = run_melt("validate", write_sweep(workdir, lab, "fine", "{board: tiny}"))
     assert proc.returncode == 0 and "cases on board-a, board-b" in proc.stdout, proc.stdout + proc.stderr
 
@@ -300,9 +303,9 @@ def test_melt_lab_places_reserve_and_release(workdir, lab):
 def test_the_nightly_workflow_takes_its_devices_from_the_lab_when_configured(lab, monkeypatch):
     job = yaml.safe_load(WORKFLOW.read_text())["jobs"]["sweep"]
     assert job["env"]["LG_COORDINATOR"] == "${{ vars.LG_COORDINATOR }}"
-    assert "'recipes/nightly-lab-sweep.yaml'" in job["env"]["SWEEP"]
+    assert "'recipes/lab/nightly-sweep.yaml'" in job["env"]["SWEEP"]
     monkeypatch.setenv("LG_COORDINATOR", lab.address)  # the coordinator as labgrid's own tools read it
-    plan = plan_sweep(ROOT / "recipes" / "nightly-lab-sweep.yaml")
+    plan = plan_sweep(ROOT / "recipes" / "lab" / "nightly-sweep.yaml")
     (profile,) = plan.profiles  # the lab's nightly pool: board-a, with the facts its melt_profile tag names
     assert profile.name == "board-a" and profile.spec.platform == "jetson"
     assert profile.spec.transport.kind == "labgrid" and profile.spec.transport.place == "board-a"
