@@ -179,7 +179,8 @@ def take(client: LabClient, place: str, wait_s: float, stop: threading.Event | N
             notes += take_over(client, place)
             has = holder(client, place)
             if has is not None and has[0].name == client.who.name:
-                pass  # allocated to this melt, before the poll above saw it
+                if deadline.expired():  # this melt holds it under another reservation: a hold not released
+                    raise PlaceBusy(f"place {place} is {has[1]} by this melt itself ({has[0].name}), not released")
             elif has is not None and has[0].alive_here() is not False:
                 if on_wait is not None and not told:
                     on_wait(f"{has[1]} by {has[0].describe()}")
