@@ -61,6 +61,7 @@ class Held:
             "place": self.place, "coordinator": self.coordinator, "token": self.token, "exporter": self.exporter,
             "exporter_host": self.exporter_host, "address": self.address, "port": self.port,
             "acquired_at": self.acquired_at, "released_at": self.released_at,
+            **({"notes": self.notes} if self.notes else {}),
         }  # fmt: skip
 
 
