@@ -20,6 +20,7 @@ from conftest import ROOT, run_melt, spawn_melt, wait_for_cases, write_recipe
 from lab import labgrid_lab
 from test_nightly_workflow import WORKFLOW
 
+from melt.lab.client import close_all
 from melt.plan import plan_sweep
 
 BOARDS = Path(__file__).resolve().parent / "lab" / "boards"
@@ -62,23 +63,6 @@ def place_profile(folder: Path, lab, name: str, place: str | None, wait_s: float
     return path
 
 
-def test_a_run_on_a_place_reserves_acquires_and_releases_it(workdir, lab):
-    write_recipe(workdir, RECIPE)
-    profile = place_profile(workdir, lab, "lab-a", "board-a")
-    proc = run_melt("run", workdir / "recipe.yaml", "-d", profile, "--results", workdir / "r", "--run-id", "one")
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    run = json.loads((workdir / "r" / "one" / "run.json").read_text())
-    record = run["devices"]["lab-a"]["lab"]
-    assert record["place"] == "board-a" and record["exporter"] == "exp-board-a"
-    assert record["exporter_host"] == socket.getfqdn()  # labgrid's exporter publishes its host's FQDN
-    assert record["port"] == lab.boards["board-a"].port
-    holds = [c["lab"] for c in run["cases"].values()]
-    assert len(holds) == 2 and all(h["released_at"] and h["token"] for h in holds)
-    assert set(record["tokens"]) >= {h["token"] for h in holds}  # a reservation per hold, all recorded
-    assert lab.acquired_by("board-a") is None  # released at the end
-    assert "Reservation" not in lab.client("reservations").stdout  # and no reservation left behind
-
-
 def write_sweep(folder: Path, lab, name: str, select: str, count: int = 2) -> Path:
     """A sweep over the lab's places matching `select`. The boards are all this machine, so each place gets a
     profile of its own (lab.profiles), with a workdir of its own, as two real boards would have."""
@@ -119,7 +103,17 @@ def test_a_sweep_over_the_pool_uses_both_places_in_parallel(workdir, lab):
     for entry in run["cases"].values():
         holds.setdefault(entry["lab"]["place"], []).append((entry["lab"]["acquired_at"], entry["lab"]["released_at"]))
     assert any(_overlap(a, b) for a in holds["board-a"] for b in holds["board-b"]), "one place after the other"
+    # run.json: per device the place, its exporter and exporter host, and every reservation token
+    record = run["devices"]["board-a"]["lab"]
+    assert record["place"] == "board-a" and record["exporter"] == "exp-board-a"
+    assert record["exporter_host"] == socket.getfqdn()  # labgrid's exporter publishes its host's FQDN
+    assert record["port"] == lab.boards["board-a"].port and record["coordinator"] == lab.address
+    mine = [c["lab"] for c in run["cases"].values() if c["lab"]["place"] == "board-a"]
+    assert len(mine) == 2 and all(h["released_at"] and h["token"] for h in mine)
+    assert set(record["tokens"]) >= {h["token"] for h in mine} and len(set(record["tokens"])) == 3  # open + 2 cases
+    # every place released, no reservation left behind
     assert lab.acquired_by("board-a") is None and lab.acquired_by("board-b") is None
+    assert "Reservation" not in lab.client("reservations").stdout
 
 
 def test_two_sweeps_wanting_one_place_take_turns_on_it(workdir, lab):
@@ -311,3 +305,4 @@ def test_the_nightly_workflow_takes_its_devices_from_the_lab_when_configured(lab
     assert profile.spec.transport.kind == "labgrid" and profile.spec.transport.place == "board-a"
     assert profile.spec.transport.user == "melt"  # the SSH options of jetson-orin-nano
     assert {c.device for c in plan.cases} == {"board-a"} and all(c.protocol["repetitions"] >= 10 for c in plan.cases)
+    close_all()  # this process's session to the lab, before the lab stops
