@@ -85,6 +85,8 @@ def validate(recipe: Path, devices: tuple[str, ...]) -> None:
 def _case_line(event: str, info: dict) -> str | None:
     from melt.progress import figures_line
 
+    if event == "lab_wait":  # a lab place held by someone else (melt/lab/)
+        return f"{info['device']}: waiting for place {info['place']}, {info['holder']}"
     if event == "case_start":
         return f"[{info['index']}/{info['total']}] {info['case'].device} {info['case'].label} ..."
     if event == "case_end":
@@ -267,6 +269,62 @@ def report(run_dirs: tuple[Path, ...], output: Path | None, threshold_pct: float
     click.echo(f"report: {write_report(list(run_dirs), output, threshold_pct)}")
 
 
+# -- melt lab: the labgrid lab's places, and holds for people (melt/lab/desk.py) --------------------------
+coordinator_option = click.option(
+    "--coordinator",
+    metavar="HOST:PORT",
+    help="The labgrid coordinator (default: LG_COORDINATOR, else 127.0.0.1:20408).",
+)
+
+
+@cli.group()
+def lab() -> None:
+    """The labgrid lab: its places, who holds them, and holds for people (the same locks melt's runs use)."""
+
+
+@lab.command("places")
+@coordinator_option
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def lab_places(coordinator: str | None, as_json: bool) -> None:
+    """List the lab's places: tags, who holds them, and which melt profiles map to each."""
+    from melt.lab.desk import places
+
+    rows = places(coordinator)
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    for r in rows:
+        tags = " ".join(f"{k}={v}" for k, v in sorted(r["tags"].items()))
+        held = f"{r['held']['how']} by {r['held']['who']}" if r["held"] else "free"
+        profiles = ", ".join(r["profiles"]) or "-"
+        click.echo(f"{r['place']:<20} {held:<40} profiles: {profiles:<20} {tags}")
+
+
+@lab.command("reserve")
+@click.argument("place")
+@coordinator_option
+@click.option("--wait-s", type=click.FloatRange(0), default=0, show_default=True,
+              help="Wait this long for a place someone else holds.")  # fmt: skip
+def lab_reserve(place: str, coordinator: str | None, wait_s: float) -> None:
+    """Hold PLACE as you (labgrid's host/user) until `melt lab release PLACE`; melt runs wait for it meanwhile."""
+    from melt.lab.desk import reserve
+
+    held = reserve(place, coordinator, wait_s)
+    click.echo(f"holding place {place} (reservation {held.token}; {held.username}@{held.address}:{held.port}, "
+               f"exported by {held.exporter} on {held.exporter_host})")  # fmt: skip
+
+
+@lab.command("release")
+@click.argument("place")
+@coordinator_option
+@click.option("--kick", is_flag=True, help="Release it whoever holds it.")
+def lab_release(place: str, coordinator: str | None, kick: bool) -> None:
+    """Release PLACE (yours; --kick: anyone's) and cancel its reservation."""
+    from melt.lab.desk import release
+
+    click.echo(release(place, coordinator, kick))
+
+
 @cli.group()
 def devices() -> None:
     """Device profiles: which exist, what a device is."""
@@ -306,6 +364,7 @@ def devices_probe(device: str, as_json: bool) -> None:
     profile = load_profile(device)
     target = Device(profile)
     try:
+        target.hold()  # a lab place is held for the probe, as for a run
         env = target.environment(runtimes(profile))
     finally:
         target.t.close()

@@ -18,7 +18,7 @@ from melt.recipe import Case, Recipe, expand, load_recipe
 from melt.sweep import Sweep, load_sweep
 from melt.yamlfile import load
 
-SUPPORTED_TRANSPORTS = ("local", "ssh", "adb")
+SUPPORTED_TRANSPORTS = ("local", "ssh", "adb", "labgrid")
 
 
 @dataclass(frozen=True)
@@ -85,6 +85,10 @@ def check_profiles(profiles: list[DeviceProfile], cases: list[Case] | tuple[Case
         if p.name in seen:
             problems.append(Problem(str(p.path), "name", "each device once", f"{p.name!r} twice"))
         seen.add(p.name)
+    if any(p.spec.transport.kind == "labgrid" for p in profiles):  # the lab's places exist (melt/lab/pool.py)
+        from melt.lab.pool import place_problems
+
+        problems += place_problems(profiles)
     if problems:  # before the capabilities: two profiles of one name would mix their cases up
         raise InputError(problems)
     problems = capability_problems(profiles, list(cases))
@@ -116,6 +120,15 @@ def plan_sweep(path: str | Path, tags: tuple[str, ...] = ()) -> Plan:
             problems += [
                 Problem(str(sweep.path), f"devices[{i}]", p.expected, f"{p.file}: {p.found}") for p in e.problems
             ]
+    if sweep.spec.lab is not None:  # places of a labgrid lab (melt/lab/pool.py)
+        from melt.lab.pool import pool_profiles
+        from melt.sweep import profile_ref_in
+
+        places, found = pool_profiles(sweep.spec.lab, sweep.path, profile_ref_in(sweep))
+        pool += [(p, set(sweep.spec.lab.tags)) for p in places]
+        problems += found
+    elif not sweep.spec.devices:
+        problems.append(Problem(str(sweep.path), "devices", "a pool: devices, or a lab: block", "neither"))
     if tags:
         unknown = set(tags) - {t for _, ts in pool for t in ts}
         if unknown:

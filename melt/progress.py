@@ -80,6 +80,13 @@ class SweepProgress:
             for device, s in self.devices.items():
                 self._print(f"{device}: {s.total} cases")
             return
+        if event == "lab_wait":  # a lab place held by someone else (melt/lab/): shown until the case starts
+            with self.lock:
+                state = self.devices.get(info["device"])
+                if state is not None:
+                    state.current = f"waiting for place {info['place']}, {info['holder']}"
+            self._print(f"{info['device']}: waiting for place {info['place']}, {info['holder']}")
+            return
         case = info.get("case")
         if case is None:
             return

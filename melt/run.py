@@ -25,6 +25,8 @@ from melt.devices.lock import DeviceBusy
 from melt.devices.profile import DeviceProfile
 from melt.devices.transport import TransportError
 from melt.errors import InputError, MeltError, Problem
+from melt.lab.client import LabError
+from melt.lab.record import lab_record
 from melt.plan import Plan
 from melt.recipe import Case, OrtModel, Recipe, ort_inputs
 from melt.results.layout import RunDir, check_run_id, read_json, read_trials, write_json
@@ -170,11 +172,14 @@ class Execution:
         runtimes = sorted({c.runtime for c in self.plan.cases if c.device == profile.name})
         device = None
         try:
-            device = Device(profile)
+            device = Device(profile, stop=self.stop, on_wait=self._lab_wait)
             notes = device.open(self.run_id)
             found = device.environment(runtimes)
+            if device.leased:  # a lab place: held per case from here on (melt/lab/)
+                device.pause()
+                found["lab"] = lab_record(device)
             return device, {**found, "notes": notes} if notes else found
-        except DeviceBusy as e:
+        except (DeviceBusy, LabError) as e:
             if device is not None:
                 device.t.close()
             return None, {"busy": str(e)}
@@ -327,6 +332,7 @@ class Execution:
         with self.lock:
             entry.update(status="running", started_at=_now(), ended_at=None, reason=None)
             self.run.write(manifest)
+        ended_at = None  # a lab place's case: when it ended on the place, before the place was released
         if "busy" in device_env:
             status, reason = "failed", device_env["busy"]
         elif "unreachable" in device_env:
@@ -339,15 +345,24 @@ class Execution:
             status = "failed"
         else:
             try:
-                status, reason = self._run_case(case, models[case.model_id], device, profile, manifest)
-            except (TransportError, DeadlineExceeded) as e:  # the link or the device went away, or time ran out
+                # a lab place is held for this case only: the case's window is its hold's (not the wait for it),
+                # so that cases of two melts on one place never overlap in run.json
+                with device.turn() as held:
+                    if held is not None:
+                        self._lab_hold(case, entry, device, held, manifest, started_at=_now())
+                    status, reason = self._run_case(case, models[case.model_id], device, profile, manifest)
+                    ended_at = _now() if held is not None else None
+                if held is not None:
+                    self._lab_hold(case, entry, device, held, manifest)
+            # the link or the device went away, time ran out, or a lab place stayed held by someone else
+            except (TransportError, DeadlineExceeded, DeviceBusy, LabError) as e:
                 status, reason = "failed", str(e)
             except Exception as e:  # noqa: BLE001 - a bug in one case must not end the other devices' work
                 status, reason = "failed", f"melt error: {type(e).__name__}: {e}"
         if self.stop.is_set():
             status, reason = "failed", "interrupted"
         with self.lock:
-            entry.update(status=status, ended_at=_now(), reason=reason)
+            entry.update(status=status, ended_at=ended_at or _now(), reason=reason)
             self.run.write(manifest)
             if status == "ok":
                 outcome.ok.append(case.case_id)
@@ -357,6 +372,18 @@ class Execution:
             "case_end", case=case, status=status, reason=reason, index=i + 1, total=total,
             metrics=self.run.metrics(case.case_id) if status == "ok" else None,
         )  # fmt: skip
+
+    def _lab_wait(self, device: str, place: str, how: str) -> None:
+        self.progress("lab_wait", device=device, place=place, holder=how)
+
+    def _lab_hold(self, case: Case, entry: dict, device: Device, held, manifest: dict, started_at=None) -> None:
+        """run.json: the case's hold of its lab place (place, exporter, reservation token, when), and the device's."""
+        with self.lock:
+            entry["lab"] = held.to_json()
+            if started_at:
+                entry["started_at"] = started_at
+            manifest["devices"][case.device]["lab"] = lab_record(device)
+            self.run.write(manifest)
 
     def _run_case(
         self, case: Case, model: sources.ResolvedModel, device: Device, profile: DeviceProfile, manifest: dict

@@ -11,6 +11,23 @@ recipes:                                   # paths relative to this file
   - {recipe: llm-sweep.yaml, tags: [edge]} # only on devices with one of these tags
 ```
 
+A pool may also be places of a labgrid lab (melt/lab/), beside or instead of `devices`:
+
+```yaml
+lab:
+  coordinator: 127.0.0.1:20408             # else LG_COORDINATOR, as labgrid's own tools read it
+  select: {board: jetson-orin-nano}        # labgrid tags a place must carry (`name`: the place's name)
+  count: 2                                 # at most this many places (the free ones first); absent: all
+  profile: jetson-orin-nano                # the places' static facts (or lab.profiles: {PLACE: profile},
+                                           # or the place's labgrid tag melt_profile)
+  tags: [edge]                             # the pool's tags, for recipes' `tags`
+  wait_s: 600                              # how long a case waits for a place someone else holds
+```
+
+Each place is a device named after the place, with its own queue of cases; a place is held (labgrid
+reservation, then acquire) for one case at a time, so two sweeps that want one place take turns on it, in
+the order labgrid's reservation scheduler gives it.
+
 `melt sweep FILE --tag T` narrows the pool to devices carrying a tag. Every case keeps the
 case_id it has in a plain `melt run` of its recipe on that device, so a sweep and a run compare.
 
@@ -42,10 +59,23 @@ class SweepRecipe(Strict):
     tags: TagList = Field(default_factory=list)  # empty: every device
 
 
+class LabPool(Strict):
+    """Places of a labgrid lab as the sweep's pool (melt/lab/pool.py)."""
+
+    coordinator: str | None = None
+    select: dict[str, str] = Field(default_factory=dict)
+    count: int | None = Field(default=None, ge=1)
+    profile: str | None = None
+    profiles: dict[str, str] = Field(default_factory=dict)
+    tags: TagList = Field(default_factory=list)
+    wait_s: float | None = Field(default=None, ge=0)
+
+
 class SweepSpec(Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
     description: str = ""
-    devices: list[str | PoolDevice] = Field(min_length=1)
+    devices: list[str | PoolDevice] = Field(default_factory=list)  # with `lab`, may be empty
+    lab: LabPool | None = None
     recipes: list[str | SweepRecipe] = Field(min_length=1)
 
 
@@ -72,6 +102,11 @@ class Sweep:
         """The recipes in file order, each in its long form, its path absolute."""
         entries = [e if isinstance(e, SweepRecipe) else SweepRecipe(recipe=e) for e in self.spec.recipes]
         return [SweepRecipe(recipe=str(self.path.parent / e.recipe), tags=e.tags) for e in entries]
+
+
+def profile_ref_in(sweep: Sweep):
+    """ref -> a profile name or absolute path, for references written in the sweep file."""
+    return lambda ref: _profile_ref(ref, sweep.path.parent)
 
 
 def _profile_ref(ref: str, base: Path) -> str:

@@ -53,14 +53,20 @@ def test_every_melt_command_in_the_nightly_workflow_parses(tmp_path):
     job = workflow["jobs"]["sweep"]
     assert "self-hosted" in job["runs-on"]
     assert workflow[True]["schedule"][0]["cron"]  # YAML 1.1 reads the key `on` as True
-    env = {"MELT_RESULTS": str(tmp_path / "results"), "RUN_ID": "nightly-1-1", "cases": "--case 59f7ec439cf2"}
+    env = {
+        "MELT_RESULTS": str(tmp_path / "results"),
+        "RUN_ID": "nightly-1-1",
+        "cases": "--case 59f7ec439cf2",
+        "SWEEP": "recipes/nightly-sweep.yaml",
+        "LG_COORDINATOR": "",
+    }  # without a lab (tests/test_labgrid.py: with)
     (tmp_path / "results" / "nightly-1-1").mkdir(parents=True)
     commands = [c for step in job["steps"] if "run" in step for c in _melt_commands(step["run"], env)]
     verbs = [c[0] for c in commands]
     assert {"sweep", "compare", "report", "results"} <= set(verbs), verbs
     for args in commands:
         ctx = _parse(args)
-        assert ctx.command.name in {"sweep", "compare", "report", "export", "list"}
+        assert ctx.command.name in {"sweep", "compare", "report", "export", "list", "places"}
     compare = next(c for c in commands if c[0] == "compare")
     assert "--junit" in compare and "--markdown" in compare and "--baseline-window" in compare
     confirm = [c for c in commands if c[0] == "sweep" and "--case" in c]

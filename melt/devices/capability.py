@@ -24,7 +24,7 @@ from melt.devices.profile import DeviceProfile
 from melt.errors import Problem
 
 # what python: absent means, per transport kind; None: no Python
-DEFAULT_PYTHON = {"local": sys.executable, "ssh": "python3", "adb": None}
+DEFAULT_PYTHON = {"local": sys.executable, "ssh": "python3", "adb": None, "labgrid": "python3"}  # labgrid: over SSH
 
 
 @dataclass(frozen=True)

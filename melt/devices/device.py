@@ -10,6 +10,7 @@ left running there (melt.devices.spawning.LEFTOVERS), before any case starts; cl
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,6 +24,7 @@ from melt.devices.provision import Provisioner
 from melt.devices.tools_session import ToolsSession
 from melt.devices.transport import AdbTransport, LocalTransport, SshTransport, TransportError
 from melt.errors import MeltError
+from melt.lab.transport import PlaceTransport
 from melt.runtimes import llama_cpp_cli
 from melt.sources import ResolvedModel, cache_dir
 
@@ -39,6 +41,8 @@ def make_transport(profile: DeviceProfile):
         return SshTransport(profile.spec.transport)
     if kind == "adb":
         return AdbTransport(profile.spec.transport)
+    if kind == "labgrid":  # a place of a labgrid lab, held per case (melt/lab/)
+        return PlaceTransport(profile.spec.transport)
     raise MeltError(f"device {profile.name}: transport {kind!r} is not supported by this version of melt")
 
 
@@ -54,6 +58,8 @@ class Device:
     profile: DeviceProfile
     transport: object = None
     notes: list[str] = field(default_factory=list)  # lock take-overs and leftovers ended, for run.json
+    stop: object = None  # a threading.Event set on Ctrl-C: ends a wait for a lab place
+    on_wait: object = None  # on_wait(device, how the place is held, by whom): a wait for a lab place begins
 
     def __post_init__(self):
         self.t = self.transport or make_transport(self.profile)
@@ -63,6 +69,8 @@ class Device:
         self._holder: lock.Holder | None = None
         self._sessions: dict[str, object] = {}
         self._unconfirmed = False  # a case's tree could not be confirmed gone: check before the next case
+        self._run_id = ""
+        self.holds: list = []  # a lab place's holds (melt.lab.lease.Held), in order
 
     @property
     def name(self) -> str:
@@ -110,7 +118,11 @@ class Device:
     # -- one run on the device ------------------------------------------------------------------------
     def open(self, run_id: str) -> list[str]:
         """Lock the device for this run and end what earlier runs left there. Returns notes for run.json.
-        Raises DeviceBusy (another melt holds it) or TransportError (unreachable; leftovers that would not end)."""
+        Raises DeviceBusy (another melt holds it) or TransportError (unreachable; leftovers that would not end);
+        for a lab place first holds the place (melt.lab.lease: PlaceBusy, LeaseInterrupted, LabError)."""
+        self._run_id = run_id
+        if self.leased:
+            self._hold()
         holder = lock.me(run_id)
         note = lock.acquire(self.sh, f"{self.workdir}/lock", self.name, holder)
         self._holder = holder
@@ -118,6 +130,52 @@ class Device:
             self.notes.append(note)
         self.end_leftovers()
         return self.notes
+
+    # -- a lab place: held per case, so that other melts' cases can run on it in between -----------------
+    @property
+    def leased(self) -> bool:
+        return isinstance(self.t, PlaceTransport)
+
+    def hold(self) -> None:
+        """A lab place: hold it (waiting for it, as a run does) until close(); nothing for other devices.
+        For a look at the device outside a run (`melt devices probe`, reachable())."""
+        if self.leased:
+            self._hold()
+
+    def _hold(self) -> None:
+        def told(how: str) -> None:
+            if callable(self.on_wait):
+                self.on_wait(self.name, self.t.place, how)
+
+        held = self.t.hold(self.stop, told)
+        self.holds.append(held)
+        self.notes.extend(held.notes)
+
+    def pause(self) -> None:
+        """Between cases on a lab place: unlock the device and release the place."""
+        if not self.leased:
+            return
+        try:
+            if self._holder is not None and self._workdir is not None:
+                lock.release(self.sh, f"{self.workdir}/lock", self._holder)
+        except (TransportError, MeltError):
+            pass  # the lock is stale once released places are taken over; the next melt takes it over
+        finally:
+            self._holder = None
+            self.t.let_go()
+
+    @contextmanager
+    def turn(self):
+        """One case's hold of a lab place: hold it (waiting for it), lock the device, end leftovers; release
+        after. Yields the held place (melt.lab.lease.Held), or None for a device that is not a lab place."""
+        if not self.leased:
+            yield None
+            return
+        self.open(self._run_id)
+        try:
+            yield self.holds[-1]
+        finally:
+            self.pause()
 
     def end_leftovers(self) -> None:
         """End every process tree a case left on the device (a cut link, a killed melt). Raises TransportError
@@ -188,6 +246,7 @@ def reachable(profile: DeviceProfile, timeout_s: float = 15.0) -> tuple[bool, st
     """Whether the device answers a trivial command now, and if not, why."""
     device = Device(profile)
     try:
+        device.hold()
         done = device.t.run(["true"], timeout_s)
         if done.timed_out:
             return False, f"no answer within {timeout_s:.0f} s"

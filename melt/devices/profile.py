@@ -36,7 +36,24 @@ class AdbTransport(Strict):
     serial: str
 
 
-Transport = Annotated[Union[LocalTransport, SshTransport, AdbTransport], Field(discriminator="kind")]  # noqa: UP007
+class LabgridTransport(Strict):
+    """A place of a labgrid lab (melt/lab/): reserved and acquired per case, its NetworkService reached over SSH
+    with the options below (the address, port and user come from the place)."""
+
+    kind: Literal["labgrid"]
+    place: Annotated[str, Field(min_length=1)] | None = None  # absent only in a profile a sweep's `lab:` pool uses
+    coordinator: str | None = None  # HOST:PORT; else LG_COORDINATOR, as labgrid's own tools read it
+    wait_s: Annotated[float, Field(ge=0)] = 600.0  # how long to wait for a place someone else holds
+    user: str | None = None  # else the NetworkService's username
+    identity: str | None = None
+    host_key_check: Literal["strict", "accept-new"] = "strict"  # never off
+    ssh_config: str | None = None
+    known_hosts: str | None = None
+
+
+Transport = Annotated[
+    Union[LocalTransport, SshTransport, AdbTransport, LabgridTransport], Field(discriminator="kind")  # noqa: UP007
+]
 
 
 class Battery(Strict):
