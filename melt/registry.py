@@ -34,7 +34,8 @@ class Metric:
     text, the catalog types the column by it); direction: 'higher' | 'lower' is better, None where it has no
     better side; judged: 'trial' | 'run' | 'info' | None (module docstring); source: 'runtime' (a runtime's
     own analysis), 'agent' (what the agent reports of its process), 'telemetry' (the sampler's trace),
-    'quality' (measured of the model's output after the speed trials: melt.analysis.quality) or 'case' (the
+    'quality' (measured of the model's output after the speed trials: melt.analysis.quality), 'roofline' (the
+    device's memory bandwidth and the model's bytes and FLOPs per token: melt.analysis.roofline) or 'case' (the
     case's own bookkeeping: trials, spread, validity); runtimes: those whose analysis produces it
     (telemetry: every runtime, where the device has the sensor); title: short column title; digits: the
     markdown export's format; table: shown in the report's comparison table; live: the live view's format;
@@ -110,6 +111,22 @@ METRICS: tuple[Metric, ...] = (
     Metric("top1_agree_pct", "%", "top-1 agree", direction="higher", source="quality", runtimes=LLAMA,
            digits="{:.1f}"),
     Metric("ppl_ratio", "", "PPL ratio", direction="lower", source="quality", runtimes=LLAMA, digits="{:.4f}"),
+    # roofline (melt.analysis.roofline): shown, never judged. The device's memory bandwidth (measured once a run:
+    # telemetry.bandwidth), the bytes a decoded token reads (from the GGUF) and what decode and prefill reach
+    Metric("mem_bw_read_gbs", "GB/s", "mem read BW", direction="higher", judged="info", source="roofline",
+           digits="{:.1f}", compare_rank=30),
+    Metric("mem_bw_copy_gbs", "GB/s", "mem copy BW", direction="higher", judged="info", source="roofline",
+           compare_rank=31),
+    Metric("decode_bytes_per_token_mb", "MB", "bytes/token", judged="info", direction="lower", source="roofline",
+           runtimes=LLAMA_ANY, digits="{:.1f}", compare_rank=32),
+    Metric("decode_bw_gbs", "GB/s", "decode BW", direction="higher", judged="info", source="roofline",
+           runtimes=LLAMA_ANY, digits="{:.2f}", compare_rank=33),
+    Metric("decode_roofline_pct", "%", "roofline", direction="higher", judged="info", source="roofline",
+           runtimes=LLAMA_ANY, digits="{:.0f}", compare_rank=34),
+    Metric("prefill_gflops_s", "GFLOP/s", "prefill compute", direction="higher", judged="info", source="roofline",
+           runtimes=LLAMA_ANY, digits="{:.1f}", compare_rank=35),
+    Metric("prefill_peak_pct", "%", "of peak compute", direction="higher", judged="info", source="roofline",
+           runtimes=LLAMA_ANY, compare_rank=36),
 )  # fmt: skip
 
 BY_NAME: dict[str, Metric] = {m.name: m for m in METRICS}

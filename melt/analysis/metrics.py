@@ -11,6 +11,7 @@ from __future__ import annotations
 from melt import registry
 from melt.analysis.busy import DEFAULT_MAX_FOREIGN_CPU_PCT, DEFAULT_MAX_STEAL_PCT, busy_reasons
 from melt.analysis.quality import quality_figures
+from melt.analysis.roofline import roofline_figures
 from melt.analysis.stats import cv_pct, percentile, spread
 from melt.analysis.telemetry_metrics import telemetry_figures
 from melt.analysis.trace import Trace
@@ -178,6 +179,8 @@ def case_metrics(case: dict, trials: list[dict], agent: dict, trace: Trace | Non
     figures.update(observed["figures"])
     quality, quality_missing, quality_details = quality_figures(case, agent)
     figures.update(quality)
+    roofline = roofline_figures(case, figures, counted, agent)
+    figures.update(roofline["figures"])
     gate = agent.get("gate") or {}
     if gate.get("timed_out"):
         verdict["reasons"].append(
@@ -207,6 +210,8 @@ def case_metrics(case: dict, trials: list[dict], agent: dict, trace: Trace | Non
                 missing[column] = observed["missing"].get(column, "not measurable")
             elif m.source == "quality":
                 missing[column] = quality_missing.get(column, "not measured")
+            elif m.source == "roofline":
+                missing[column] = roofline["missing"].get(column, "not measured")
             elif runtime == "llama_cpp_cli" and "llama_cpp" in m.runtimes:  # what melt's agent measures
                 missing[column] = NOT_FROM_LLAMA_BENCH
             elif column in applicable:
@@ -240,4 +245,5 @@ def case_metrics(case: dict, trials: list[dict], agent: dict, trace: Trace | Non
         "effective_params": agent.get("load", {}).get("effective_params"),
         "telemetry": observed["details"],
         "quality": quality_details,
+        "roofline": roofline["details"],
     }

@@ -57,6 +57,9 @@ CASE_COLUMNS = {
     **{m.name: registry.SQL_TYPES[m.kind] for m in registry.METRICS},
 }
 SAMPLE_COLUMNS = {"run_id": "VARCHAR", "case_id": "VARCHAR", "metric": "VARCHAR", "trial": "INTEGER", "value": "DOUBLE"}
+# the schema as stored: its version and its columns, so a registry that gained a metric rebuilds an older catalog
+# from the files (it is an index of them) instead of failing on a column count
+SCHEMA_KEY = f"{CATALOG_SCHEMA}:" + ",".join(CASE_COLUMNS)
 
 
 def _fingerprint(run_path: Path) -> str:
@@ -159,13 +162,13 @@ class Catalog:
         version = None
         if "meta" in tables:
             found = self.con.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
-            version = int(found[0]) if found else None
-        if version == CATALOG_SCHEMA:
+            version = found[0] if found else None
+        if version == SCHEMA_KEY:
             return
         for table in ("meta", "runs", "cases", "samples"):
             self.con.execute(f"DROP TABLE IF EXISTS {table}")
         self.con.execute("CREATE TABLE meta (key VARCHAR PRIMARY KEY, value VARCHAR)")
-        self.con.execute("INSERT INTO meta VALUES ('schema', ?)", [str(CATALOG_SCHEMA)])
+        self.con.execute("INSERT INTO meta VALUES ('schema', ?)", [SCHEMA_KEY])
         self.con.execute(_ddl("runs", RUN_COLUMNS))
         self.con.execute(_ddl("cases", CASE_COLUMNS))
         self.con.execute(_ddl("samples", SAMPLE_COLUMNS))
