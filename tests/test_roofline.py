@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 
 import gguf
 import pytest
@@ -218,3 +219,17 @@ def test_a_run_measures_bandwidth_once_and_every_case_has_the_roofline(workdir):
         (row,) = list(csv.DictReader(f))
     assert float(row["decode_roofline_pct"]) == pytest.approx(s["decode_roofline_pct"], rel=1e-5)  # 6 digits
     assert float(row["mem_bw_read_gbs"]) == pytest.approx(bw["mem_bw_read_gbs"], rel=1e-5)
+    # the catalog holds the figures, and `melt compare` shows them without judging them
+    query = "SELECT decode_roofline_pct, mem_bw_read_gbs FROM cases"
+    proc = run_melt("results", "query", query, "--format", "json", "--results", workdir / "results")
+    assert proc.returncode == 0, proc.stderr
+    (cat,) = json.loads(proc.stdout)
+    assert cat["decode_roofline_pct"] == pytest.approx(s["decode_roofline_pct"], rel=1e-5)
+    again = workdir / "results" / "again"
+    shutil.copytree(workdir / "results" / "r", again)
+    manifest = json.loads((again / "run.json").read_text())
+    (again / "run.json").write_text(json.dumps({**manifest, "run_id": "again"}))
+    proc = run_melt("compare", workdir / "results" / "r", again, "--all")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    shown = [line for line in proc.stdout.splitlines() if "decode_roofline_pct" in line]
+    assert len(shown) == 1 and shown[0].startswith("untested") and "a roofline figure" in shown[0]
