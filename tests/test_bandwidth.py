@@ -115,4 +115,4 @@ def test_where_nothing_can_measure_the_datasheet_is_used_and_said(tmp_path, sshd
     line = next(x for x in proc.stdout.splitlines() if "memory bandwidth" in x)
     assert "not measured: agent: the device has no Python" in line
     assert "C helper: false could not build membw.c" in line
-    assert "limits.mem_bandwidth_gbs (68 GB/s, a datasheet figure)" in line
+    assert "the roofline uses the profile's limits.mem_bandwidth_gbs (68 GB/s, a datasheet figure)" in line
