@@ -106,7 +106,10 @@ def _by_agent(device, timeout_s: float) -> dict:
         return {"error": f"the agent's bandwidth test gave no answer within {timeout_s:g} s"}
     if done.returncode != 0:
         return {"error": f"the agent's bandwidth test failed: {done.stderr.strip()[-300:] or done.returncode}"}
-    return json.loads(done.stdout)
+    try:
+        return json.loads(done.stdout)
+    except ValueError:
+        return {"error": f"the agent's bandwidth test printed no JSON: {done.stdout.strip()[-300:]!r}"}
 
 
 def _by_helper(device, timeout_s: float, reps: int) -> dict:
@@ -120,7 +123,10 @@ def _by_helper(device, timeout_s: float, reps: int) -> dict:
     if done.timed_out or done.returncode != 0:
         said = "no answer" if done.timed_out else (done.stderr.strip()[-300:] or f"exit {done.returncode}")
         raise HelperUnavailable(f"the C helper did not run on the device: {said}")
-    raw = json.loads(done.stdout)
+    try:
+        raw = json.loads(done.stdout)
+    except ValueError:
+        raise HelperUnavailable(f"the C helper printed no JSON: {done.stdout.strip()[-300:]!r}") from None
     sizing["bytes_per_array"] = raw["bytes_per_array"]  # rounded to whole lines per thread by the helper
     tool = f"C helper melt/agent/membw.c (built here, {helper.name})"
     return {
