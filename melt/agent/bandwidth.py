@@ -11,6 +11,8 @@ Conventions, after STREAM (McCalpin, https://www.cs.virginia.edu/stream/ref.html
   not swap): where that cap bites, the method says so;
 - copy counts the bytes read plus the bytes written (2 x the array), as STREAM's Copy does; read counts
   the array once (a reduction over every 64-bit word);
+- arrays on transparent huge pages where the kernel offers them (numpy madvises large arrays; membw.c
+  does the same): with 4 KiB pages the TLB walks, costly in a VM, would be timed as memory;
 - REPS repetitions; the first is dropped (STREAM drops its first iteration) and the figure is the best of
   the rest (STREAM reports the best rate): on a device anything else running only slows a repetition
   down, so the fastest one is closest to what the memory allows, which is what a roofline compares with.
@@ -154,6 +156,8 @@ def method(tool: str, n_threads: int, sizing: dict, reps: int, read: str = NUMPY
         "statistic": "best of the repetitions after the first (STREAM's convention; the median is kept beside it)",
         "read": read,
         "copy": "array a copied into array b: bytes = 2 x the array (read + write, as STREAM's Copy counts)",
+        "pages": "transparent huge pages where the kernel gives them (madvise: numpy does it for large arrays, the "
+        "C helper too): 4 KiB pages' TLB walks are not memory bandwidth",
     }
 
 

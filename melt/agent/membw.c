@@ -1,8 +1,8 @@
 /* melt-membw: memory read and copy bandwidth for devices without Python (melt.devices.bandwidth).
 
    usage: melt-membw THREADS BYTES_PER_ARRAY REPS
-   Two arrays of BYTES_PER_ARRAY (rounded down to whole 64-byte lines per thread), filled before timing
-   (every page touched, so no page fault is timed). Each repetition starts THREADS threads at a barrier
+   Two arrays of BYTES_PER_ARRAY (rounded down to whole 64-byte lines per thread), on transparent huge pages
+   where the kernel gives them, filled before timing (every page touched, so no page fault is timed). Each repetition starts THREADS threads at a barrier
    on their own contiguous slice and times, on CLOCK_MONOTONIC, from the barrier to the last thread done:
      read: a sum of every 64-bit word of array a (four accumulators, so the adds do not bound it);
      copy: memcpy of a into b (STREAM's Copy kernel).
@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <time.h>
 
 static uint64_t *a, *b;
@@ -74,10 +75,17 @@ int main(int argc, char **argv) {
   }
   words_per_thread = bytes / sizeof(uint64_t) / nthreads / 8 * 8;
   size_t words = words_per_thread * nthreads;
-  if (posix_memalign((void **)&a, 4096, words * 8) || posix_memalign((void **)&b, 4096, words * 8)) {
-    fprintf(stderr, "cannot allocate 2 x %zu bytes\n", words * 8);
+  /* 2 MiB aligned and, where the kernel offers it, on transparent huge pages, as numpy's large arrays are
+     (it madvises them): 4 KiB pages cost TLB walks that would be measured as memory (heavily so in a VM) */
+  size_t huge = 2u << 20, size = (words * 8 + huge - 1) / huge * huge;
+  if (posix_memalign((void **)&a, huge, size) || posix_memalign((void **)&b, huge, size)) {
+    fprintf(stderr, "cannot allocate 2 x %zu bytes\n", size);
     return 3;
   }
+#ifdef MADV_HUGEPAGE
+  madvise(a, size, MADV_HUGEPAGE);
+  madvise(b, size, MADV_HUGEPAGE);
+#endif
   for (size_t i = 0; i < words; i++) {
     a[i] = i;
     b[i] = 0;
