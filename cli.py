@@ -353,10 +353,13 @@ def devices_list(no_check: bool) -> None:
 @devices.command("probe")
 @click.argument("device")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def devices_probe(device: str, as_json: bool) -> None:
+@click.option("--bandwidth", is_flag=True,
+              help="Also measure the memory read and copy bandwidth there (the device locked meanwhile).")  # fmt: skip
+def devices_probe(device: str, as_json: bool, bandwidth: bool) -> None:
     """Start the agent on DEVICE; report the machine, its runtimes, and its sensors: channels with
     units, the power method, which channel is total power, and what was looked for and not found;
-    and the capabilities its profile declares (python, llama_cpp_bin) with the runtimes they allow."""
+    and the capabilities its profile declares (python, llama_cpp_bin) with the runtimes they allow.
+    With --bandwidth, the memory bandwidth measured there, as a run with telemetry.bandwidth does."""
     from melt.devices.capability import declared, runtimes
     from melt.devices.device import Device
     from melt.devices.profile import load_profile
@@ -366,8 +369,13 @@ def devices_probe(device: str, as_json: bool) -> None:
     try:
         target.hold()  # a lab place is held for the probe, as for a run
         env = target.environment(runtimes(profile))
+        if bandwidth:
+            from melt.devices import bandwidth as membw
+
+            target.open("probe-bandwidth")  # no run's case shares the memory with the test
+            env["bandwidth"] = membw.measure(target)
     finally:
-        target.t.close()
+        target.close() if bandwidth else target.t.close()
     capabilities = declared(profile)
     if as_json:
         click.echo(json.dumps({"device": profile.name, "capabilities": capabilities, **env}, indent=2))
@@ -390,6 +398,28 @@ def devices_probe(device: str, as_json: bool) -> None:
         click.echo(f"  {name}: {'ok ' + versions if r['available'] else r['error']}")
     if env.get("sensors"):
         click.echo(_sensor_lines(env["sensors"]))
+    if "bandwidth" in env:
+        click.echo(_bandwidth_lines(env["bandwidth"]))
+
+
+def _bandwidth_lines(bw: dict) -> str:
+    """The memory bandwidth record (melt.devices.bandwidth.measure): figures, method, the datasheet beside."""
+    sheet = (
+        f"; datasheet (profile limits.mem_bandwidth_gbs) {bw['datasheet_gbs']:g} GB/s"
+        if bw.get("datasheet_gbs")
+        else ""
+    )
+    if bw.get("mem_bw_read_gbs") is None:
+        return f"  memory bandwidth: {bw.get('why', 'not measured')}{sheet}"
+    m = bw["method"]
+    return "\n".join([
+        f"  memory bandwidth: read {bw['mem_bw_read_gbs']:.1f} GB/s (median {bw['read_median_gbs']:.1f}), "
+        f"copy {bw['mem_bw_copy_gbs']:.1f} GB/s (median {bw['copy_median_gbs']:.1f}){sheet}",
+        f"    by {m['tool']}, {m['threads']} threads, 2 arrays of {m['bytes_per_array'] / 2**20:.0f} MiB "
+        f"({m['array_size']}), {m['repetitions']} repetitions: {m['statistic']}",
+        f"    read: {m['read']}; copy: {m['copy']}",
+        *(f"    not used: {a}" for a in bw.get("attempts", [])),
+    ])  # fmt: skip
 
 
 def _capability_lines(c: dict) -> str:

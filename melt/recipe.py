@@ -271,6 +271,9 @@ class Telemetry(Strict):
     max_steal_pct: Annotated[float, Field(ge=0)] = 2.0  # time a hypervisor took, % of all CPU time
     # beyond this coefficient of variation of the trials' figure the case is semivalid (melt/analysis/metrics.py)
     max_cv_pct: Annotated[float, Field(gt=0)] = 10.0
+    # measure each device's memory bandwidth once a run, before its cases (melt.devices.bandwidth): the roofline's
+    # denominator; false: the profile's limits.mem_bandwidth_gbs where it has one
+    bandwidth: bool = False
 
 
 class Gate(Strict):

@@ -35,7 +35,8 @@ class Metric:
     better side; judged: 'trial' | 'run' | 'info' | None (module docstring); source: 'runtime' (a runtime's
     own analysis), 'agent' (what the agent reports of its process), 'telemetry' (the sampler's trace),
     'quality' (measured of the model's output after the speed trials: melt.analysis.quality), 'sustained' (the
-    sustained protocol's windows and throttle onset: melt.analysis.sustained) or 'case' (the case's own
+    sustained protocol's windows and throttle onset: melt.analysis.sustained), 'roofline' (the device's memory
+    bandwidth and the model's bytes and FLOPs per token: melt.analysis.roofline) or 'case' (the case's own
     bookkeeping: trials, spread, validity); runtimes: those whose analysis produces it
     (telemetry: every runtime, where the device has the sensor); title: short column title; digits: the
     markdown export's format; table: shown in the report's comparison table; live: the live view's format;
@@ -129,6 +130,22 @@ METRICS: tuple[Metric, ...] = (
     Metric("throttle_onset_s", "s", "throttle onset", source="sustained", runtimes=EVERY, digits="{:.1f}"),
     Metric("temp_at_onset_c", "°C", "temp at onset", source="sustained", runtimes=EVERY, digits="{:.1f}"),
     Metric("temp_end_c", "°C", "temp at end", source="sustained", runtimes=EVERY, digits="{:.1f}"),
+    # roofline (melt.analysis.roofline): shown, never judged. The device's memory bandwidth (measured once a run:
+    # telemetry.bandwidth), the bytes a decoded token reads (from the GGUF) and what decode and prefill reach
+    Metric("mem_bw_read_gbs", "GB/s", "mem read BW", direction="higher", judged="info", source="roofline",
+           digits="{:.1f}", compare_rank=40),
+    Metric("mem_bw_copy_gbs", "GB/s", "mem copy BW", direction="higher", judged="info", source="roofline",
+           compare_rank=41),
+    Metric("decode_bytes_per_token_mb", "MB", "bytes/token", judged="info", direction="lower", source="roofline",
+           runtimes=LLAMA_ANY, compare_rank=42),
+    Metric("decode_bw_gbs", "GB/s", "decode BW", direction="higher", judged="info", source="roofline",
+           runtimes=LLAMA_ANY, digits="{:.2f}", compare_rank=43),
+    Metric("decode_roofline_pct", "%", "roofline", direction="higher", judged="info", source="roofline",
+           runtimes=LLAMA_ANY, digits="{:.0f}", compare_rank=44),
+    Metric("prefill_gflops_s", "GFLOP/s", "prefill compute", direction="higher", judged="info", source="roofline",
+           runtimes=LLAMA_ANY, compare_rank=45),
+    Metric("prefill_peak_pct", "%", "of peak compute", direction="higher", judged="info", source="roofline",
+           runtimes=LLAMA_ANY, compare_rank=46),
 )  # fmt: skip
 
 BY_NAME: dict[str, Metric] = {m.name: m for m in METRICS}

@@ -16,10 +16,11 @@ from importlib import resources
 from pathlib import Path
 
 from melt import hostinfo, sources
+from melt.analysis import roofline
 from melt.analysis.metrics import case_metrics
 from melt.analysis.trace import read_trace
 from melt.deadline import Deadline, DeadlineExceeded
-from melt.devices import process, spawning
+from melt.devices import bandwidth, process, spawning
 from melt.devices.device import Device
 from melt.devices.lock import DeviceBusy
 from melt.devices.profile import DeviceProfile
@@ -100,6 +101,7 @@ class Execution:
         self.all_done = threading.Event()
         self.workers_left = 0
         self.feeds: dict = {}  # (recipe, model id) -> the planned feed of every ONNX input (case.json)
+        self.gguf_facts: dict = {}  # model path -> what melt.gguf_bytes read of it, once a run
 
     def _resolve_models(self) -> dict:
         """Before anything is written: a bad source or checksum is bad input (exit 2)."""
@@ -175,6 +177,8 @@ class Execution:
             device = Device(profile, stop=self.stop, on_wait=self._lab_wait)
             notes = device.open(self.run_id)
             found = device.environment(runtimes)
+            if any(c.telemetry.get("bandwidth") for c in self.plan.cases if c.device == profile.name):
+                found["bandwidth"] = bandwidth.measure(device)  # once a run, before the cases: the roofline's roof
             if device.leased:  # a lab place: held per case from here on (melt/lab/)
                 device.pause()
                 found["lab"] = lab_record(device)
@@ -409,6 +413,13 @@ class Execution:
             "sensors_root": profile.spec.sensors.root,
             "sensors": profile.spec.sensors.model_dump(mode="json", exclude_none=True),
         }
+        case_json["roofline"] = roofline.case_facts(
+            case.runtime,
+            model.path,
+            profile.spec.limits.model_dump(),
+            manifest["devices"][case.device].get("bandwidth"),
+            self.gguf_facts,
+        )
         if (case.recipe, case.model_id) in self.feeds:
             case_json["feeds"] = self.feeds[(case.recipe, case.model_id)]  # every input: value or random spec
         write_json(case_dir / "case.json", case_json)

@@ -8,7 +8,7 @@ from melt import registry
 
 # the unit a name's ending promises (DESIGN.md: units in names)
 ENDINGS = {"_tok_s": "tok/s", "_ms": "ms", "_s": "s", "_mb": "MB", "_w": "W", "_j": "J", "_per_token": "J/tok",
-           "_c": "°C", "_ips": "inf/s", "_pct": ("%", "% core")}  # fmt: skip
+           "_c": "°C", "_ips": "inf/s", "_pct": ("%", "% core"), "_gbs": "GB/s", "_gflops_s": "GFLOP/s"}  # fmt: skip
 
 
 @pytest.mark.parametrize("m", registry.METRICS, ids=lambda m: m.name)
@@ -30,6 +30,7 @@ def test_what_is_judged_has_a_better_side_and_a_known_source(m):
         "telemetry",
         "quality",
         "sustained",
+        "roofline",
         "case",
     )
     assert m.judged in (None, "trial", "run", "info", "paired") and (m.judged == "paired") == (m.units is not None)

@@ -99,12 +99,15 @@ def _tiny_vocab() -> tuple[list[str], list[float], list[int]]:
     return tokens, scores, [int(t) for t in types]
 
 
-def write_tiny_gguf(path: pathlib.Path, n_ctx_train: int = 2048, seed: int = 0, weights: str = "f32") -> pathlib.Path:
+def write_tiny_gguf(
+    path: pathlib.Path, n_ctx_train: int = 2048, seed: int = 0, weights: str = "f32", tied_output: bool = False
+) -> pathlib.Path:
     """Write a tiny deterministic LLaMA GGUF to ``path`` and return the path.
 
     Architecture: n_embd 64, 2 layers, 4 heads, n_ff 128, random weights (numpy seed `seed`). weights "f32": every
     tensor F32; "q8_0" / "q4_0": the same values with every matrix quantised by the gguf package (norms stay F32,
-    as llama.cpp's quantize leaves them), so they differ only by quantisation. Tokenizer: SPM ("llama") with
+    as llama.cpp's quantize leaves them), so they differ only by quantisation. tied_output: no output.weight (the
+    output matrix is token_embd, as llama.cpp loads a tied embedding). Tokenizer: SPM ("llama") with
     <unk>=0, <s>=1, </s>=2, 256 byte-fallback tokens and a few hundred word pieces.
     """
     import gguf
@@ -176,7 +179,8 @@ def write_tiny_gguf(path: pathlib.Path, n_ctx_train: int = 2048, seed: int = 0, 
         w.add_tensor(p + "ffn_up.weight", rand(n_ff, n_embd))
         w.add_tensor(p + "ffn_down.weight", rand(n_embd, n_ff))
     w.add_tensor("output_norm.weight", ones.copy())
-    w.add_tensor("output.weight", rand(n_vocab, n_embd, scale=0.5))
+    if not tied_output:
+        w.add_tensor("output.weight", rand(n_vocab, n_embd, scale=0.5))
 
     w.write_header_to_file()
     w.write_kv_data_to_file()

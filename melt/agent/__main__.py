@@ -1,10 +1,11 @@
-"""Agent entry point: `python -m melt.agent run CASE_DIR | sample CASE_DIR | env [RUNTIME...]`.
+"""Agent entry point: `python -m melt.agent run CASE_DIR | sample CASE_DIR | env [RUNTIME...] | bandwidth`.
 
 run: reads CASE_DIR/case.json; waits at the thermal gate; starts the sampler (trace.csv,
 sensors.json) and holds an idle window; loads the model, runs the protocol, cools down; writes
 CASE_DIR/trials.jsonl (one line per trial) and CASE_DIR/agent.json (phases on the monotonic clock,
 load figures, memory, runtime versions, environment, the error if any). Exit 0 ok, 3 case error.
-sample: the sampler process itself. env: machine facts, runtimes, sensors, as JSON.
+sample: the sampler process itself. env: machine facts, runtimes, sensors, as JSON. bandwidth: the memory
+bandwidth measured here (melt.agent.bandwidth), as JSON.
 Both `run` and `env` record the variables they started with (melt.agent.environment: speed-relevant ones
 with their values, the names melt withheld) and `env` the CPU's ISA beside llama.cpp's build (melt.agent.isa).
 """
@@ -165,7 +166,15 @@ def main(argv: list[str] | None = None) -> int:
     env.add_argument("runtimes", nargs="*", default=sorted(RUNTIME_MODULES))
     env.add_argument("--root", default="/")
     env.add_argument("--sensors", default="{}", help="the profile's sensors settings, as JSON")
+    sub.add_parser("bandwidth", help="measure memory read and copy bandwidth here; print JSON")
     args = parser.parse_args(argv)
+    if args.command == "bandwidth":
+        from melt.agent import bandwidth
+
+        # the real machine's caches and memory (root "/"), never a recorded sensor tree: this is physics
+        json.dump(bandwidth.probe("/"), sys.stdout, indent=2)
+        sys.stdout.write("\n")
+        return 0
     if args.command == "run":
         return cmd_run(args.case_dir)
     if args.command == "sample":

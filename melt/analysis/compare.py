@@ -369,7 +369,12 @@ def compare(
                 if row["change_pct"] is None:
                     row.update(verdict="untested", reason="baseline median is 0")
                 elif metric in INFORMATION_ONLY:
-                    row.update(verdict="untested", reason="shown for information: too noisy from run to run to judge")
+                    why = (
+                        "a roofline figure: derived from the judged speed figures and the device's bandwidth"
+                        if registry.metric(metric).source == "roofline"
+                        else "too noisy from run to run to judge"
+                    )
+                    row.update(verdict="untested", reason=f"shown for information: {why}")
                 elif p_runs is not None:
                     row.update(p_raw=p_runs, basis="history", n_history=len(earlier))
                     row["shared"] = _sides_shared(b_cases, n_case)

@@ -9,6 +9,7 @@ from melt import registry
 from melt.analysis import sustained
 from melt.analysis.busy import DEFAULT_MAX_FOREIGN_CPU_PCT, DEFAULT_MAX_STEAL_PCT, busy_reasons
 from melt.analysis.quality import quality_figures
+from melt.analysis.roofline import roofline_figures
 from melt.analysis.strategies import for_runtime
 from melt.analysis.telemetry_metrics import telemetry_figures
 from melt.analysis.trace import Trace
@@ -73,6 +74,8 @@ def case_metrics(case: dict, trials: list[dict], agent: dict, trace: Trace | Non
         verdict["reasons"] += held["reasons"]
     quality, quality_missing, quality_details = quality_figures(case, agent)
     figures.update(quality)
+    roofline = roofline_figures(case, figures, counted, agent)
+    figures.update(roofline["figures"])
     gate = agent.get("gate") or {}
     if gate.get("timed_out"):
         verdict["reasons"].append(
@@ -104,6 +107,8 @@ def case_metrics(case: dict, trials: list[dict], agent: dict, trace: Trace | Non
                 missing[column] = quality_missing.get(column, "not measured")
             elif m.source == "sustained":
                 missing[column] = held["missing"].get(column, "not measured") if held else sustained.NOT_SUSTAINED
+            elif m.source == "roofline":
+                missing[column] = roofline["missing"].get(column, "not measured")
             elif column not in applicable and strategy.not_measured(m):
                 missing[column] = strategy.not_measured(m)
             elif column in applicable:
@@ -137,4 +142,5 @@ def case_metrics(case: dict, trials: list[dict], agent: dict, trace: Trace | Non
         "telemetry": observed["details"],
         "quality": quality_details,
         "sustained": held["details"] if held else None,
+        "roofline": roofline["details"],
     }

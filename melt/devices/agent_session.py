@@ -32,7 +32,7 @@ class AgentSession:
     def __init__(self, device):
         self.d = device
         self.t = device.t
-        self._clean_env = sh_wrapper(device.profile.spec.env)
+        self.clean_env = sh_wrapper(device.profile.spec.env)
 
     @property
     def python(self) -> str:
@@ -47,7 +47,7 @@ class AgentSession:
 
     def environment(self, runtimes: list[str], timeout_s: float) -> dict:
         sensors = self.d.profile.spec.sensors
-        argv = [*self._clean_env, self.python, self.agent_path(), "env", *runtimes, "--root", sensors.root,
+        argv = [*self.clean_env, self.python, self.agent_path(), "env", *runtimes, "--root", sensors.root,
                 "--sensors", sensors.model_dump_json(exclude_none=True)]  # fmt: skip
         done = self.t.run(argv, timeout_s)
         if done.timed_out or done.returncode != 0:
@@ -75,7 +75,7 @@ class AgentSession:
                 if (case_dir / name).is_file():
                     self.t.push(case_dir / name, f"{remote}/{name}", deadline.for_step(f"push of {name}"))
         budget = deadline.for_step("the agent")
-        argv = [*self._clean_env, "sh", "-c", RUN, "sh", remote, self.python, agent, str(int(budget) + 2)]
+        argv = [*self.clean_env, "sh", "-c", RUN, "sh", remote, self.python, agent, str(int(budget) + 2)]
         ended = self.t.spawn(argv, self.d.spawn_state(run_id, case_dir.name)).wait(budget, CLEANUP_S)
         pull_case(self.t, remote, case_dir, ended, deadline)
         log = case_dir / "agent.log"

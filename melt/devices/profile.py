@@ -74,8 +74,11 @@ class Sensors(Strict):
 
 
 class Limits(Strict):
-    mem_bandwidth_gbs: Annotated[float, Field(gt=0)] | None = None
+    """A device's datasheet figures: shown beside what melt measures (melt.analysis.roofline)."""
+
+    mem_bandwidth_gbs: Annotated[float, Field(gt=0)] | None = None  # peak memory bandwidth, GB/s (1e9 bytes/s)
     tdp_w: Annotated[float, Field(gt=0)] | None = None
+    peak_gflops: Annotated[float, Field(gt=0)] | None = None  # peak compute of the CPU cores melt runs on, GFLOP/s
 
 
 def _python_value(value: Any) -> Any:
