@@ -71,7 +71,8 @@ def throughput_ratio(runtime: str, burst: float, sustained: float) -> float:
     return burst / sustained * 100 if for_runtime(runtime).sustained_lower_is_better else sustained / burst * 100
 
 
-def _names(runtime: str) -> tuple[str, ...]:
+def figure_names(runtime: str) -> tuple[str, ...]:
+    """The (burst, sustained) figures of a runtime (its analysis strategy's), () for a runtime melt does not know."""
     return for_runtime(runtime).sustained_figures if runtime in STRATEGIES else ()
 
 
@@ -106,12 +107,12 @@ def samples(runtime: str, counted: list[dict], details: dict) -> dict[str, list[
     """Per-trial samples for `melt compare` (melt.analysis.samples): the sustained window's trials as
     sustained_decode_tok_s / sustained_latency_p50_ms, and each as a share of the burst median (stability_pct:
     their median is the summary's stability_pct). details: metrics.json's "sustained" block."""
-    if not _names(runtime) or not details.get("t_start_ns") or not details.get("span_s"):
+    if not figure_names(runtime) or not details.get("t_start_ns") or not details.get("span_s"):
         return {}
     burst, sustained = windows(series(runtime, counted, details["t_start_ns"]), details["span_s"])
     if not sustained:
         return {}
-    out = {_names(runtime)[1]: sustained}
+    out = {figure_names(runtime)[1]: sustained}
     if burst:
         b = statistics.median(burst)
         out["stability_pct"] = [throughput_ratio(runtime, b, x) for x in sustained if x > 0]
@@ -166,7 +167,7 @@ def sustained_figures(runtime: str, counted: list[dict], agent: dict, trace: Tra
     missing: dict = {}
     reasons: list[str] = []
     for m in FIGURES:
-        if m not in COMMON_FIGURES and m not in _names(runtime):
+        if m not in COMMON_FIGURES and m not in figure_names(runtime):
             missing[m] = f"not applicable to runtime {runtime}"
     stamps = agent.get("protocol") or {}
     span = span_ns(counted, stamps)
@@ -189,7 +190,7 @@ def sustained_figures(runtime: str, counted: list[dict], agent: dict, trace: Tra
         "n_sustained": len(sustained),
         "stopped_because": stamps.get("stopped_because"),
     }
-    names = _names(runtime)
+    names = figure_names(runtime)
     for name, values in zip(names, (burst, sustained)):
         if values:
             figures[name] = for_runtime(runtime).summarise(values)

@@ -96,7 +96,7 @@ def _figure(c: CaseView, scope: Scope) -> Figure | None:
     if not details.get("t_start_ns") or not details.get("span_s"):
         return None
     llama = c.runtime != "onnxruntime"
-    burst_m, sus_m = held.RUNTIMES.get(c.runtime, (None, None))
+    burst_m, sus_m = held.figure_names(c.runtime) or (None, None)
     span_s = details["span_s"]
     points = [((a + b) / 2, v) for a, b, v in held.series(c.runtime, c.trials, details["t_start_ns"])]
     x, y, thinned = _thinned(points, span_s)
@@ -163,7 +163,7 @@ def ranking(cases: list[CaseView], scope: Scope) -> dict:
     without a sustained figure last. {"key", "caption", "columns", "rows": [[cell text, ...]]}."""
 
     def key(c: CaseView) -> tuple:
-        metric = held.RUNTIMES.get(c.runtime, (None, None))[1]
+        metric = (held.figure_names(c.runtime) or (None, None))[1]
         value = c.value(metric) if metric else None
         order = -value if value is not None and c.runtime != "onnxruntime" else value
         return (c.model, c.params_text, value is None, order if order is not None else 0)
@@ -173,7 +173,7 @@ def ranking(cases: list[CaseView], scope: Scope) -> dict:
         if (c.model, c.params_text) != group:
             group, rank = (c.model, c.params_text), 0
         rank += 1
-        burst_m, sus_m = held.RUNTIMES.get(c.runtime, ("", ""))
+        burst_m, sus_m = held.figure_names(c.runtime) or ("", "")
         unit = "ms" if c.runtime == "onnxruntime" else "tok/s"
         rows.append(
             [
