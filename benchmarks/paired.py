@@ -436,7 +436,7 @@ class MeltLlama:
         return str(value)
 
     def figures(self, index: int) -> dict:
-        from melt.analysis.metrics import llama_trial
+        from melt.analysis.strategies.llama_cpp import llama_trial
 
         return llama_trial(self.runner.trial(index))
 

@@ -306,3 +306,50 @@ def test_the_nightly_workflow_takes_its_devices_from_the_lab_when_configured(lab
     assert profile.spec.transport.user == "melt"  # the SSH options of jetson-orin-nano
     assert {c.device for c in plan.cases} == {"board-a"} and all(c.protocol["repetitions"] >= 10 for c in plan.cases)
     close_all()  # this process's session to the lab, before the lab stops
+
+
+def test_a_phone_place_is_reached_through_its_exporter_host_s_adb_server(lab, adb_server, tmp_path, models,
+                                                                         llama_bench_bin):  # fmt: skip
+    """A phone as a place: its exporter exports the adb server of the host the phone hangs off (a
+    NetworkService at that server's address and port) and melt reaches the phone through it with `adb -H -P -s`
+    (labgrid 26 has no ADB resource). The stand-in phone (tests/lab/adbd.py) runs real llama-bench."""
+    from test_adb import BIN, start_phone, stop_phone
+
+    phone = start_phone(tmp_path, adb_server)
+    try:
+        lab.export("phone-1", f"NetworkService:\n  address: 127.0.0.1\n  username: adb\n  port: {adb_server.port}",
+                   {"board": "pixel-8"})  # fmt: skip
+        bench = phone.path(BIN) / "llama-bench"
+        bench.parent.mkdir(parents=True, exist_ok=True)
+        bench.symlink_to(llama_bench_bin)
+        (tmp_path / "tiny.gguf").symlink_to(models["gguf"])
+        profile = tmp_path / "phone-place.yaml"
+        profile.write_text(
+            f"name: lab-pixel\nplatform: android\nllama_cpp_bin: {BIN}\n"
+            f"transport: {{kind: labgrid, place: phone-1, coordinator: '{lab.address}', adb_serial: '{phone.serial}', "
+            "wait_s: 60}\n"
+            f"sensors: {{root: {ROOT / 'tests' / 'lab' / 'boards' / 'android-phone'}, battery: {{current_unit: uA}}}}\n"
+        )
+        recipe = write_recipe(
+            tmp_path,
+            "name: phone\nmodels:\n  - id: tiny\n    runtime: llama_cpp_cli\n    source: {path: tiny.gguf}\n"
+            "    workload: {prompt_tokens: [16], n_gen: 4}\n    params: {threads: 1}\n"
+            "protocol: {warmup: 0, repetitions: 2}\ntelemetry: {interval_ms: 100, idle_s: 0.2}\n",
+        )
+        # the melt process finds no adb server of its own: only the place's, through -H/-P
+        env_port = os.environ.pop("ANDROID_ADB_SERVER_PORT", None)
+        try:
+            proc = run_melt("run", recipe, "-d", profile, "--results", tmp_path / "r", "--run-id", "p")
+        finally:
+            if env_port is not None:
+                os.environ["ANDROID_ADB_SERVER_PORT"] = env_port
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        run = json.loads((tmp_path / "r" / "p" / "run.json").read_text())
+        (entry,) = run["cases"].values()
+        assert entry["status"] == "ok" and entry["lab"]["place"] == "phone-1", entry
+        case_dir = next((tmp_path / "r" / "p" / "cases").iterdir())
+        assert json.loads((case_dir / "metrics.json").read_text())["summary"]["decode_tok_s"] > 0
+        assert phone.path("/data/local/tmp/melt").is_dir()  # a phone's workdir, as for an adb profile
+        assert lab.acquired_by("phone-1") is None  # released
+    finally:
+        stop_phone(phone, adb_server)

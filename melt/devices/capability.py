@@ -20,7 +20,7 @@ import os
 import sys
 from dataclasses import dataclass
 
-from melt.devices.profile import DeviceProfile
+from melt.devices.profile import DeviceProfile, reach_kind
 from melt.errors import Problem
 
 # what python: absent means, per transport kind; None: no Python
@@ -48,7 +48,7 @@ def device_python(profile: DeviceProfile) -> str | None:
     The profile's ``python`` as written (``~`` expanded for ``local``, where it is a path on this machine);
     ``false``: None; absent: the transport's default (:data:`DEFAULT_PYTHON`)."""
     python = profile.spec.python
-    kind = profile.spec.transport.kind
+    kind = reach_kind(profile.spec.transport)
     if python is False:
         return None
     if python is None:

@@ -19,7 +19,7 @@ from melt.devices import lock, spawning
 from melt.devices.agent_session import AgentSession
 from melt.devices.capability import device_python
 from melt.devices.exits import AgentExit
-from melt.devices.profile import DeviceProfile
+from melt.devices.profile import DeviceProfile, reach_kind
 from melt.devices.provision import Provisioner
 from melt.devices.tools_session import ToolsSession
 from melt.devices.transport import AdbTransport, LocalTransport, SshTransport, TransportError
@@ -50,7 +50,7 @@ def default_workdir(profile: DeviceProfile) -> str:
     kind = profile.spec.transport.kind
     if kind == "local":
         return str(cache_dir() / "devices" / profile.name)
-    return "/data/local/tmp/melt" if kind == "adb" else "~/.melt"
+    return "/data/local/tmp/melt" if reach_kind(profile.spec.transport) == "adb" else "~/.melt"
 
 
 @dataclass

@@ -34,6 +34,9 @@ class SshTransport(Strict):
 class AdbTransport(Strict):
     kind: Literal["adb"]
     serial: str
+    # HOST:PORT of an adb server on another host (started there with `adb -a`), reached with `adb -H -P`; absent:
+    # this machine's server
+    server: Annotated[str, Field(pattern=r"^[^\s:]+:\d+$")] | None = None
 
 
 class LabgridTransport(Strict):
@@ -49,6 +52,17 @@ class LabgridTransport(Strict):
     host_key_check: Literal["strict", "accept-new"] = "strict"  # never off
     ssh_config: str | None = None
     known_hosts: str | None = None
+    # a phone: the place's NetworkService is its exporter host's adb server (`adb -a`, port 5037 by default), and
+    # the phone with this serial is reached through it (`adb -H -P -s`), as an adb device; absent: SSH
+    adb_serial: str | None = None
+
+
+def reach_kind(transport) -> str:
+    """How a device is reached, as the defaults that follow from it see it (workdir, Python): a labgrid place with
+    an adb_serial is a phone ("adb"); otherwise the transport's kind."""
+    if transport.kind == "labgrid" and getattr(transport, "adb_serial", None):
+        return "adb"
+    return transport.kind
 
 
 Transport = Annotated[

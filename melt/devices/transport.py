@@ -230,6 +230,10 @@ class AdbTransport(Transport):
         self._shell_v2 = False
 
     def _base(self) -> list[str]:
+        server = getattr(self.spec, "server", None)
+        if server:  # another host's adb server (adb -a there): -H/-P, as adb's own options say
+            host, port = server.rsplit(":", 1)
+            return [self.adb, "-H", host, "-P", port, "-s", self.spec.serial]
         return [self.adb, "-s", self.spec.serial]
 
     def _check(self, done: Completed) -> Completed:

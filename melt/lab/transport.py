@@ -8,13 +8,14 @@ import threading
 from pathlib import Path
 
 from melt.devices import profile as profiles
-from melt.devices.transport import SshTransport, Transport, TransportError
+from melt.devices.transport import AdbTransport, SshTransport, Transport, TransportError
 from melt.lab import client as lab_client
 from melt.lab import lease
 
 
 class PlaceTransport(Transport):
-    """run, spawn, push, pull_dir over SSH to the place's NetworkService, between hold() and let_go().
+    """run, spawn, push, pull_dir over SSH to the place's NetworkService (or, with adb_serial, through the adb
+    server it is), between hold() and let_go().
 
     hold(stop, on_wait) -> lease.Held (raises lease.PlaceBusy, LeaseInterrupted, LabError); let_go() releases
     the place (labgrid then gives it to whoever waits longest)."""
@@ -26,7 +27,7 @@ class PlaceTransport(Transport):
             raise TransportError("a labgrid profile used on its own must name its place (transport.place)")
         self.spec = spec
         self.held: lease.Held | None = None
-        self._ssh: SshTransport | None = None
+        self._ssh: Transport | None = None  # SSH, or adb through the exporter host's server
         self._lock = threading.Lock()
 
     @property
@@ -37,12 +38,20 @@ class PlaceTransport(Transport):
         c = lab_client.client(self.spec.coordinator)
         held = lease.take(c, self.place, self.spec.wait_s, stop, on_wait)
         s = self.spec
-        ssh_spec = profiles.SshTransport(
-            kind="ssh", host=held.address, port=held.port, user=s.user or held.username or None, identity=s.identity,
-            host_key_check=s.host_key_check, ssh_config=s.ssh_config, known_hosts=s.known_hosts,
-        )  # fmt: skip
+        if s.adb_serial:  # a phone behind its exporter host's adb server
+            inner: Transport = AdbTransport(
+                profiles.AdbTransport(kind="adb", serial=s.adb_serial, server=f"{held.address}:{held.port}")
+            )
+        else:
+            inner = SshTransport(
+                profiles.SshTransport(
+                    kind="ssh", host=held.address, port=held.port, user=s.user or held.username or None,
+                    identity=s.identity, host_key_check=s.host_key_check, ssh_config=s.ssh_config,
+                    known_hosts=s.known_hosts,
+                )
+            )  # fmt: skip
         with self._lock:
-            self.held, self._ssh = held, SshTransport(ssh_spec)
+            self.held, self._ssh = held, inner
         return held
 
     def let_go(self) -> lease.Held | None:
@@ -60,7 +69,7 @@ class PlaceTransport(Transport):
             held.released_at = lease._now()
         return held
 
-    def _inner(self) -> SshTransport:
+    def _inner(self) -> Transport:
         ssh = self._ssh
         if ssh is None:
             raise TransportError(f"place {self.place} is not held by this melt now")

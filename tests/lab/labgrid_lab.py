@@ -62,6 +62,27 @@ class Lab:
                 return f"{words[1]}/{words[0]}"
         return None
 
+    def export(self, name: str, resource: str, tags: dict[str, str]) -> None:
+        """One more exporter `exp-<name>` exporting `resource` (the YAML body of one labgrid resource, e.g.
+        "NetworkService:\n  address: ...") in group <name>, and a place <name> matching it, with those tags."""
+        config = self.folder / f"exporter-{name}.yaml"
+        config.write_text(f"{name}:\n" + "".join(f"  {line}\n" for line in resource.strip().splitlines()))
+        self.exporters[f"exp-{name}"] = _spawn(
+            [_tool("labgrid-exporter"), "-c", self.address, "--name", f"exp-{name}", "--hostname", "127.0.0.1",
+             str(config)],
+            self.folder / f"exporter-{name}.log", self.folder,
+        )  # fmt: skip
+        self.client("-p", name, "create")
+        cls = resource.strip().split(":", 1)[0]
+        self.client("-p", name, "add-match", f"exp-{name}/{name}/{cls}")
+        if tags:
+            self.client("-p", name, "set-tags", *(f"{k}={v}" for k, v in tags.items()))
+        deadline = time.monotonic() + 30
+        while f"exp-{name}/{name}/{cls}" not in self.client("resources").stdout:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"exporter exp-{name} did not publish {cls} within 30 s")
+            time.sleep(0.2)
+
     def stop(self) -> None:
         for proc in [*self.exporters.values(), self.coordinator]:
             _end(proc)
