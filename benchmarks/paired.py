@@ -31,6 +31,7 @@ import math
 import os
 import platform
 import statistics
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -491,6 +492,12 @@ def rule_from_args(args, budget: float, upper: float | None = None) -> Rule:
         max_foreign_pair=args.max_foreign_pair,
         max_foreign_mean=args.max_foreign_mean,
     )
+
+
+def melt(*args, cwd: Path) -> subprocess.CompletedProcess:
+    """The venv's `melt` command (beside this Python) in a real process, in folder cwd; output captured."""
+    exe = Path(sys.executable).with_name("melt")
+    return subprocess.run([str(exe), *map(str, args)], cwd=cwd, capture_output=True, text=True, timeout=3600)
 
 
 def bad_input(message: str) -> int:

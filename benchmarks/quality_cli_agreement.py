@@ -44,11 +44,6 @@ PROFILE = "name: local-tools\nplatform: linux\ntransport: {{kind: local}}\nllama
 TOLERANCE = 0.005  # perplexities within 0.5%
 
 
-def melt(*args, cwd: Path) -> subprocess.CompletedProcess:
-    exe = Path(sys.executable).with_name("melt")
-    return subprocess.run([str(exe), *map(str, args)], cwd=cwd, capture_output=True, text=True, timeout=3600)
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", help="GGUF file (default: the quickstart's Gemma 3 270M Q4_K_M)")
@@ -89,7 +84,9 @@ def main(argv: list[str] | None = None) -> int:
         body += "protocol: {warmup: 0, repetitions: 1, min_duration_s: 0}\ntelemetry: {interval_ms: 0, idle_s: 0}\n"
         (work / "recipe.yaml").write_text(body)
         (work / "local-tools.yaml").write_text(PROFILE.format(bin=bin_dir))
-        done = melt("run", "recipe.yaml", "-d", "local-tools.yaml", "--results", "results", "--run-id", "q", cwd=work)
+        done = paired.melt(
+            "run", "recipe.yaml", "-d", "local-tools.yaml", "--results", "results", "--run-id", "q", cwd=work
+        )
         print(f"melt run: exit {done.returncode}")
         if done.returncode != 0:
             print(done.stdout[-3000:] + done.stderr[-3000:])

@@ -55,11 +55,6 @@ telemetry: {{interval_ms: 0, idle_s: 0}}
 SHOWN = ("ppl", "kld_mean", "accuracy_pct", "accuracy_norm_pct", "outputs")
 
 
-def melt(*args, cwd: Path) -> subprocess.CompletedProcess:
-    exe = Path(sys.executable).with_name("melt")
-    return subprocess.run([str(exe), *map(str, args)], cwd=cwd, capture_output=True, text=True, timeout=3600)
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", help="GGUF file (default: the quickstart's Gemma 3 270M Q4_K_M)")
@@ -94,12 +89,12 @@ def main(argv: list[str] | None = None) -> int:
         for run_id, path in (("original", model), ("swapped", worse)):
             (work / "model.gguf").unlink(missing_ok=True)
             os.symlink(path, work / "model.gguf")
-            done = melt("run", "recipe.yaml", "--results", "results", "--run-id", run_id, cwd=work)
+            done = paired.melt("run", "recipe.yaml", "--results", "results", "--run-id", run_id, cwd=work)
             print(f"melt run {run_id} (model.gguf -> {Path(path).name}): exit {done.returncode}")
             if done.returncode != 0:
                 print(done.stdout[-2000:] + done.stderr[-2000:])
                 return 1
-        cmp = melt("compare", "results/original", "results/swapped", "--results", "results", cwd=work)
+        cmp = paired.melt("compare", "results/original", "results/swapped", "--results", "results", cwd=work)
         print(f"melt compare original swapped: exit {cmp.returncode}")
         verdicts = json.loads((work / "results" / "swapped" / "compare.json").read_text())["verdicts"]
         ppl = None

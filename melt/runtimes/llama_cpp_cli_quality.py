@@ -182,14 +182,23 @@ def _failed(text: str, rc: str | None, what: str, e: Exception | None = None) ->
     return {"error": f"llama-perplexity ({what}) exited {rc}{f' ({e})' if e else ''}; it said: {said}"}
 
 
-def _ppl(case_dir: Path, asked: dict, method: str) -> dict:
-    text, rc = _output(case_dir, "quality_ppl")
+def _read(case_dir: Path, name: str, parse, what: str) -> tuple[dict | None, dict | None]:
+    """(what parse read from run `name`'s output, None) or (None, {"error": why}) when it read nothing or the run
+    did not exit 0."""
+    text, rc = _output(case_dir, name)
     try:
-        found = parse_perplexity(text)
+        found = parse(text)
     except PerplexityOutputError as e:
-        return _failed(text, rc, "perplexity", e)
+        return None, _failed(text, rc, what, e)
     if rc != "0":
-        return _failed(text, rc, "perplexity")
+        return None, _failed(text, rc, what)
+    return found, None
+
+
+def _ppl(case_dir: Path, asked: dict, method: str) -> dict:
+    found, failure = _read(case_dir, "quality_ppl", parse_perplexity, "perplexity")
+    if failure:
+        return failure
     return {
         "ppl": found["ppl"], "ppl_stderr": found["ppl_stderr"], "n_ctx": asked["n_ctx"],
         "n_chunks": found["n_chunks"], "tokens_scored": _scored(asked, found["n_chunks"]),
@@ -201,13 +210,9 @@ def _ppl(case_dir: Path, asked: dict, method: str) -> dict:
 def _kld(case_dir: Path, quality: dict, asked: dict, method: str) -> dict:
     if quality.get("reference_missing"):
         return {"error": quality["reference_missing"]}
-    text, rc = _output(case_dir, "quality_kld")
-    try:
-        found = parse_kl_divergence(text)
-    except PerplexityOutputError as e:
-        return _failed(text, rc, "KL divergence", e)
-    if rc != "0":
-        return _failed(text, rc, "KL divergence")
+    found, failure = _read(case_dir, "quality_kld", parse_kl_divergence, "KL divergence")
+    if failure:
+        return failure
     facts_file = case_dir / BASE_FACTS
     ref_ppl = json.loads(facts_file.read_text()).get("ppl") if facts_file.is_file() else None
     chunks = found["chunks"]
@@ -230,13 +235,9 @@ def _kld(case_dir: Path, quality: dict, asked: dict, method: str) -> dict:
 
 
 def _choices(case_dir: Path) -> dict:
-    text, rc = _output(case_dir, "quality_mc")
-    try:
-        found = parse_multiple_choice(text)
-    except PerplexityOutputError as e:
-        return _failed(text, rc, "multiple choice", e)
-    if rc != "0":
-        return _failed(text, rc, "multiple choice")
+    found, failure = _read(case_dir, "quality_mc", parse_multiple_choice, "multiple choice")
+    if failure:
+        return failure
     facts = json.loads((case_dir / "choices.json").read_text()) if (case_dir / "choices.json").is_file() else {}
     return {
         "accuracy_tok_pct": found["accuracy_pct"], "accuracy_tok_stderr_pct": found["stderr_pct"],
