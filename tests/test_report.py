@@ -315,3 +315,19 @@ def test_quality_section_without_accuracy_uses_perplexity_lower_is_better(tmp_pa
     assert fig.key == "quality_speed" and fig.fig["data"][-1]["text"] == ["a"]  # lower ppl and faster
     assert "perplexity — lower is better" in fig.fig["layout"]["yaxis"]["title"]["text"]
     assert quality.quality([_view(tmp_path, "c", decode_tok_s=1.0)], Scope([])).empty.startswith("no case measured")
+
+
+def test_quality_section_of_phones_uses_their_per_token_accuracy(tmp_path):
+    """llama_cpp_cli cases score multiple choice as llama-perplexity does (accuracy_tok_pct): with no lm-eval
+    accuracy in the runs, that accuracy is the quality axis, and its per-joule figure is drawn."""
+    from melt.report import quality
+
+    cases = [
+        _view(tmp_path, "phone-a", accuracy_tok_pct=60.0, ppl=9.0, decode_tok_s=8.0, energy_j=3.0),
+        _view(tmp_path, "phone-b", accuracy_tok_pct=50.0, ppl=8.0, decode_tok_s=9.0, energy_j=2.0),
+    ]
+    section = quality.quality(cases, Scope(cases))
+    figs = {f.key: f.fig for f in section.figures}
+    assert "accuracy per token" in figs["quality_speed"]["layout"]["yaxis"]["title"]["text"]
+    (bars,) = figs["quality_per_joule"]["data"]
+    assert dict(zip(bars["y"], bars["x"], strict=True)) == pytest.approx({"phone-a": 0.6 / 3.0, "phone-b": 0.5 / 2.0})

@@ -28,6 +28,8 @@ def _measure(cases: list[CaseView]) -> tuple[str, str, bool] | None:
     """(metric, axis title, higher is better) of the quality figure the cases have, accuracy first."""
     if any(c.value("accuracy_pct") is not None for c in cases):
         return "accuracy_pct", "accuracy (%) — higher is better", True
+    if any(c.value("accuracy_tok_pct") is not None for c in cases):  # phones: llama-perplexity's own scoring
+        return "accuracy_tok_pct", "accuracy per token (%) — higher is better", True
     if any(c.value("ppl") is not None for c in cases):
         return "ppl", "perplexity — lower is better", False
     return None
@@ -96,9 +98,9 @@ def quality(cases: list[CaseView], scope: Scope) -> Section:
                 "subtracted; circled cases are on the Pareto front.",
             )  # fmt: skip
         )
-    per_joule = [c for c in rated if metric == "accuracy_pct" and c.value("energy_j")]
+    per_joule = [c for c in rated if metric.startswith("accuracy") and c.value("energy_j")]
     if per_joule:
-        values = [c.value("accuracy_pct") / 100 / c.value("energy_j") for c in per_joule]
+        values = [c.value(metric) / 100 / c.value("energy_j") for c in per_joule]
         data = [
             {
                 "type": "bar",
