@@ -6,15 +6,12 @@ from melt import registry
 from melt.analysis.busy import busy_figures
 from melt.analysis.energy import PhaseEnergy, integrate
 from melt.analysis.strategies import for_runtime
+from melt.analysis.strategies.base import ns_to_s as _s
 from melt.analysis.throttle import throttle_spans
 from melt.analysis.trace import Trace
 
 TELEMETRY_COLUMNS = registry.names("telemetry")  # the summary columns the trace gives (melt.registry)
 POWER_PROBES = ("ina2xx", "tegrastats", "vcgencmd", "android_battery", "nvml", "rapl")
-
-
-def _s(ns: int) -> float:
-    return ns / 1e9
 
 
 def telemetry_figures(runtime: str, counted: list[dict], agent: dict, trace: Trace | None, telemetry: dict) -> dict:
