@@ -259,7 +259,10 @@ def test_cpu_time_of_the_measured_work_and_of_the_sampler_under_every_shell(shel
     assert measured[0] == 0 and busy[0] == 0 and measured == sorted(measured) and busy == sorted(busy)
     assert 0.3 < measured[-1] <= busy[-1] + 0.02  # the child's work shows once it is reaped, inside busy
     own = [float(r["sampler.cpu_s"]) for r in rows]  # the sampler's own: ~0.1 s over these 2.5 s at 20 Hz
-    assert own[0] == 0 and own == sorted(own) and 0 < own[-1] <= busy[-1] - measured[-1] + 0.02
+    # /proc/stat charges whole ticks (10 ms) to whichever task a tick finds running, while a process's utime+stime
+    # are its own accounting: the two ways drift apart by a few ticks (CI saw the sampler's 0.14 s against
+    # 0.65 - 0.53 = 0.12 s of busy time not the work's), so the sampler's share is bounded within 5 ticks
+    assert own[0] == 0 and own == sorted(own) and 0 < own[-1] <= busy[-1] - measured[-1] + 0.05
     assert float(rows[-1]["cpu.total_s"]) >= busy[-1]
     assert {"cpu.busy_s", "cpu.steal_s", "cpu.total_s", "proc.cpu_s", "sampler.cpu_s"} <= set(sensors["channels"])
 

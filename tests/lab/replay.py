@@ -12,10 +12,9 @@ Board.energy_j).
 
 Each file is replaced atomically (a reader sees the old or the new text). A power step reaches the
 files a little after its scheduled time: the process logs, per boundary, when it was due and when its
-files were written (`boundary <due_t> <written_t>` in timeline seconds), each rewrite (`write <t>`) and,
-first, its t0 (`t0 <monotonic s>`), so a test can bound how late and how stale the files were instead of
-assuming it. The process exits by
-itself when its parent (the test process) is gone.
+files were written (`boundary <due_t> <written_t>` in timeline seconds), each rewrite (`write <state_t>
+<written_t>`) and, first, its t0 (`t0 <monotonic s>`), so a test can bound how late and how stale the files were
+instead of assuming it. The process exits by itself when its parent (the test process) is gone.
 
 Usage (what replaying() runs): python replay.py BOARD ROOT T0 LOG PARENT_PID
 """
@@ -68,9 +67,11 @@ class Replay:
         return out
 
     def write_gap(self) -> float:
-        """The longest time between two rewrites of the tree so far (s): how stale a file can have been."""
-        times = [float(line.split()[1]) for line in self.log.read_text().splitlines() if line.startswith("write ")]
-        return max((b - a for a, b in zip(times, times[1:])), default=TICK_S)
+        """How stale a file can have been so far (s): the longest time from the state one rewrite wrote to the end
+        of the next rewrite (until then a reader still sees the older state; on a loaded machine a rewrite itself
+        can take longer than a tick)."""
+        writes = [line.split()[1:3] for line in self.log.read_text().splitlines() if line.startswith("write ")]
+        return max((float(b[1]) - float(a[0]) for a, b in zip(writes, writes[1:])), default=TICK_S)
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
@@ -129,7 +130,7 @@ def main(board_name: str, root: str, t0: float, log: str, parent: int) -> None:
         while os.getppid() == parent:  # the test process is gone: nothing of this may outlive it
             now = time.monotonic() - t0
             write_state(max(now, boundary + 1e-6) if boundary is not None else now)
-            out.write(f"write {now:.6f}\n")
+            out.write(f"write {now:.6f} {time.monotonic() - t0:.6f}\n")
             if boundary is not None:
                 out.write(f"boundary {boundary:.6f} {time.monotonic() - t0:.6f}\n")
             next_tick = max(next_tick + TICK_S, now)
