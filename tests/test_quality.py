@@ -72,8 +72,10 @@ def run(tmp_path_factory, models):
 def llama_perplexity(binary, model, text_file, threads: int = 1) -> tuple[float, float, str]:
     """llama-perplexity's final estimate (PPL, its +/-) on the same text, context and chunks. llama.cpp's log
     thread can lose its last lines at exit on a busy machine (common/log.cpp, llama.cpp issue 22142): a run
-    without its estimate is run again, three times at most."""
-    for _ in range(3):
+    without its estimate is run again, as many times as melt's phone script allows."""
+    from melt.runtimes.llama_cpp_cli_quality import ATTEMPTS
+
+    for _ in range(ATTEMPTS):
         proc = subprocess.run(
             [str(binary), "-m", str(model), "-f", str(text_file), "-c", str(N_CTX), "-b", str(N_CTX),
              "--chunks", str(CHUNKS), "-t", str(threads)],
