@@ -10,8 +10,13 @@ asked for the same way on both sides and printed as each side resolved it. Like 
            the N single-token decodes after it, at KV positions P..P+N-1, the positions llama-bench's tgN @ dP
            decodes at.
 
-One pair = one melt trial and one llama-bench repetition of each test (-r 1), back to back; the order
-alternates (melt, pp, tg / tg, pp, melt) so drift slower than a pair cancels in the ratio. melt's side is
+One pair = one melt trial and one llama-bench repetition of each test (-r 1), back to back, melt's trial
+between the two: pp, melt, tg in even pairs and tg, melt, pp in odd ones. Each of melt's figures then sits
+next to its llama-bench counterpart (melt's prefill opens its trial right after pp, its decode closes it right
+before tg, and the other way round), about a second apart instead of up to seven, and each side comes first
+for half the pairs of each ratio, so drift slower than a pair cancels in the ratio. This host's speed flips
+between states within seconds (prefill ratios of one pair ranged 0.63..1.46 with melt's trial before both
+llama-bench runs), so the closer the two measurements, the narrower the interval for the same pairs. melt's side is
 its llama_cpp runtime loaded once in this process and kept warm (melt.runtimes.llama_cpp.Runner.trial, the
 code melt's agent runs per trial; figures from melt.analysis.metrics.llama_trial, as `melt run` computes
 them; sampling off: benchmarks/observer_cost.py measures the sampler). llama-bench loads the model per
@@ -140,27 +145,30 @@ def run_combination(args, model: str, fa_form: dict, n_prompt: int, threads: int
         trial = itertools.count(1)  # trial 0 was the warm-up
 
         def do_pair(index: int) -> dict:
-            melt_first = index % 2 == 0
-            if melt_first:
-                m = melt.figures(next(trial))
-                pp, tg = bench.pp(n_prompt), bench.tg(args.n_gen, n_prompt)
-            else:
-                tg, pp = bench.tg(args.n_gen, n_prompt), bench.pp(n_prompt)
-                m = melt.figures(next(trial))
+            pp_first = index % 2 == 0  # melt's trial between the two, each figure next to its counterpart
+            runs = {"pp": lambda: bench.pp(n_prompt), "melt": lambda: melt.figures(next(trial)),
+                    "tg": lambda: bench.tg(args.n_gen, n_prompt)}  # fmt: skip
+            got, spans = {}, {}
+            for part in ("pp", "melt", "tg") if pp_first else ("tg", "melt", "pp"):
+                start = time.monotonic()
+                got[part] = runs[part]()
+                spans[part] = [round(start, 4), round(time.monotonic(), 4)]
+            pp, m, tg = got["pp"], got["melt"], got["tg"]
             check_bench_record(tg, args.flash_attn, eff["n_batch"], eff["n_ubatch"], threads)
             figures = {
                 "melt_prefill_tok_s": m["prefill_tok_s"],
                 "melt_decode_tok_s": m["decode_tok_s"],
                 "bench_pp_tok_s": pp["prefill_tok_s"],
                 "bench_tg_tok_s": tg["decode_tok_s"],
-                "melt_first": melt_first,
+                "order": "pp, melt, tg" if pp_first else "tg, melt, pp",
+                "spans_s": spans,  # monotonic start and end of each part
             }
             ratios = {
                 "prefill": figures["melt_prefill_tok_s"] / figures["bench_pp_tok_s"],
                 "decode": figures["melt_decode_tok_s"] / figures["bench_tg_tok_s"],
             }
             line = (
-                f"{'melt first' if melt_first else 'llama-bench first'}: prefill {figures['melt_prefill_tok_s']:.1f}"
+                f"{figures['order']}: prefill {figures['melt_prefill_tok_s']:.1f}"
                 f"/{figures['bench_pp_tok_s']:.1f} = {ratios['prefill']:.3f}, decode "
                 f"{figures['melt_decode_tok_s']:.2f}/{figures['bench_tg_tok_s']:.2f} = {ratios['decode']:.3f}"
             )
