@@ -11,12 +11,14 @@ asked for the same way on both sides and printed as each side resolved it. Like 
            decodes at.
 
 One pair = one melt trial and one llama-bench repetition of each test (-r 1), back to back, melt's trial
-between the two: pp, melt, tg in even pairs and tg, melt, pp in odd ones. Each of melt's figures then sits
-next to its llama-bench counterpart (melt's prefill opens its trial right after pp, its decode closes it right
-before tg, and the other way round), about a second apart instead of up to seven, and each side comes first
-for half the pairs of each ratio, so drift slower than a pair cancels in the ratio. This host's speed flips
-between states within seconds (prefill ratios of one pair ranged 0.63..1.46 with melt's trial before both
-llama-bench runs), so the closer the two measurements, the narrower the interval for the same pairs. melt's side is
+between the two: pp, melt, tg in even pairs and tg, melt, pp in odd ones, so each of melt's figures sits
+next to its llama-bench counterpart and each side comes first for half the pairs of each ratio: drift slower
+than a pair cancels in the ratio. Each side is warm when measured: llama-bench runs its own warm-up right
+before its measured repetition, in the same process, and melt runs an unmeasured trial right before its
+measured one (melt run's trials follow each other the same way). Without that, melt's trial right after a
+llama-bench process read as 11-16% slower in prefill than one right after its own (0.84 against 0.95, and
+0.93 against 1.04-1.08 in two earlier grids, 20-41 pairs each way), most likely because llama-bench's run had
+left the cache full of its own copy of the weights (each process repacks its own). melt's side is
 its llama_cpp runtime loaded once in this process and kept warm (melt.runtimes.llama_cpp.Runner.trial, the
 code melt's agent runs per trial; figures from melt.analysis.metrics.llama_trial, as `melt run` computes
 them; sampling off: benchmarks/observer_cost.py measures the sampler). llama-bench loads the model per
@@ -146,10 +148,14 @@ def run_combination(args, model: str, fa_form: dict, n_prompt: int, threads: int
 
         def do_pair(index: int) -> dict:
             pp_first = index % 2 == 0  # melt's trial between the two, each figure next to its counterpart
-            runs = {"pp": lambda: bench.pp(n_prompt), "melt": lambda: melt.figures(next(trial)),
-                    "tg": lambda: bench.tg(args.n_gen, n_prompt)}  # fmt: skip
+            runs = {
+                "pp": lambda: bench.pp(n_prompt),
+                "melt_warmup": lambda: melt.figures(next(trial)),
+                "melt": lambda: melt.figures(next(trial)),
+                "tg": lambda: bench.tg(args.n_gen, n_prompt),
+            }
             got, spans = {}, {}
-            for part in ("pp", "melt", "tg") if pp_first else ("tg", "melt", "pp"):
+            for part in ("pp", "melt_warmup", "melt", "tg") if pp_first else ("tg", "melt_warmup", "melt", "pp"):
                 start = time.monotonic()
                 got[part] = runs[part]()
                 spans[part] = [round(start, 4), round(time.monotonic(), 4)]
