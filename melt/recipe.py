@@ -274,6 +274,12 @@ class Telemetry(Strict):
     # measure each device's memory bandwidth once a run, before its cases (melt.devices.bandwidth): the roofline's
     # denominator; false: the profile's limits.mem_bandwidth_gbs where it has one
     bandwidth: bool = False
+    # time a fixed loop (melt.agent.reference_loop) right before and right after the trials: the machine's own
+    # speed, which melt compare sets beside a change between runs (melt.analysis.compare)
+    reference_loop: bool = True
+    # beyond this change of the loop's speed from before the trials to after them the case is semivalid: the
+    # machine itself drifted during the trials (melt/analysis/metrics.py)
+    max_machine_drift_pct: Annotated[float, Field(gt=0)] = 15.0
 
 
 class Gate(Strict):

@@ -1,7 +1,8 @@
 """Agent entry point: `python -m melt.agent run CASE_DIR | sample CASE_DIR | env [RUNTIME...] | bandwidth`.
 
 run: reads CASE_DIR/case.json; waits at the thermal gate; starts the sampler (trace.csv,
-sensors.json) and holds an idle window; loads the model, runs the protocol, cools down; writes
+sensors.json) and holds an idle window; loads the model, times melt.agent.reference_loop, runs the protocol,
+times the loop again, cools down; writes
 CASE_DIR/trials.jsonl (one line per trial) and CASE_DIR/agent.json (phases on the monotonic clock,
 load figures, memory, runtime versions, environment, the error if any). Exit 0 ok, 3 case error.
 sample: the sampler process itself. env: machine facts, runtimes, sensors, as JSON. bandwidth: the memory
@@ -20,7 +21,7 @@ import sys
 import time
 import traceback
 
-from melt.agent import envinfo, environment, isa, memory
+from melt.agent import envinfo, environment, isa, memory, reference_loop
 from melt.agent.protocol import run_trials
 from melt.agent.telemetry import SamplerProcess, wait_for_temperature
 
@@ -107,10 +108,20 @@ def cmd_run(case_dir: str) -> int:
         phases["load"] = [result["t_load_start_ns"], result["t_load_end_ns"]]
         result["rss_after_load_mb"] = memory.rss_mb()
         result["peak_rss_after_load_mb"] = memory.peak_rss_mb()
+        loop = telemetry.get("reference_loop", True)
+        if loop:  # the machine's own speed right before and after the trials (melt.agent.reference_loop)
+            t = time.monotonic_ns()
+            before = reference_loop.measure()
+            _phase(phases, "reference_before", t)
         t = time.monotonic_ns()
         with open(os.path.join(case_dir, "trials.jsonl"), "w") as out:
             result["protocol"] = run_trials(runner, case["protocol"], out)
         _phase(phases, "trials", t)
+        if loop:
+            t = time.monotonic_ns()
+            after = reference_loop.measure()
+            _phase(phases, "reference_after", t)
+            result["reference_loop"] = {"before": before, "after": after, **reference_loop.summary(before, after)}
         if case.get("quality") and hasattr(runner, "quality"):  # after the speed trials, same model and params
             # the peak of the speed trials, before the quality step's own contexts and logits raise it
             result["peak_rss_mb"] = memory.peak_rss_mb()

@@ -8,6 +8,7 @@ from __future__ import annotations
 from melt import registry
 from melt.analysis import sustained
 from melt.analysis.busy import DEFAULT_MAX_FOREIGN_CPU_PCT, DEFAULT_MAX_STEAL_PCT, busy_reasons
+from melt.analysis.machine_speed import DEFAULT_MAX_MACHINE_DRIFT_PCT, drift_reason, loop_figures
 from melt.analysis.quality import quality_figures
 from melt.analysis.roofline import roofline_figures
 from melt.analysis.strategies import for_runtime
@@ -92,6 +93,12 @@ def case_metrics(case: dict, trials: list[dict], agent: dict, trace: Trace | Non
     if shared and verdict["verdict"] != "invalid":
         verdict["reasons"] += shared  # a figure taken on a shared machine is not the machine's own
         verdict["verdict"] = "semivalid"
+    loop = loop_figures(agent)
+    figures["ref_loop_mops_s"] = loop["mops_s"] if loop else None
+    drifted = None if held else drift_reason(loop, tele.get("max_machine_drift_pct", DEFAULT_MAX_MACHINE_DRIFT_PCT))
+    if drifted and verdict["verdict"] != "invalid":  # sustained: a device slowing under load is what it measures
+        verdict["reasons"].append(drifted)
+        verdict["verdict"] = "semivalid"
     summary: dict = {}
     missing: dict = {}
     for m in registry.METRICS:
@@ -116,6 +123,12 @@ def case_metrics(case: dict, trials: list[dict], agent: dict, trace: Trace | Non
             else:
                 missing[column] = f"not applicable to runtime {runtime}"
     missing.update(strategy.missing_extra(counted))
+    if summary.get("ref_loop_mops_s") is None and "ref_loop_mops_s" in applicable:
+        missing["ref_loop_mops_s"] = (
+            "telemetry.reference_loop is off"
+            if tele.get("reference_loop") is False
+            else "the agent did not time its reference loop (the case ended before its trials did)"
+        )
     summary["power_method"] = figures.get("power_method", "none")
     summary["n_trials"] = n_counted
     summary["cv_pct"] = cv
@@ -143,4 +156,5 @@ def case_metrics(case: dict, trials: list[dict], agent: dict, trace: Trace | Non
         "quality": quality_details,
         "sustained": held["details"] if held else None,
         "roofline": roofline["details"],
+        "reference_loop": loop,  # the machine's own speed around the trials (melt.analysis.machine_speed)
     }

@@ -35,6 +35,8 @@ PHASE_COLORS = {
     "decode": "rgba(34,197,94,0.24)",
     "trials": "rgba(34,197,94,0.18)",
     "cooldown": "rgba(148,163,184,0.22)",
+    "reference_before": "rgba(250,204,21,0.30)",
+    "reference_after": "rgba(250,204,21,0.30)",
 }
 PHASE_NAMES = {
     "gate": "thermal gate",
@@ -44,6 +46,8 @@ PHASE_NAMES = {
     "decode": "decode",
     "trials": "trials",
     "cooldown": "cool-down",
+    "reference_before": "machine speed loop",
+    "reference_after": "machine speed loop",
 }
 MAX_TRIAL_WINDOWS = 60  # above this, prefill/decode of each trial are too thin to see: shade all trials as one
 MAX_THROTTLE_SPANS = 200
