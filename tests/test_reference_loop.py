@@ -45,14 +45,15 @@ def test_drift_beyond_the_limit_either_way_is_a_reason(drift, limit):
     else:
         assert reason.startswith(f"the machine's own speed changed by {drift:+.0f}%") and f"limit {limit:g}%" in reason
     assert drift_reason(None, limit) is None and drift_reason({"drift_pct": None}, limit) is None
+    assert drift_reason(loop, None) is None  # no limit set: off
 
 
-@pytest.mark.parametrize("ratio", [0.5, 0.89, 0.91, 1.0, 1.09, 1.11, 2.0])
-def test_a_speed_difference_between_runs_is_said_beyond_ten_percent(ratio):
+@pytest.mark.parametrize("ratio", [0.5, 0.84, 0.86, 1.0, 1.14, 1.16, 2.0])
+def test_a_speed_difference_between_runs_is_said_beyond_fifteen_percent(ratio):
     method = reference_loop.method()
     base = [{"mops_s": 20.0, "method": method}, None, {"mops_s": 20.0, "method": "another Python"}]
     said = speed_difference(base, {"mops_s": 20.0 * ratio, "method": method})
-    assert bool(said) == (abs(ratio - 1) > 0.10)
+    assert bool(said) == (abs(ratio - 1) > 0.15)
     if said:
         assert f"{abs(ratio - 1) * 100:.0f}% {'slower' if ratio < 1 else 'faster'}" in said
     assert speed_difference([{"mops_s": 20.0, "method": "another Python"}], {"mops_s": 5.0, "method": method}) == ""
@@ -97,14 +98,19 @@ def test_the_agent_times_the_loop_right_before_and_after_the_trials(tmp_path, mo
     assert metrics["reference_loop"]["method"] == reference_loop.method()
     assert float(row["ref_loop_mops_s"]) == pytest.approx(metrics["summary"]["ref_loop_mops_s"], rel=1e-4)
 
-    # the same files, the loop 40% slower after the trials: semivalid, saying so; a sustained case is not
+    # the same files, the loop 40% slower after the trials: with a drift limit, semivalid, saying so; without, or
+    # with a looser one, not
     case = json.loads((case_dir / "case.json").read_text())
     drifted = {**agent, "reference_loop": reference_loop.summary([20.0] * 10, [12.0] * 10)}
-    judged = case_metrics({**case, "telemetry": {**case["telemetry"], "max_cv_pct": 1000}}, trials, drifted)
-    assert judged["validity"]["verdict"] == "semivalid"
-    assert any(r.startswith("the machine's own speed changed by -40%") for r in judged["validity"]["reasons"])
-    loose = {**case, "telemetry": {**case["telemetry"], "max_cv_pct": 1000, "max_machine_drift_pct": 50}}
-    assert not any("own speed" in r for r in case_metrics(loose, trials, drifted)["validity"]["reasons"])
+
+    def reasons(**telemetry) -> list[str]:
+        judged = case_metrics({**case, "telemetry": {**case["telemetry"], "max_cv_pct": 1000, **telemetry}}, trials,
+                              drifted)  # fmt: skip
+        assert (judged["validity"]["verdict"] == "semivalid") == bool(judged["validity"]["reasons"])
+        return judged["validity"]["reasons"]
+
+    assert any(r.startswith("the machine's own speed changed by -40%") for r in reasons(max_machine_drift_pct=15))
+    assert not any("own speed" in r for r in reasons(max_machine_drift_pct=50) + reasons())
 
 
 def test_a_recipe_can_turn_the_loop_off(tmp_path, models):

@@ -8,7 +8,8 @@ from melt import registry
 
 # the unit a name's ending promises (DESIGN.md: units in names)
 ENDINGS = {"_tok_s": "tok/s", "_ms": "ms", "_s": "s", "_mb": "MB", "_w": "W", "_j": "J", "_per_token": "J/tok",
-           "_c": "°C", "_ips": "inf/s", "_pct": ("%", "% core"), "_gbs": "GB/s", "_gflops_s": "GFLOP/s"}  # fmt: skip
+           "_c": "°C", "_ips": "inf/s", "_pct": ("%", "% core"), "_gbs": "GB/s", "_gflops_s": "GFLOP/s",
+           "_mops_s": "M it/s"}  # fmt: skip
 
 
 @pytest.mark.parametrize("m", registry.METRICS, ids=lambda m: m.name)

@@ -3,23 +3,23 @@
 The agent times a fixed single-threaded loop right before and right after a case's trials (agent.json
 "reference_loop": each repetition in M iterations/s, their medians, drift_pct, the method). Two uses:
 
-- within a case: the loop ran more than telemetry.max_machine_drift_pct (default 15%) slower or faster after the
-  trials than before them: the machine itself changed speed while they ran, so the case is semivalid (a
-  sustained case excepted: a device that throttles under load is what it measures);
-- between runs: a case's loop ran more than MACHINE_SPEED_PCT (10%) slower or faster than in the baseline
+- within a case, where the recipe sets telemetry.max_machine_drift_pct: the loop ran more than that slower or
+  faster after the trials than before them, so the machine itself changed speed around them and the case is
+  semivalid (a sustained case excepted: a device that throttles under load is what it measures). Off by
+  default: on melt's 2-core CI VM, with nothing else running, 16 before/after pairs half a second apart drifted
+  by -16% to +36% (median 6.2 M it/s, pairs' medians 5.6 to 8.5): the host's speed state changes faster than
+  the trials, so there the rule would judge the host's second-to-second noise, not drift during the trials;
+- between runs: a case's loop ran more than MACHINE_SPEED_PCT (15%) slower or faster than in the baseline
   (same method: the same Python), so a speed change between the two is as much the machine's as the build's
-  and melt compare calls it inconclusive (melt.analysis.compare).
-
-The thresholds: the loop's median of 10 repetitions moved by 1-3% between back-to-back runs on a quiet
-machine; a neighbour on the same physical core moves it by tens of percent.
+  and melt compare calls it inconclusive (melt.analysis.compare). 15% rather than less: on that VM the loop's
+  own median of 10 moved by up to 10% between moments a second apart.
 """
 
 from __future__ import annotations
 
 import statistics
 
-DEFAULT_MAX_MACHINE_DRIFT_PCT = 15.0
-MACHINE_SPEED_PCT = 10.0
+MACHINE_SPEED_PCT = 15.0
 
 
 def loop_figures(agent: dict) -> dict | None:
@@ -30,10 +30,10 @@ def loop_figures(agent: dict) -> dict | None:
     return dict(loop) if isinstance(loop, dict) and loop.get("mops_s") else None
 
 
-def drift_reason(loop: dict | None, max_drift_pct: float) -> str | None:
-    """Why a case is semivalid for the machine's drift during its trials, or None."""
+def drift_reason(loop: dict | None, max_drift_pct: float | None) -> str | None:
+    """Why a case is semivalid for the machine's drift around its trials, or None (also with no limit set)."""
     drift = (loop or {}).get("drift_pct")
-    if drift is None or abs(drift) <= max_drift_pct:
+    if drift is None or max_drift_pct is None or abs(drift) <= max_drift_pct:
         return None
     return (
         f"the machine's own speed changed by {drift:+.0f}% from before the trials to after them (melt's reference "

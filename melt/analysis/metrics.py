@@ -8,7 +8,7 @@ from __future__ import annotations
 from melt import registry
 from melt.analysis import sustained
 from melt.analysis.busy import DEFAULT_MAX_FOREIGN_CPU_PCT, DEFAULT_MAX_STEAL_PCT, busy_reasons
-from melt.analysis.machine_speed import DEFAULT_MAX_MACHINE_DRIFT_PCT, drift_reason, loop_figures
+from melt.analysis.machine_speed import drift_reason, loop_figures
 from melt.analysis.quality import quality_figures
 from melt.analysis.roofline import roofline_figures
 from melt.analysis.strategies import for_runtime
@@ -95,7 +95,7 @@ def case_metrics(case: dict, trials: list[dict], agent: dict, trace: Trace | Non
         verdict["verdict"] = "semivalid"
     loop = loop_figures(agent)
     figures["ref_loop_mops_s"] = loop["mops_s"] if loop else None
-    drifted = None if held else drift_reason(loop, tele.get("max_machine_drift_pct", DEFAULT_MAX_MACHINE_DRIFT_PCT))
+    drifted = None if held else drift_reason(loop, tele.get("max_machine_drift_pct"))
     if drifted and verdict["verdict"] != "invalid":  # sustained: a device slowing under load is what it measures
         verdict["reasons"].append(drifted)
         verdict["verdict"] = "semivalid"
