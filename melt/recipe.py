@@ -275,7 +275,7 @@ class Telemetry(Strict):
     # denominator; false: the profile's limits.mem_bandwidth_gbs where it has one
     bandwidth: bool = False
     # time a fixed loop (melt.agent.reference_loop) right before and right after the trials: the machine's own
-    # speed, which melt compare sets beside a change between runs (melt.analysis.compare)
+    # speed around them (summary ref_loop_mops_s)
     reference_loop: bool = True
     # beyond this change of the loop's speed from before the trials to after them the case is semivalid: the
     # machine itself drifted during the trials (melt/analysis/metrics.py). Off unless set: on a VM whose core is

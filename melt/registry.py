@@ -97,7 +97,7 @@ METRICS: tuple[Metric, ...] = (
     Metric("throttled", "", "throttled", kind="bool", source="telemetry", table=True),
     Metric("foreign_cpu_pct", "% core", "other CPU", source="telemetry", table=True),
     Metric("steal_pct", "%", "steal", source="telemetry"),
-    # melt.agent.reference_loop's speed around the trials: the machine's own, set beside changes between runs
+    # melt.agent.reference_loop's speed around the trials: the machine's own (shown, not compared)
     Metric("ref_loop_mops_s", "M it/s", "machine speed", direction="higher", source="agent", runtimes=AGENT_RUNTIMES,
            digits="{:.1f}"),
     Metric("n_trials", "", "trials", kind="int", source="case", table=True),

@@ -4,10 +4,9 @@ Why: on a virtual machine, a co-tenant on the same physical core (SMT), the host
 how fast the same code runs, by up to twofold within minutes, and nothing inside the guest shows it: no other
 process's CPU time, no steal. On melt's 2-core CI VM, identical runs of the same recipe read 49% slower and 100%
 slower (benchmarks/compare_noise.py), and a plain Python loop pinned to one CPU took 0.19 to 0.36 s from one run
-to the next. A fixed amount of work timed right before and right after the trials shows such a machine: where the
-loop ran 30% slower in one run than in another, so did everything else, and a 30% change between those runs is
-the machine's, not the build's (melt.analysis.compare calls it inconclusive). Within a case, a loop that ran
-much slower after the trials than before them says the machine drifted during them (melt.analysis.metrics).
+to the next. A fixed amount of work timed right before and right after the trials shows how fast the machine itself ran
+around them: a board's clock stepping down as it heats shows as a slower loop after the trials
+(melt.analysis.machine_speed says what melt does with it, and why it is not set beside changes between runs).
 
 The work is a linear congruential step per iteration (x = (a*x + i) mod 2**31, the constants of C's rand()): it
 stays in registers and the interpreter's own code, so it measures the core's speed, not the memory's; it runs

@@ -35,7 +35,6 @@ from pathlib import Path
 
 from melt import registry
 from melt.analysis.busy import DEFAULT_MAX_FOREIGN_CPU_PCT, DEFAULT_MAX_STEAL_PCT, busy_reasons
-from melt.analysis.machine_speed import speed_difference
 from melt.analysis.samples import DIRECTION, INFORMATION_ONLY, RUN_LEVEL, samples_of
 from melt.analysis.significance import (
     DEFAULT_BLOCKS,
@@ -141,7 +140,6 @@ def load_run(run_dir: Path, manifest: dict | None = None) -> dict[str, CaseData]
             paired=paired_units(c.metrics),
             paired_unit=windowed(c.metrics),
             shared=_shared(c.case, c.summary) if c.status == "ok" else [],
-            reference_loop=(c.metrics or {}).get("reference_loop") if c.status == "ok" else None,
             run_id=c.run_id,
             case_id=c.case_id,
             device=c.device,
@@ -169,9 +167,8 @@ def _shared(case: dict, summary: dict) -> list[str]:
 
 
 def _inconclusive(row: dict, verdict: str, reason: str) -> tuple[str, str]:
-    """A speed change judged on a side melt saw shared with other work, or between runs on which the machine itself
-    ran at speeds apart (its reference loop), is not called: that work or that machine, not the build, may have
-    made it. Quality figures (the same tokens scored) and output drift are not touched by a neighbour."""
+    """A speed change judged on a side melt saw shared with other work is not called: that work, not the build,
+    may have made it. Quality figures (the same tokens scored) and output drift are not touched by a neighbour."""
     shared = row.get("shared")
     if verdict not in ("worse", "better") or not shared:
         return verdict, reason
@@ -417,13 +414,10 @@ def compare(
 
 
 def _sides_shared(b_cases: list[CaseData], n_case: CaseData) -> str:
-    """Which side of a comparison melt saw shared with other work, and how, and whether the machine itself ran at
-    another speed in the new run than in the baseline (melt.analysis.machine_speed), in words ("" for neither)."""
+    """Which side of a comparison melt saw shared with other work, and how, in words ("" for neither)."""
     said = [f"the new run: {'; '.join(n_case.shared)}"] if n_case.shared else []
     said += [f"baseline {c.run_id}: {'; '.join(c.shared)}" for c in b_cases if c.shared]
-    why = ["melt saw the machine shared during the trials (" + " / ".join(said) + ")"] if said else []
-    speed = speed_difference([c.reference_loop for c in b_cases], n_case.reference_loop)
-    return "; and ".join(why + ([speed] if speed else []))
+    return "melt saw the machine shared during the trials (" + " / ".join(said) + ")" if said else ""
 
 
 def _order_key(case_id: str, base: dict, new: dict) -> tuple:

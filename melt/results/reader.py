@@ -68,8 +68,6 @@ class CaseData:
     paired_unit: dict[str, str] = field(default_factory=dict)
     # why its speed figures may not be the machine's own: melt saw other work during its trials (busy.busy_reasons)
     shared: list[str] = field(default_factory=list)
-    # the machine's own speed around its trials (metrics.json "reference_loop": melt.analysis.machine_speed)
-    reference_loop: dict | None = None
 
 
 def windowed(metrics: dict | None) -> dict[str, str]:
