@@ -127,7 +127,7 @@ def case_metrics(case: dict, trials: list[dict], agent: dict, trace: Trace | Non
         missing["ref_loop_mops_s"] = (
             "telemetry.reference_loop is off"
             if tele.get("reference_loop") is False
-            else "the agent did not time its reference loop (the case ended before its trials did)"
+            else "the agent did not time its reference loop (the case ended before its trials did, or an older agent)"
         )
     summary["power_method"] = figures.get("power_method", "none")
     summary["n_trials"] = n_counted
