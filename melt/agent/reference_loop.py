@@ -4,16 +4,15 @@ Why: on a virtual machine, a co-tenant on the same physical core (SMT), the host
 how fast the same code runs, by up to twofold within minutes, and nothing inside the guest shows it: no other
 process's CPU time, no steal. On melt's 2-core CI VM, identical runs of the same recipe read 49% slower and 100%
 slower (benchmarks/compare_noise.py), and a plain Python loop pinned to one CPU took 0.19 to 0.36 s from one run
-to the next. A fixed amount of work timed right before and right after the trials shows how fast the machine itself ran
-around them: a board's clock stepping down as it heats shows as a slower loop after the trials
+to the next. A fixed amount of work timed right before and right after the trials shows how fast the machine
+itself ran around them: a board's clock stepping down as it heats shows as a slower loop after the trials
 (melt.analysis.machine_speed says what melt does with it, and why it is not set beside changes between runs).
 
 The work is a linear congruential step per iteration (x = (a*x + i) mod 2**31, the constants of C's rand()): it
-stays in registers and the interpreter's own code, so it measures the core's speed, not the memory's; it runs
+stays in registers and the interpreter's own code, so it measures the core's speed, not the memory's. It runs
 outside the trials, when the runtime's threads are idle (one still spinning down slows a repetition or two,
-which the median ignores). A starved workload (its own threads packed
-on too few cores) does not slow it: that change is real and stays judged. Its speed depends on the Python that
-runs it: figures compare only between runs whose `method` is the same (it names the implementation and version).
+which the median ignores). Its speed depends on the Python that runs it: `method` names the implementation and
+version, so figures from different Pythons are not read as a change of the machine.
 
 Standard library only (device-side code).
 """
